@@ -1,0 +1,235 @@
+"""The live picture of the lab: every host's state, its GPUs' latest readings and history.
+
+``ClusterMonitor`` owns one session per host (through an injected factory, so tests and the
+demo lab can choose the session kind), receives their callbacks on the sessions' worker
+threads, keeps the latest state under a lock, and tells its listeners *which* host
+changed. Listeners (the UI bridge, the CLI) then read a consistent copy with ``host()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ssh_backend.events import Session, SessionListener
+from ssh_backend.hostspec import HostSpec
+from ssh_backend.protocol import GpuReading, Hello, Sample
+from ssh_backend.states import HostState
+
+SessionFactory = Callable[[HostSpec, SessionListener], Session]
+
+# Sparklines show the last few minutes; at 10 Hz this caps memory at 6000 points per GPU.
+DEFAULT_HISTORY_S = 600.0
+_HISTORY_POINTS = 6000
+
+
+class ClusterListener(Protocol):
+    def on_host_changed(self, name: str) -> None:
+        """State, detail or hello of host ``name`` changed (or it was added)."""
+
+    def on_host_sample(self, name: str) -> None:
+        """A new sample of host ``name`` arrived."""
+
+    def on_host_removed(self, name: str) -> None:
+        """Host ``name`` is no longer monitored."""
+
+
+@dataclass(slots=True)
+class GpuHistory:
+    """Recent values of one GPU, oldest first; ``None`` where the value was unsupported."""
+
+    times: deque[float] = field(default_factory=lambda: deque(maxlen=_HISTORY_POINTS))
+    util_pct: deque[float | None] = field(default_factory=lambda: deque(maxlen=_HISTORY_POINTS))
+    mem_pct: deque[float | None] = field(default_factory=lambda: deque(maxlen=_HISTORY_POINTS))
+
+    def append(self, t: float, reading: GpuReading) -> None:
+        self.times.append(t)
+        self.util_pct.append(reading.util_pct)
+        mem = None
+        if reading.mem_used_mib is not None and reading.mem_total_mib:
+            mem = 100.0 * reading.mem_used_mib / reading.mem_total_mib
+        self.mem_pct.append(mem)
+
+    def copy(self, since: float | None = None) -> GpuHistory:
+        out = GpuHistory()
+        for t, u, m in zip(self.times, self.util_pct, self.mem_pct, strict=True):
+            if since is None or t >= since:
+                out.times.append(t)
+                out.util_pct.append(u)
+                out.mem_pct.append(m)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """A consistent copy of what is known about one host."""
+
+    spec: HostSpec
+    state: HostState = HostState.CONNECTING
+    detail: str = ""
+    hello: Hello | None = None
+    sample: Sample | None = None
+    # Wall time (this machine's clock) at which the last sample arrived.
+    sample_received_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def simulated(self) -> bool:
+        return self.spec.simulated or bool(self.hello and self.hello.simulated)
+
+
+class _Listener:
+    """Adapts one session's callbacks to the monitor (keeps the monitor's API small)."""
+
+    def __init__(self, monitor: ClusterMonitor) -> None:
+        self._monitor = monitor
+
+    def on_state(self, host: str, state: HostState, detail: str) -> None:
+        self._monitor._update(host, state=state, detail=detail)
+
+    def on_hello(self, host: str, hello: Hello) -> None:
+        self._monitor._update(host, hello=hello)
+
+    def on_sample(self, host: str, sample: Sample) -> None:
+        self._monitor._on_sample(host, sample)
+
+
+class ClusterMonitor:
+    def __init__(
+        self, session_factory: SessionFactory, history_s: float = DEFAULT_HISTORY_S
+    ) -> None:
+        self._factory = session_factory
+        self._history_s = history_s
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._views: dict[str, HostView] = {}
+        self._sessions: dict[str, Session] = {}
+        self._history: dict[tuple[str, int], GpuHistory] = {}
+        self._listeners: list[ClusterListener] = []
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def add_listener(self, listener: ClusterListener) -> None:
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self._started = False
+            sessions = list(self._sessions.values())
+        # Stop all first, then wait: a dead host must not delay the others' shutdown.
+        threads = [threading.Thread(target=s.stop, args=(timeout,)) for s in sessions]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 1)
+
+    def set_hosts(self, specs: Iterable[HostSpec]) -> None:
+        for spec in specs:
+            self.add_host(spec)
+
+    def add_host(self, spec: HostSpec) -> None:
+        with self._lock:
+            if spec.name in self._sessions:
+                raise ValueError(f"host {spec.name!r} is already monitored")
+            session = self._factory(spec, _Listener(self))
+            self._sessions[spec.name] = session
+            self._views[spec.name] = HostView(spec=spec)
+            started = self._started
+        self._notify("on_host_changed", spec.name)
+        if started:
+            session.start()
+
+    def remove_host(self, name: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(name, None)
+            self._views.pop(name, None)
+            for key in [k for k in self._history if k[0] == name]:
+                del self._history[key]
+        if session is not None:
+            threading.Thread(target=session.stop, daemon=True).start()
+            self._notify("on_host_removed", name)
+
+    def reconnect(self, name: str) -> None:
+        """Try host ``name`` again now (after a key was trusted or a key fixed)."""
+        with self._lock:
+            session = self._sessions.get(name)
+        if session is not None:
+            session.reconnect_now()
+
+    # -- reading -------------------------------------------------------------------
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._views)
+
+    def host(self, name: str) -> HostView | None:
+        with self._lock:
+            return self._views.get(name)
+
+    def hosts(self) -> list[HostView]:
+        with self._lock:
+            return list(self._views.values())
+
+    def history(self, name: str, gpu_index: int, seconds: float | None = None) -> GpuHistory:
+        since = time.time() - seconds if seconds else None
+        with self._lock:
+            hist = self._history.get((name, gpu_index))
+            return hist.copy(since) if hist else GpuHistory()
+
+    def wait_until(self, predicate: Callable[[list[HostView]], bool], timeout: float) -> bool:
+        """Block (never on the GUI thread) until ``predicate(hosts)`` holds or time runs out."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(list(self._views.values())):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    # -- session callbacks (worker threads) ------------------------------------------
+    def _update(self, name: str, **changes: Any) -> None:
+        with self._changed:
+            view = self._views.get(name)
+            if view is None:
+                return
+            self._views[name] = replace(view, **changes)
+            self._changed.notify_all()
+        self._notify("on_host_changed", name)
+
+    def _on_sample(self, name: str, sample: Sample) -> None:
+        now = time.time()
+        with self._changed:
+            view = self._views.get(name)
+            if view is None:
+                return
+            for reading in sample.gpus:
+                key = (name, reading.index)
+                hist = self._history.get(key)
+                if hist is None:
+                    hist = self._history[key] = GpuHistory()
+                hist.append(now, reading)
+                while hist.times and hist.times[0] < now - self._history_s:
+                    hist.times.popleft()
+                    hist.util_pct.popleft()
+                    hist.mem_pct.popleft()
+            self._views[name] = replace(view, sample=sample, sample_received_at=now)
+            self._changed.notify_all()
+        self._notify("on_host_sample", name)
+
+    def _notify(self, method: str, name: str) -> None:
+        for listener in list(self._listeners):
+            getattr(listener, method)(name)

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Sets up everything Labdeck needs on a fresh Debian/Ubuntu machine, then either opens the
+# app or runs the whole test suite with its quality gates.
+#   bash installer/dev.sh app [labdeck args…]   set up, then open Labdeck
+#   bash installer/dev.sh test [pytest args…]   set up, then ruff, mypy, import-linter, pytest
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+mode="${1:-}"; shift || true
+
+# System packages: sshd for the lab-in-a-box tests, Qt's runtime libraries, a font.
+sys_pkgs=(openssh-server openssh-client libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0
+          libfontconfig1 libdbus-1-3 fonts-dejavu-core iproute2 util-linux python3-venv)
+missing=()
+for p in "${sys_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "Installing system packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "Missing system packages: ${missing[*]}" >&2
+        echo "Install them with: sudo apt-get install ${missing[*]}" >&2
+        [[ $mode == test ]] && exit 1
+    fi
+fi
+
+# The virtual environment, reinstalled only when pyproject.toml changes.
+py="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    "$py" -m venv .venv
+fi
+stamp=.venv/.labdeck-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+
+case "$mode" in
+    app)
+        exec .venv/bin/labdeck "$@"
+        ;;
+    test)
+        export QT_QPA_PLATFORM=offscreen
+        echo "== ruff"; .venv/bin/ruff check app ssh_backend tests installer
+        echo "== mypy"; .venv/bin/mypy app ssh_backend
+        echo "== import-linter"; .venv/bin/lint-imports
+        echo "== pytest"
+        set +e
+        .venv/bin/python -m pytest "$@"
+        rc=$?
+        set -e
+        # pytest's 5 means no test ran: that is a failure, never a pass.
+        if [[ $rc -eq 5 ]]; then echo "No tests were collected." >&2; exit 1; fi
+        exit $rc
+        ;;
+    *)
+        echo "usage: bash installer/dev.sh app|test [args…]" >&2
+        exit 2
+        ;;
+esac

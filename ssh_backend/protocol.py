@@ -1,0 +1,248 @@
+"""The versioned JSON-lines messages between the app and the agent on a host.
+
+One JSON object per line, UTF-8, ``type`` says which message it is. The agent speaks
+first with ``hello``; the app refuses an agent whose protocol version it does not know.
+Decoding validates every field: a malformed line raises :class:`ProtocolError` with a
+message that says what was wrong, never a bare ``KeyError``.
+
+agent → app: ``hello``, ``sample``, ``pong``, ``error``
+app → agent: ``configure`` (interval), ``ping``, ``shutdown``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+# A line longer than this is refused before parsing: a runaway peer cannot exhaust memory.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+BACKENDS = ("nvml", "smi", "sim", "none")
+
+
+class ProtocolError(ValueError):
+    """A line from the peer is not a valid message of this protocol version."""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    pid: int
+    user: str | None
+    command: str | None
+    mem_mib: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuStatic:
+    """Facts about a GPU that do not change while the agent runs."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_total_mib: float | None
+    power_limit_w: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuReading:
+    """One reading of one GPU. ``None`` means "not supported / not available", never 0."""
+
+    index: int
+    uuid: str
+    util_pct: float | None
+    mem_used_mib: float | None
+    mem_total_mib: float | None
+    temp_c: float | None
+    power_w: float | None
+    power_limit_w: float | None
+    fan_pct: float | None
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    protocol: int
+    agent_version: str
+    hostname: str
+    boot_id: str
+    backend: str
+    backend_detail: str
+    simulated: bool
+    gpus: tuple[GpuStatic, ...]
+    # Set when the host cannot report GPUs for a reason the user must fix (driver mismatch).
+    needs_reboot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    seq: int
+    time: float
+    gpus: tuple[GpuReading, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentError:
+    message: str
+    fatal: bool = False
+
+
+Message = Hello | Sample | Pong | AgentError
+
+
+@dataclass(slots=True)
+class _Fields:
+    """Typed access to one decoded object, naming the message and field on errors."""
+
+    where: str
+    obj: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        if key not in self.obj:
+            raise ProtocolError(f"{self.where}: missing field '{key}'")
+        return self.obj[key]
+
+    def str_(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str):
+            raise ProtocolError(f"{self.where}: field '{key}' must be a string")
+        return value
+
+    def int_(self, key: str) -> int:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"{self.where}: field '{key}' must be an integer")
+        return value
+
+    def num(self, key: str) -> float:
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{self.where}: field '{key}' must be a number")
+        if not math.isfinite(value):
+            raise ProtocolError(f"{self.where}: field '{key}' must be finite")
+        return float(value)
+
+    def opt_num(self, key: str) -> float | None:
+        if self.obj.get(key) is None:
+            return None
+        return self.num(key)
+
+    def opt_str(self, key: str) -> str | None:
+        if self.obj.get(key) is None:
+            return None
+        return self.str_(key)
+
+    def bool_(self, key: str, default: bool = False) -> bool:
+        value = self.obj.get(key, default)
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{self.where}: field '{key}' must be true or false")
+        return value
+
+    def list_(self, key: str) -> list[dict[str, Any]]:
+        value = self.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ProtocolError(f"{self.where}: field '{key}' must be a list of objects")
+        return value
+
+
+def _process(obj: dict[str, Any]) -> GpuProcess:
+    f = _Fields("process", obj)
+    return GpuProcess(
+        pid=f.int_("pid"),
+        user=f.opt_str("user"),
+        command=f.opt_str("command"),
+        mem_mib=f.opt_num("mem_mib"),
+    )
+
+
+def _static(obj: dict[str, Any]) -> GpuStatic:
+    f = _Fields("hello.gpus[]", obj)
+    return GpuStatic(
+        index=f.int_("index"),
+        uuid=f.str_("uuid"),
+        name=f.str_("name"),
+        memory_total_mib=f.opt_num("memory_total_mib"),
+        power_limit_w=f.opt_num("power_limit_w"),
+    )
+
+
+def _reading(obj: dict[str, Any]) -> GpuReading:
+    f = _Fields("sample.gpus[]", obj)
+    return GpuReading(
+        index=f.int_("index"),
+        uuid=f.str_("uuid"),
+        util_pct=f.opt_num("util_pct"),
+        mem_used_mib=f.opt_num("mem_used_mib"),
+        mem_total_mib=f.opt_num("mem_total_mib"),
+        temp_c=f.opt_num("temp_c"),
+        power_w=f.opt_num("power_w"),
+        power_limit_w=f.opt_num("power_limit_w"),
+        fan_pct=f.opt_num("fan_pct"),
+        processes=tuple(_process(p) for p in f.list_("processes")),
+    )
+
+
+def decode(line: bytes | str) -> Message:
+    """Parse one line from the agent. Raises ProtocolError with a readable reason."""
+    if isinstance(line, bytes):
+        if len(line) > MAX_LINE_BYTES:
+            raise ProtocolError(f"message of {len(line)} bytes exceeds {MAX_LINE_BYTES}")
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"message is not UTF-8: {exc}") from None
+    elif len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(f"message of {len(line)} characters exceeds {MAX_LINE_BYTES}")
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"not JSON: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("message must be a JSON object")
+    kind = obj.get("type")
+    f = _Fields(str(kind), obj)
+    if kind == "hello":
+        protocol = f.int_("protocol")
+        if protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"agent speaks protocol {protocol}, this app speaks {PROTOCOL_VERSION}"
+            )
+        backend = f.str_("backend")
+        if backend not in BACKENDS:
+            raise ProtocolError(f"hello: unknown GPU backend '{backend}'")
+        return Hello(
+            protocol=protocol,
+            agent_version=f.str_("agent_version"),
+            hostname=f.str_("hostname"),
+            boot_id=f.str_("boot_id"),
+            backend=backend,
+            backend_detail=f.str_("backend_detail"),
+            simulated=f.bool_("simulated"),
+            gpus=tuple(_static(g) for g in f.list_("gpus")),
+            needs_reboot=f.bool_("needs_reboot"),
+        )
+    if kind == "sample":
+        return Sample(
+            seq=f.int_("seq"),
+            time=f.num("time"),
+            gpus=tuple(_reading(g) for g in f.list_("gpus")),
+        )
+    if kind == "pong":
+        return Pong(id=f.int_("id"))
+    if kind == "error":
+        return AgentError(message=f.str_("message"), fatal=f.bool_("fatal"))
+    raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def encode_command(kind: str, **fields: Any) -> bytes:
+    """One app → agent command line: ``configure``, ``ping`` or ``shutdown``."""
+    if kind not in ("configure", "ping", "shutdown"):
+        raise ValueError(f"unknown command {kind!r}")
+    return (json.dumps({"type": kind, **fields}, separators=(",", ":")) + "\n").encode()
