@@ -41,3 +41,4 @@ class Session(Protocol):
 
     def reconnect_now(self) -> None:
         """Retry at once (after the user trusted a key or fixed a credential)."""
+

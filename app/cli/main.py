@@ -1,0 +1,120 @@
+"""``labdeck`` argument parsing, dispatch, logging and the one place errors become exits.
+
+Exit codes: 0 success; 1 the command ran but something did not answer or was refused;
+2 a user error (bad arguments, unknown host, unreadable key or config), printed as one
+line on stderr; 70 an unexpected error, logged with its traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import app
+from app.cli import gpus_cmd, hosts_cmd
+from app.cli.common import UsageError, warn
+from app.core import paths
+from app.core.store import StoreError
+from ssh_backend.config import ConfigError
+
+log = logging.getLogger("labdeck.cli")
+
+EXIT_USAGE = 2
+EXIT_SOFTWARE = 70
+EXIT_INTERRUPTED = 130
+LOG_FILE = "labdeck.log"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (plus where to get help)."""
+
+    def error(self, message: str) -> NoReturn:
+        warn(f"{message} (see: {self.prog} --help)")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="labdeck",
+        description="Watch and use your lab's GPU workstations. "
+        "Without a command, opens the Labdeck window.",
+    )
+    parser.add_argument("--version", action="version", version=f"labdeck {app.__version__}")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the window offscreen against a simulated lab, check it, and exit",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PATH",
+        help="with --self-test: save a PNG of the window to PATH",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    hosts_cmd.add_parser(commands)
+    gpus_cmd.add_parser(commands)
+    return parser
+
+
+def setup_logging() -> Path | None:
+    """Log to a private rotating file; returns its path (None if it cannot be created)."""
+    try:
+        log_path = paths.log_dir() / LOG_FILE
+        paths.touch_private(log_path)
+        handler = logging.handlers.RotatingFileHandler(
+            log_path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        return None
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # paramiko logs every channel event at INFO; its warnings are enough here.
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    return log_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log_path = setup_logging()
+    log.info("labdeck %s: %s", app.__version__, args.command or "window")
+    try:
+        return _dispatch(args)
+    except (UsageError, StoreError, ConfigError) as exc:
+        warn(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        warn("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.exception("unexpected error")
+        where = f"; details are in {log_path}" if log_path else ""
+        warn(f"unexpected error: {type(exc).__name__}: {exc}{where}")
+        return EXIT_SOFTWARE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command is None:
+        if args.screenshot is not None and not args.self_test:
+            raise UsageError("--screenshot only works with --self-test")
+        if args.self_test:
+            # Qt is imported here and only here: the subcommands stay headless.
+            from app.ui.selftest import run_self_test
+
+            return run_self_test(args.screenshot)
+        from app.cli.window import open_window
+
+        return open_window(sys.argv[:1])
+    if args.self_test or args.screenshot is not None:
+        raise UsageError("--self-test and --screenshot do not combine with a command")
+    result: int = args.run(args)
+    return result

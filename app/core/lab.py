@@ -1,0 +1,48 @@
+"""Composition: a ClusterMonitor over the stored hosts, with the real session factory.
+
+The one place that decides which known_hosts files and which ssh config the sessions use,
+so the GUI and the CLI connect the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from app.core import paths
+from app.core.cluster import ClusterMonitor
+from app.core.store import Store
+from ssh_backend.events import Session, SessionListener
+from ssh_backend.factory import open_session
+from ssh_backend.hostkeys import KnownHosts, TrustDecider
+from ssh_backend.hostspec import HostSpec
+
+
+def known_hosts() -> KnownHosts:
+    """Labdeck's own trusted keys plus the user's ``~/.ssh/known_hosts`` (read only)."""
+    return KnownHosts(paths.known_hosts_path(), paths.system_known_hosts())
+
+
+def build_monitor(
+    store: Store | None,
+    *,
+    trust: TrustDecider | None = None,
+    ssh_config: Path | None = None,
+    hosts: Iterable[HostSpec] | None = None,
+) -> ClusterMonitor:
+    """A monitor (not started) over ``hosts``, or over every host of ``store``.
+
+    ``trust`` is asked about keys seen for the first time; without it such a host stops
+    in ``hostkey_unknown``. ``ssh_config`` defaults to the user's ``~/.ssh/config``.
+    """
+    known = known_hosts()
+    config = ssh_config if ssh_config is not None else paths.user_ssh_config()
+
+    def factory(spec: HostSpec, listener: SessionListener) -> Session:
+        return open_session(spec, listener, known_hosts=known, trust=trust, ssh_config=config)
+
+    monitor = ClusterMonitor(factory)
+    if hosts is None:
+        hosts = store.hosts() if store is not None else []
+    monitor.set_hosts(hosts)
+    return monitor

@@ -1,0 +1,238 @@
+"""One host in the cluster view: a header that says plainly what state it is in, and a
+wrapping flow of its GPU tiles (greyed while the data is not live)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.core.cluster import GpuHistory, HostView
+from app.ui.flow_layout import FlowLayout
+from app.ui.gpu_tile import GpuTile, is_free
+from ssh_backend.states import HostState
+
+STATE_COLORS = {
+    HostState.CONNECTING: "#1565c0",
+    HostState.ONLINE: "#2e7d32",
+    HostState.STALE: "#a15c00",
+    HostState.OFFLINE: "#5f6368",
+    HostState.AUTH_FAILED: "#c62828",
+    HostState.HOSTKEY_UNKNOWN: "#c25400",
+    HostState.HOSTKEY_CHANGED: "#b71c1c",
+    HostState.NEEDS_REBOOT: "#6a1b9a",
+    HostState.AGENT_FAILED: "#c62828",
+    HostState.STOPPED: "#5f6368",
+}
+
+# Said when the session gave no sentence of its own; always "what happened, what to do".
+DEFAULT_DETAIL = {
+    HostState.CONNECTING: "Connecting…",
+    HostState.STALE: "Connected, but no new readings arrive: the values shown are old.",
+    HostState.OFFLINE: "Not reachable. Labdeck keeps retrying in the background.",
+    HostState.AUTH_FAILED: "The host refused the login. Check the user name and key file, "
+    "then press Reconnect.",
+    HostState.HOSTKEY_UNKNOWN: "Labdeck has not seen this host's key before. Press Trust… "
+    "to compare its fingerprint and connect.",
+    HostState.NEEDS_REBOOT: "The GPU driver was updated but the old one is still loaded: "
+    "reboot the host to see its GPUs again.",
+    HostState.AGENT_FAILED: "Connected, but the Labdeck agent cannot run there "
+    "(is python3 ≥ 3.8 installed?).",
+}
+CHANGED_KEY_WARNING = (
+    "The host's key is different from the one accepted before. This can mean an attack; "
+    "Labdeck will not connect. Press “What to do…” before anything else."
+)
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def address_of(view: HostView) -> str:
+    spec = view.spec
+    if spec.local:
+        return "this computer"
+    host = (view.hello.hostname if view.hello else None) or spec.hostname or spec.ssh_alias
+    return host or spec.name
+
+
+class HostGroup(QFrame):
+    """Header + tiles of one host; ``update_view`` is called from the display timer."""
+
+    trust_requested = Signal(str)
+    changed_key_help_requested = Signal(str)
+    reconnect_requested = Signal(str)
+
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName("HostGroup")
+        self.view: HostView | None = None
+        self.tiles: dict[int, GpuTile] = {}
+        self._last_sample_seq: int | None = None
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 10, 12, 12)
+        outer.setSpacing(6)
+
+        header = QHBoxLayout()
+        header.setSpacing(8)
+        self.name_label = QLabel(name)
+        self.name_label.setObjectName("hostName")
+        font = QFont(self.name_label.font())
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        self.name_label.setFont(font)
+        self.address_label = QLabel()
+        self.address_label.setObjectName("address")
+        self.simulated_badge = QLabel("simulated")
+        self.simulated_badge.setObjectName("simulatedBadge")
+        self.simulated_badge.setToolTip(
+            "The GPUs of this host are simulated from recorded readings (demo / test)."
+        )
+        self.state_label = QLabel()
+        self.state_label.setObjectName("statePill")
+        self.age_label = QLabel()
+        self.age_label.setObjectName("age")
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("hostSummary")
+        header.addWidget(self.name_label)
+        header.addWidget(self.address_label)
+        header.addWidget(self.simulated_badge)
+        header.addWidget(self.state_label)
+        header.addWidget(self.age_label)
+        header.addStretch(1)
+        header.addWidget(self.summary_label)
+        self.trust_button = QPushButton("Trust…")
+        self.trust_button.setToolTip("Show the host's key fingerprint and decide")
+        self.trust_button.clicked.connect(lambda: self.trust_requested.emit(self.name))
+        self.help_button = QPushButton("What to do…")
+        self.help_button.clicked.connect(
+            lambda: self.changed_key_help_requested.emit(self.name)
+        )
+        self.reconnect_button = QPushButton("Reconnect")
+        self.reconnect_button.clicked.connect(lambda: self.reconnect_requested.emit(self.name))
+        for button in (self.trust_button, self.help_button, self.reconnect_button):
+            button.setVisible(False)
+            header.addWidget(button)
+        outer.addLayout(header)
+
+        self.detail_label = QLabel()
+        self.detail_label.setObjectName("detail")
+        self.detail_label.setWordWrap(True)
+        self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        outer.addWidget(self.detail_label)
+
+        self.body = QWidget()
+        self.body.setObjectName("hostBody")
+        self.flow = FlowLayout(self.body)
+        outer.addWidget(self.body)
+        self.placeholder = QLabel()
+        self.placeholder.setObjectName("placeholder")
+        self.placeholder.setWordWrap(True)
+        outer.addWidget(self.placeholder)
+
+    # -- updates ---------------------------------------------------------------------
+    def update_view(self, view: HostView, history: Callable[[int], GpuHistory]) -> None:
+        self.view = view
+        state = view.state
+        self.address_label.setText(address_of(view))
+        self.simulated_badge.setVisible(view.simulated)
+        color = STATE_COLORS.get(state, "#5f6368")
+        self.state_label.setText(state.label)
+        self.state_label.setStyleSheet(
+            f"background: {color}; color: white; border-radius: 8px; padding: 1px 8px;"
+        )
+        detail = view.detail or DEFAULT_DETAIL.get(state, "")
+        if state is HostState.HOSTKEY_CHANGED:
+            detail = f"{CHANGED_KEY_WARNING}\n{view.detail}" if view.detail else \
+                CHANGED_KEY_WARNING
+        self.detail_label.setText(detail)
+        self.detail_label.setVisible(bool(detail) and state is not HostState.ONLINE)
+        self.detail_label.setStyleSheet(
+            f"color: {color};" if state in (HostState.HOSTKEY_CHANGED,
+                                            HostState.AUTH_FAILED) else ""
+        )
+        self.trust_button.setVisible(state is HostState.HOSTKEY_UNKNOWN)
+        self.help_button.setVisible(state is HostState.HOSTKEY_CHANGED)
+        self.reconnect_button.setVisible(state in (
+            HostState.OFFLINE, HostState.AUTH_FAILED, HostState.AGENT_FAILED,
+            HostState.NEEDS_REBOOT, HostState.STALE,
+        ))
+        self._sync_tiles(view, history)
+        # Only live data looks live: every other state greys the tiles.
+        self.body.setEnabled(state is HostState.ONLINE)
+        self.refresh_age()
+
+    def refresh_age(self, now: float | None = None) -> None:
+        """Keep "last data 23 s ago" current; called every display tick."""
+        view = self.view
+        if view is None or view.state is HostState.ONLINE or view.sample_received_at is None:
+            self.age_label.setVisible(False)
+            return
+        age = (now or time.time()) - view.sample_received_at
+        self.age_label.setText(f"last data {format_age(age)} ago")
+        self.age_label.setVisible(True)
+
+    def gpu_counts(self) -> tuple[int, int]:
+        """(GPUs, free GPUs); a GPU counts as free only while its host is online."""
+        view = self.view
+        if view is None:
+            return (0, 0)
+        total = len(self.tiles)
+        if view.state is not HostState.ONLINE or view.sample is None:
+            return (total, 0)
+        return (total, sum(1 for r in view.sample.gpus if is_free(r)))
+
+    def _sync_tiles(self, view: HostView, history: Callable[[int], GpuHistory]) -> None:
+        names: dict[int, str] = {}
+        if view.hello is not None:
+            names = {g.index: g.name for g in view.hello.gpus}
+        readings = {r.index: r for r in view.sample.gpus} if view.sample else {}
+        wanted = sorted(set(names) | set(readings))
+        for index in [i for i in self.tiles if i not in wanted]:
+            tile = self.tiles.pop(index)
+            self.flow.removeWidget(tile)
+            tile.deleteLater()
+        for index in wanted:
+            if index not in self.tiles:
+                tile = GpuTile(index, names.get(index, ""))
+                tile.seed(history(index))
+                self.tiles[index] = tile
+                self._insert_sorted(tile)
+            elif index in names:
+                self.tiles[index].set_name(names[index])
+        seq = view.sample.seq if view.sample else None
+        new_sample = seq is not None and seq != self._last_sample_seq
+        self._last_sample_seq = seq
+        for index, tile in self.tiles.items():
+            reading = readings.get(index)
+            tile.update_reading(reading, view.sample_received_at if new_sample else None)
+        self.body.setVisible(bool(self.tiles))
+        if not self.tiles:
+            if view.hello is not None and not view.hello.gpus:
+                text = f"No GPU found on this host ({view.hello.backend_detail or 'no driver'})."
+            elif view.state is HostState.CONNECTING:
+                text = "Waiting for the first reading…"
+            else:
+                text = "No GPU data."
+            self.placeholder.setText(text)
+        self.placeholder.setVisible(not self.tiles)
+
+    def _insert_sorted(self, tile: GpuTile) -> None:
+        # FlowLayout keeps insertion order: rebuild it so GPU 0 always comes first.
+        for t in self.tiles.values():
+            self.flow.removeWidget(t)
+        for index in sorted(self.tiles):
+            self.flow.addWidget(self.tiles[index])
+        tile.setParent(self.body)
+        tile.show()

@@ -1,0 +1,210 @@
+"""Labdeck's main window: tabs (the cluster first), host actions, a status-bar summary,
+and an orderly shutdown that stops the monitor off the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
+
+from app.core import paths
+from app.core.cluster import ClusterMonitor
+from app.ui.add_host_dialog import AddHostDialog
+from app.ui.background import run_in_background
+from app.ui.bridge import ClusterBridge, TrustPrompter
+from app.ui.cluster_view import ClusterView
+from app.ui.hostkey_dialog import show_hostkey_changed
+from app.ui.import_hosts_dialog import ImportHostsDialog, aliases_from_ssh_config
+from app.ui.resources import app_icon
+from ssh_backend.hostspec import HostSpec
+
+SHUTDOWN_WAIT_S = 10.0
+
+
+@dataclass(slots=True)
+class HostActions:
+    """What the window's host commands do; the app wires persistence in here.
+
+    ``add_host`` and ``import_hosts`` run on a worker thread (they may write the store and
+    start sessions); a ``ValueError`` they raise is shown to the user as it is.
+    ``list_ssh_aliases`` is called when the import dialog opens.
+    """
+
+    add_host: Callable[[HostSpec], None] | None = None
+    import_hosts: Callable[[list[str]], None] | None = None
+    list_ssh_aliases: Callable[[], list[str]] | None = None
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()  # after the monitor has stopped (or the wait ran out)
+    action_failed = Signal(str)  # the message shown for a failed add/import
+
+    def __init__(self, monitor: ClusterMonitor, bridge: ClusterBridge | None = None,
+                 prompter: TrustPrompter | None = None, actions: HostActions | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.monitor = monitor
+        self.bridge = bridge or ClusterBridge(self)
+        if bridge is None:
+            monitor.add_listener(self.bridge)
+        self.prompter = prompter or TrustPrompter()
+        self.prompter.set_parent_widget(self)
+        actions = actions or HostActions()
+        self._add_host = actions.add_host or monitor.add_host
+        self._import_hosts = actions.import_hosts or self._import_into_monitor
+        self._list_aliases = actions.list_ssh_aliases or (
+            lambda: aliases_from_ssh_config(paths.user_ssh_config())
+        )
+        self._shutdown_thread: threading.Thread | None = None
+        self._shutdown_started = 0.0
+        self._shutdown_done = False
+
+        self.setWindowTitle("Labdeck")
+        self.setWindowIcon(app_icon())
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.cluster_view = ClusterView(monitor, self.bridge)
+        self.add_page(self.cluster_view, "Cluster")
+        self.setCentralWidget(self.tabs)
+
+        self.add_host_action = QAction("Add host…", self)
+        self.add_host_action.setShortcut(QKeySequence("Ctrl+N"))
+        self.add_host_action.triggered.connect(self.open_add_host)
+        self.import_action = QAction("Import from ~/.ssh/config…", self)
+        self.import_action.triggered.connect(self.open_import)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        toolbar = QToolBar("Hosts")
+        toolbar.setObjectName("hostsToolbar")
+        toolbar.setMovable(False)
+        toolbar.addAction(self.add_host_action)
+        toolbar.addAction(self.import_action)
+        self.addToolBar(toolbar)
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.add_host_action)
+        file_menu.addAction(self.import_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About Labdeck", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+
+        self.summary_label = QLabel()
+        self.summary_label.setObjectName("summary")
+        self.statusBar().addPermanentWidget(self.summary_label)
+        self.cluster_view.summary_changed.connect(self.summary_label.setText)
+        self.summary_label.setText(self.cluster_view.summary().text())
+        self.cluster_view.trust_requested.connect(self._on_trust_requested)
+        self.cluster_view.changed_key_help_requested.connect(self._on_changed_key_help)
+        self.cluster_view.reconnect_requested.connect(self._reconnect)
+        self.action_failed.connect(self._show_action_error)
+
+    def add_page(self, widget: QWidget, title: str) -> int:
+        """Room for later pages (Runs, …): each is a tab after the cluster."""
+        return self.tabs.addTab(widget, title)
+
+    # -- host actions ----------------------------------------------------------------
+    def open_add_host(self) -> AddHostDialog:
+        dialog = AddHostDialog(lambda: set(self.monitor.names()), self)
+        dialog.accepted.connect(lambda: self._run_action(
+            lambda: self._add_host(dialog.spec()), f"Could not add {dialog.spec().name}"))
+        dialog.open()
+        return dialog
+
+    def open_import(self) -> ImportHostsDialog:
+        dialog = ImportHostsDialog(self._list_aliases, set(self.monitor.names()), self)
+        dialog.accepted.connect(lambda: self._run_action(
+            lambda: self._import_hosts(dialog.selected_aliases()), "Could not import hosts"))
+        dialog.open()
+        return dialog
+
+    def _import_into_monitor(self, aliases: list[str]) -> None:
+        for alias in aliases:
+            self.monitor.add_host(HostSpec(name=alias, ssh_alias=alias))
+
+    def _run_action(self, fn: Callable[[], None], failure: str) -> None:
+        self.statusBar().showMessage("Working…", 2000)
+        run_in_background(fn, on_error=lambda exc: self.action_failed.emit(f"{failure}: {exc}"))
+
+    def _show_action_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Labdeck", message,
+                          QMessageBox.StandardButton.Ok, self)
+        box.open()
+
+    def _reconnect(self, name: str) -> None:
+        # reconnect_now() is meant to return at once, but it belongs to a session thread
+        # that may hold locks: never risk the GUI thread on it.
+        run_in_background(lambda: self.monitor.reconnect(name), name="labdeck-reconnect")
+
+    def _on_trust_requested(self, name: str) -> None:
+        view = self.monitor.host(name)
+        if view is None:
+            return
+        candidates = {name, view.spec.hostname, view.spec.ssh_alias,
+                      view.hello.hostname if view.hello else None}
+        question = self.prompter.declined_question({c for c in candidates if c})
+        if question is None:
+            # The session asks the prompter again while it reconnects: that shows the dialog.
+            self._reconnect(name)
+            return
+        dialog = self.prompter.open_dialog(question)
+
+        def trusted() -> None:
+            self.prompter.approve(question)
+            self._reconnect(name)
+
+        dialog.accepted.connect(trusted)
+
+    def _on_changed_key_help(self, name: str) -> None:
+        view = self.monitor.host(name)
+        if view is None:
+            return
+        spec = view.spec
+        show_hostkey_changed(self, spec.hostname or spec.ssh_alias or name, spec.port or 22)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About Labdeck",
+                          "<b>Labdeck</b><br>A control deck for a lab's GPU workstations.")
+
+    # -- shutdown --------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._shutdown_done:
+            event.accept()
+            return
+        event.ignore()
+        if self._shutdown_thread is not None:
+            return
+        # Refuse pending key questions and drop late events before sessions wind down.
+        self.prompter.close()
+        self.bridge.detach()
+        self.cluster_view.stop()
+        self.hide()
+        self._shutdown_started = time.monotonic()
+        self._shutdown_thread = threading.Thread(target=self.monitor.stop,
+                                                 name="labdeck-shutdown", daemon=True)
+        self._shutdown_thread.start()
+        self._poll = QTimer(self)
+        self._poll.setInterval(50)
+        self._poll.timeout.connect(self._check_shutdown)
+        self._poll.start()
+
+    def is_shutting_down(self) -> bool:
+        return self._shutdown_thread is not None
+
+    def _check_shutdown(self) -> None:
+        thread = self._shutdown_thread
+        waited = time.monotonic() - self._shutdown_started
+        if thread is not None and thread.is_alive() and waited < SHUTDOWN_WAIT_S:
+            return
+        self._poll.stop()
+        self._shutdown_done = True
+        self.closed.emit()
+        self.close()

@@ -1,0 +1,177 @@
+"""Put the agent on a host and start it: probe $HOME and python3, upload, exec.
+
+The upload goes over SFTP only for files that are missing or whose sha256 (computed on
+the host) differs from the bundle, so an unchanged host costs one small command and a
+tampered copy is replaced. Files are written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import secrets
+import select
+import shlex
+import time
+
+import paramiko
+
+from ssh_backend.agent_bundle import AgentBundle, remote_dir
+from ssh_backend.agent_channel import StderrTail
+from ssh_backend.connect import ConnectError, Unreachable
+from ssh_backend.states import HostState
+
+MIN_PYTHON = (3, 8)
+_PROBE = (
+    'printf "%s\\n" "$HOME"; command -v python3 >/dev/null 2>&1 && '
+    "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
+)
+# Runs on the host: sha256 of each named file in a folder, null for a missing one.
+_HASHER = (
+    "import hashlib,json,os,sys\n"
+    "d=sys.argv[1]\n"
+    "def h(n):\n"
+    "    try:\n"
+    "        with open(os.path.join(d,n),'rb') as f: return hashlib.sha256(f.read()).hexdigest()\n"
+    "    except OSError: return None\n"
+    "print(json.dumps({n: h(n) for n in sys.argv[2:]}))\n"
+)
+MAX_OUTPUT = 1 << 20
+
+
+class AgentFailed(ConnectError):
+    state = HostState.AGENT_FAILED
+
+
+def run_command(
+    transport: paramiko.Transport, command: str, timeout: float, channel_timeout: float
+) -> tuple[int, bytes, bytes]:
+    """Run one command; both streams are drained before the exit status is read
+    (reading the status first can wait forever on a full window)."""
+    channel = transport.open_session(timeout=channel_timeout)
+    try:
+        channel.exec_command(command)
+        channel.shutdown_write()
+        out, err = bytearray(), StderrTail(MAX_OUTPUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if channel.recv_stderr_ready():
+                err.add(channel.recv_stderr(65536))
+            if channel.recv_ready():
+                out += channel.recv(65536)
+                if len(out) > MAX_OUTPUT:
+                    raise Unreachable(f"command output over {MAX_OUTPUT} bytes")
+                continue
+            if channel.eof_received and not channel.recv_stderr_ready():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or not transport.is_active():
+                raise Unreachable("the host stopped answering a command")
+            select.select([channel], [], [], min(left, 0.2))
+        if not channel.status_event.wait(min(5.0, timeout)):
+            raise Unreachable("the host did not report a command's exit status")
+        return channel.recv_exit_status(), bytes(out), err.text().encode()
+    finally:
+        channel.close()
+
+
+class Deployer:
+    """Probes, uploads and starts the agent on one connected host."""
+
+    def __init__(
+        self, transport: paramiko.Transport, host: str, timeout: float, channel_timeout: float
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.timeout = timeout
+        self.channel_timeout = channel_timeout
+
+    def _run(self, command: str) -> tuple[int, bytes, bytes]:
+        # Through /bin/sh (by path: PATH may be odd): the login shell may be csh or fish.
+        wrapped = f"/bin/sh -c {shlex.quote(command)}"
+        return run_command(self.transport, wrapped, self.timeout, self.channel_timeout)
+
+    def probe(self) -> str:
+        """$HOME on the host; raises AgentFailed when python3 is missing or too old."""
+        _code, out, _err = self._run(_PROBE)
+        lines = out.decode("utf-8", errors="replace").splitlines()
+        home = lines[0] if lines else ""
+        if not home.startswith("/"):
+            raise AgentFailed(f"cannot find the home folder on {self.host} (HOME={home!r})")
+        if len(lines) < 2:
+            raise AgentFailed(f"python3 not found on {self.host}; install python3 (3.8+)")
+        try:
+            version = tuple(int(p) for p in lines[1].split("."))
+        except ValueError:
+            raise AgentFailed(f"python3 on {self.host} does not run properly") from None
+        if version < MIN_PYTHON:
+            raise AgentFailed(
+                f"python3 on {self.host} is {lines[1]}; Labdeck needs python3 3.8 or newer"
+            )
+        return home
+
+    def stale_files(self, folder: str, bundle: AgentBundle) -> list[str]:
+        """Bundle files missing on the host or different from ours."""
+        command = shlex.join(["python3", "-c", _HASHER, folder, *sorted(bundle.files)])
+        code, out, err = self._run(command)
+        try:
+            remote = json.loads(out)
+        except ValueError:
+            remote = None
+        if code != 0 or not isinstance(remote, dict):
+            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise AgentFailed(f"cannot check the agent files on {self.host}: {tail[0]}")
+        return sorted(
+            name
+            for name, content in bundle.files.items()
+            if remote.get(name) != hashlib.sha256(content).hexdigest()
+        )
+
+    def install(self, home: str, bundle: AgentBundle) -> str:
+        """Make ``$HOME/<remote_dir>`` hold exactly the bundle; return that folder."""
+        folder = posixpath.join(home, remote_dir(bundle.version))
+        names = self.stale_files(folder, bundle)
+        if not names:
+            return folder
+        sftp = self.transport.open_sftp_client()
+        if sftp is None:
+            raise AgentFailed(f"{self.host} refuses SFTP, needed to upload the agent")
+        try:
+            sftp_channel = sftp.get_channel()
+            if sftp_channel is not None:
+                sftp_channel.settimeout(self.timeout)
+            self._makedirs(sftp, home, folder)
+            for name in names:
+                target = posixpath.join(folder, name)
+                temp = f"{target}.tmp-{secrets.token_hex(4)}"
+                with sftp.open(temp, "wb") as handle:
+                    handle.chmod(0o600)
+                    handle.set_pipelined(True)
+                    handle.write(bundle.files[name])
+                sftp.posix_rename(temp, target)
+        except OSError as exc:
+            raise AgentFailed(f"cannot upload the agent to {self.host}: {exc}") from None
+        finally:
+            sftp.close()
+        if self.stale_files(folder, bundle):
+            raise AgentFailed(f"the agent files on {self.host} differ after upload")
+        return folder
+
+    @staticmethod
+    def _makedirs(sftp: paramiko.SFTPClient, home: str, folder: str) -> None:
+        path = home
+        for part in posixpath.relpath(folder, home).split("/"):
+            path = posixpath.join(path, part)
+            try:
+                sftp.stat(path)
+            except FileNotFoundError:
+                sftp.mkdir(path, 0o700)
+        sftp.chmod(folder, 0o700)
+
+    def start(self, folder: str, argv: list[str]) -> paramiko.Channel:
+        """Exec the agent on its own channel, no pty; the caller reads its output."""
+        channel = self.transport.open_session(timeout=self.channel_timeout)
+        command = shlex.join(["exec", "python3", posixpath.join(folder, "agent.py"), *argv])
+        channel.exec_command(command)
+        return channel

@@ -1,0 +1,76 @@
+"""Fixtures shared by the whole suite: the sshd lab in a box and the leftover-thread check."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ssh_backend.hostkeys import KnownHosts
+from tests.harness.sshd import SSHD, SshdHost, SshdLab
+
+THREAD_GRACE_S = 3.0
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads() -> Iterator[None]:
+    """Fail a test that leaves threads running (sessions not stopped, readers not joined)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while True:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra or time.monotonic() >= deadline:
+            break
+        extra[0].join(0.05)
+    if extra:
+        pytest.fail(f"test left threads running: {sorted(t.name for t in extra)}")
+
+
+def _sshd_usable() -> str:
+    if not Path(SSHD).exists():
+        return f"{SSHD} is not installed (apt-get install openssh-server)"
+    if shutil.which("ssh-keygen") is None:
+        return "ssh-keygen is not installed (apt-get install openssh-client)"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def sshd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdLab]:
+    """Factory for real sshd hosts; every sshd and its children die at session end."""
+    problem = _sshd_usable()
+    if problem:
+        pytest.fail(problem)  # the lab tests are the point of the suite: never skip them
+    lab = SshdLab(tmp_path_factory.mktemp("sshd-lab"))
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@dataclass
+class Lab:
+    """Three simulated workstations (4 sim GPUs each) whose host keys are trusted."""
+
+    hosts: list[SshdHost]
+    known_hosts: KnownHosts
+    sshd: SshdLab
+
+
+_lab_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture(scope="module")
+def lab(sshd_lab: SshdLab, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """Three fresh hosts per test module, pre-trusted in a temporary app known_hosts."""
+    number = next(_lab_counter)
+    hosts = [sshd_lab.add_host(f"lab{number}-ws{i}") for i in range(1, 4)]
+    known = KnownHosts(tmp_path_factory.mktemp("known") / "known_hosts", [])
+    for host in hosts:
+        host.trust(known)
+    return Lab(hosts=hosts, known_hosts=known, sshd=sshd_lab)

@@ -1,0 +1,50 @@
+"""Integration fixtures: sessions that see only the keys a test gives them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ssh_backend.connect import Timeouts
+from ssh_backend.hostkeys import KnownHosts
+from ssh_backend.hostspec import HostSpec
+from ssh_backend.session import HostSession
+from tests.harness.recorder import Recorder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ssh_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ssh-agent of the person running the tests may log a session in."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+SessionFactory = Callable[..., HostSession]
+
+
+@pytest.fixture
+def make_session(tmp_path: Path) -> Iterator[SessionFactory]:
+    """Build HostSessions (default keys looked up in an empty folder); all stopped after."""
+    empty_keys = tmp_path / "no-default-keys"
+    empty_keys.mkdir()
+    made: list[HostSession] = []
+
+    def make(
+        spec: HostSpec,
+        listener: Recorder,
+        known_hosts: KnownHosts,
+        timeouts: Timeouts | None = None,
+        **kwargs: Any,
+    ) -> HostSession:
+        session = HostSession(
+            spec, listener, known_hosts=known_hosts, timeouts=timeouts,
+            key_dir=empty_keys, **kwargs,
+        )
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.stop()
