@@ -172,6 +172,9 @@ class Deployer:
     def start(self, folder: str, argv: list[str]) -> paramiko.Channel:
         """Exec the agent on its own channel, no pty; the caller reads its output."""
         channel = self.transport.open_session(timeout=self.channel_timeout)
-        command = shlex.join(["exec", "python3", posixpath.join(folder, "agent.py"), *argv])
+        # -B: no __pycache__ beside the verified files, so the folder holds exactly the
+        # bundle and a stale or altered .pyc can never run instead of the checked source.
+        script = posixpath.join(folder, "agent.py")
+        command = shlex.join(["exec", "python3", "-B", script, *argv])
         channel.exec_command(command)
         return channel

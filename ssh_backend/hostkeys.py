@@ -8,11 +8,11 @@ Trusted keys go to Labdeck's own file, appended as one hashed line each, never r
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import hmac
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +69,14 @@ def _hashed_matches(pattern: str, name: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
+def _glob(pattern: str, name: str) -> bool:
+    """OpenSSH host patterns know only ``*`` and ``?`` (``[`` is literal, as in ``[h]:22``)."""
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()
+    )
+    return re.fullmatch(regex, name.lower()) is not None
+
+
 def _names_match(patterns: Sequence[str], name: str) -> bool:
     """OpenSSH host pattern list: any positive match and no negated match."""
     matched = False
@@ -76,9 +84,9 @@ def _names_match(patterns: Sequence[str], name: str) -> bool:
         if pattern.startswith("|"):
             matched = matched or _hashed_matches(pattern, name)
         elif pattern.startswith("!"):
-            if fnmatch.fnmatchcase(name, pattern[1:]):
+            if _glob(pattern[1:], name):
                 return False
-        elif fnmatch.fnmatchcase(name, pattern):
+        elif _glob(pattern, name):
             matched = True
     return matched
 

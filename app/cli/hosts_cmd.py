@@ -6,6 +6,7 @@ import argparse
 import json
 import queue
 import sys
+import threading
 import time
 from typing import Any
 
@@ -192,8 +193,11 @@ class _Asker:
         self._answers: queue.Queue[bool] = queue.Queue()
         self.asked = 0
         self.accepted: list[HostKeyQuestion] = []
+        self._closed = threading.Event()
 
     def __call__(self, question: HostKeyQuestion) -> bool:
+        if self._closed.is_set():
+            return False
         self.questions.put(question)
         try:
             return self._answers.get(timeout=ANSWER_TIMEOUT_S)
@@ -205,6 +209,11 @@ class _Asker:
         if accepted:
             self.accepted.append(question)
         self._answers.put(accepted)
+
+    def close(self) -> None:
+        """Refuse whatever is still asked or waiting (the command is ending)."""
+        self._closed.set()
+        self._answers.put(False)
 
 
 def _trust(args: argparse.Namespace) -> int:
@@ -231,6 +240,7 @@ def _trust(args: argparse.Namespace) -> int:
     try:
         state, detail = _converse(monitor, spec.name, asker, args)
     finally:
+        asker.close()  # a session still waiting for an answer must not hold up the exit
         monitor.stop()
     return _report(spec.name, state, detail, asker)
 

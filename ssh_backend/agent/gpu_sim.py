@@ -6,7 +6,7 @@ busy while a live process of ours has ``LABDECK_SIM_GPUS=<indices>`` and
 listed on those GPUs with its real pid, user and command, and the GPU replays the recorded
 training run (memory, power and temperature climbing, then the steady phase back and
 forth for as long as the process lives). Afterwards it cools down from the recorded "after" reading.
-Each GPU gets its own offsets and phase so tiles do not look identical.
+Each GPU gets its own offsets and lag so tiles do not look identical.
 """
 
 import bisect
@@ -62,7 +62,8 @@ class _Gpu:
         self.temp_offset = rng.choice((-1, 0, 0, 1, 2, 3))
         self.power_offset = rng.uniform(-3.0, 6.0)
         self.power_scale = rng.uniform(0.96, 1.03)
-        self.phase_s = rng.uniform(0.0, 8.0)
+        # GPUs of one run start a little apart, so their replays are out of step.
+        self.lag_s = rng.uniform(0.0, 1.5)
         self.busy_since = None
         self.idle_since = None
         self.first_seen = {}
@@ -124,15 +125,16 @@ class SimBackend:
         self._by_gpu = by_gpu
 
     # -- values ------------------------------------------------------------------------
-    def _train_index(self, elapsed, phase_s):
+    def _train_index(self, elapsed, lag_s):
         train = self._trace["train"]
         times = train["t"]
         first = self._trace["steady_first"]
         last = self._trace["steady_last"]
+        elapsed = max(0.0, elapsed - lag_s)
         if elapsed > times[last]:
             # Replay the steady phase forwards then backwards: no jump in temperature.
             span = times[last] - times[first]
-            position = (elapsed - times[first] + phase_s) % (2 * span)
+            position = (elapsed - times[first]) % (2 * span)
             elapsed = times[first] + (position if position < span else 2 * span - position)
         return max(0, bisect.bisect_right(times, elapsed) - 1)
 
@@ -173,7 +175,7 @@ class SimBackend:
             if gpu.busy_since is None:
                 gpu.busy_since = now
             train = self._trace["train"]
-            i = self._train_index(now - gpu.busy_since, gpu.phase_s)
+            i = self._train_index(now - gpu.busy_since, gpu.lag_s)
             values = {
                 "util_pct": train["util_pct"][i],
                 "mem_used_mib": train["mem_used_mib"][i],
@@ -184,7 +186,7 @@ class SimBackend:
             extra_mem = 0.0
             for n, pid in enumerate(sorted(pids)):
                 seen = gpu.first_seen.setdefault(pid, now)
-                mem = train["proc_mem_mib"][self._train_index(now - seen, gpu.phase_s)]
+                mem = train["proc_mem_mib"][self._train_index(now - seen, gpu.lag_s)]
                 if n:
                     extra_mem += mem or 0.0
                 user, command = procinfo.describe(pid, self._proc)

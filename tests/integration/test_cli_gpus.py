@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,34 @@ def test_a_changed_key_is_never_accepted(tmp_path: Path, lab: Lab) -> None:
     assert refused.returncode == 1
     assert "CHANGED" in refused.stderr and "trusted ssh-" not in refused.stdout
     assert cli.known_lines() == before
+
+
+def test_ctrl_c_at_the_trust_prompt_ends_at_once(cli: Cli, lab: Lab) -> None:
+    cli.add_stored(lab.hosts[1:2])
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "hosts", "trust", lab.hosts[1].name],
+        cwd=REPO, env=cli.env, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        while b"[y/N]" not in seen:
+            chunk = proc.stdout.read1(4096)
+            assert chunk, "the prompt never appeared"
+            seen += chunk
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        # The session waiting for the answer is refused, so the exit does not wait for it.
+        # (Without that, stopping the session waits out its 5 s stop timeout.)
+        assert time.monotonic() - started < 3
+    finally:
+        os.close(slave)
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines() == ["labdeck: interrupted"]
+    assert cli.known_lines() == []

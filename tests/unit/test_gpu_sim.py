@@ -62,7 +62,7 @@ def test_uuids_are_stable_distinct_and_well_formed() -> None:
 
 
 def test_idle_gpus_replay_idle_values_with_per_gpu_variation() -> None:
-    sim, clock = backend()
+    sim, clock = backend(host_id="lab-ws1")  # fixed: the per-GPU offsets derive from it
     assert [s["name"] for s in sim.statics] == ["NVIDIA H100 80GB HBM3 (simulated)"] * 4
     powers = []
     for _ in range(20):
@@ -74,7 +74,8 @@ def test_idle_gpus_replay_idle_values_with_per_gpu_variation() -> None:
             assert gpu["fan_pct"] is None and gpu["power_limit_w"] == 700
         powers.append([g["power_w"] for g in sim.read()])
     per_gpu = [sum(p[i] for p in powers) / len(powers) for i in range(4)]
-    assert len({round(p, 1) for p in per_gpu}) == 4, "GPUs should not look identical"
+    gaps = [abs(a - b) for i, a in enumerate(per_gpu) for b in per_gpu[i + 1:]]
+    assert min(gaps) > 0.3, f"GPUs should not look identical: {per_gpu}"
 
 
 def test_a_claiming_process_replays_the_training_run() -> None:
@@ -90,7 +91,7 @@ def test_a_claiming_process_replays_the_training_run() -> None:
             assert proc["pid"] == child.pid and proc["command"] == "sleep 60"
             assert proc["user"] == pwd.getpwuid(os.getuid()).pw_name
             assert proc["mem_mib"] == train["proc_mem_mib"][0]
-        clock.now += 1.0
+        clock.now += 2.0
         gpu = sim.read()[1]
         assert gpu["processes"][0]["mem_mib"] == 1032.0
         assert gpu["util_pct"] < 50, "the recording loads for ~5 s before computing"
