@@ -8,11 +8,13 @@ the session should show.
 
 from __future__ import annotations
 
+import base64
 import errno
 import logging
 import os
 import select
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -106,6 +108,35 @@ class Connection:
                 thing.close()
             except (OSError, EOFError, paramiko.SSHException):
                 pass
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's ProxyCommand, but ``close`` also reaps the process and its pipes
+    (paramiko only sends SIGTERM, leaving a zombie and open pipes behind)."""
+
+    def close(self) -> None:
+        if self.process.returncode is None:
+            try:
+                super().close()
+                self.process.wait(2)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def _public_blobs(path: str) -> set[bytes]:
+    """The public key blob from ``path.pub`` if present (readable even when the private
+    key is encrypted), to match it against ssh-agent keys."""
+    try:
+        fields = Path(path + ".pub").read_text().split()
+        return {base64.b64decode(fields[1])}
+    except (OSError, IndexError, ValueError):
+        return set()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -202,7 +233,7 @@ class Connector:
                 sock = self._through(previous, hops[number - 1], hop)
             elif plan.proxy_command:
                 try:
-                    sock = paramiko.ProxyCommand(plan.proxy_command)
+                    sock = _ProxyCommand(plan.proxy_command)
                 except (OSError, paramiko.SSHException) as exc:
                     raise Unreachable(f"ProxyCommand for {hop.label} failed: {exc}") from None
             else:
@@ -265,45 +296,73 @@ class Connector:
             )
         self.known_hosts.add(hop.hostname, hop.port, key)
 
-    def _candidate_keys(self, hop: Hop, encrypted: list[str], unreadable: list[str]) -> list[
-        tuple[str, paramiko.PKey]
-    ]:
-        """Keys to offer, in OpenSSH's order: configured files, the agent, default files."""
-        keys: list[tuple[str, paramiko.PKey]] = []
-        files = list(hop.key_filenames)
-        explicit = set(files)
-        if not hop.identities_only:
+    def _candidate_keys(
+        self,
+        hop: Hop,
+        agent_keys: list[paramiko.PKey],
+        encrypted: list[str],
+        unreadable: list[str],
+    ) -> list[tuple[str, paramiko.PKey]]:
+        """Keys to offer, in OpenSSH's order: configured files, the agent, default files.
+
+        With IdentitiesOnly, agent keys are offered only when they are a configured file's
+        key (the usual way to use an encrypted key file), default files not at all.
+        """
+        explicit = list(hop.key_filenames)
+        defaults = [] if hop.identities_only else [
+            str(self.key_dir / n) for n in DEFAULT_KEY_NAMES
+            if str(self.key_dir / n) not in explicit and (self.key_dir / n).exists()
+        ]
+        from_files: list[tuple[str, paramiko.PKey]] = []
+        from_defaults: list[tuple[str, paramiko.PKey]] = []
+        configured_blobs: set[bytes] = set()
+        for path in explicit + defaults:
+            is_explicit = path in explicit
+            if is_explicit:
+                configured_blobs |= _public_blobs(path)
             try:
-                agent = paramiko.Agent()
-                keys += [(f"ssh-agent key {k.get_name()}", k) for k in agent.get_keys()]
-                agent.close()
-            except paramiko.SSHException as exc:
-                log.info("ssh-agent not usable: %s", exc)
-            files += [str(self.key_dir / n) for n in DEFAULT_KEY_NAMES if str(self.key_dir / n)
-                      not in explicit]
-        loaded: list[tuple[str, paramiko.PKey]] = []
-        for path in files:
-            if path not in explicit and not os.path.exists(path):
-                continue
-            try:
-                loaded.append((path, paramiko.PKey.from_path(path)))
+                key = paramiko.PKey.from_path(path)
             except (paramiko.PasswordRequiredException, TypeError):
                 # cryptography says "password was not given" with a TypeError.
-                if path in explicit:
+                if is_explicit:
                     encrypted.append(path)
+                continue
             except (OSError, ValueError, paramiko.SSHException, UnknownKeyType) as exc:
-                if path in explicit:
+                if is_explicit:
                     unreadable.append(f"{path} ({describe_error(exc)})")
-        # Configured files are offered before agent keys, like ssh does.
-        return [k for k in loaded if k[0] in explicit] + keys + [
-            k for k in loaded if k[0] not in explicit
+                continue
+            (from_files if is_explicit else from_defaults).append((path, key))
+            if is_explicit:
+                configured_blobs.add(key.asbytes())
+        agent = [
+            (f"ssh-agent key {k.get_name()} {fingerprint(k)}", k)
+            for k in agent_keys
+            if not hop.identities_only or k.asbytes() in configured_blobs
         ]
+        return from_files + agent + from_defaults
 
     def _authenticate(self, hop: Hop, transport: paramiko.Transport) -> None:
+        # The agent connection must stay open until signing is done.
+        agent: paramiko.Agent | None = None
+        try:
+            agent = paramiko.Agent()
+            agent_keys: list[paramiko.PKey] = list(agent.get_keys())
+        except paramiko.SSHException as exc:
+            log.info("ssh-agent not usable: %s", exc)
+            agent_keys = []
+        try:
+            self._try_keys(hop, transport, agent_keys)
+        finally:
+            if agent is not None:
+                agent.close()
+
+    def _try_keys(
+        self, hop: Hop, transport: paramiko.Transport, agent_keys: list[paramiko.PKey]
+    ) -> None:
         encrypted: list[str] = []
         unreadable: list[str] = []
         tried: list[str] = []
-        for name, key in self._candidate_keys(hop, encrypted, unreadable):
+        for name, key in self._candidate_keys(hop, agent_keys, encrypted, unreadable):
             try:
                 transport.auth_publickey(hop.user, key)
             except paramiko.BadAuthenticationType as exc:

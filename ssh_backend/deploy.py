@@ -23,9 +23,10 @@ from ssh_backend.connect import ConnectError, Unreachable
 from ssh_backend.states import HostState
 
 MIN_PYTHON = (3, 8)
+# Tagged lines, so a chatty login shell (a banner from .bashrc) cannot be mistaken for them.
 _PROBE = (
-    'printf "%s\\n" "$HOME"; command -v python3 >/dev/null 2>&1 && '
-    "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"
+    'printf "labdeck-home=%s\\n" "$HOME"; command -v python3 >/dev/null 2>&1 && '
+    "python3 -c 'import sys; print(\"labdeck-python=%d.%d\" % sys.version_info[:2])'"
 )
 # Runs on the host: sha256 of each named file in a folder, null for a missing one.
 _HASHER = (
@@ -95,19 +96,24 @@ class Deployer:
     def probe(self) -> str:
         """$HOME on the host; raises AgentFailed when python3 is missing or too old."""
         _code, out, _err = self._run(_PROBE)
-        lines = out.decode("utf-8", errors="replace").splitlines()
-        home = lines[0] if lines else ""
+        found = dict(
+            line.split("=", 1)
+            for line in out.decode("utf-8", errors="replace").splitlines()
+            if line.startswith(("labdeck-home=", "labdeck-python="))
+        )
+        home = found.get("labdeck-home", "")
         if not home.startswith("/"):
             raise AgentFailed(f"cannot find the home folder on {self.host} (HOME={home!r})")
-        if len(lines) < 2:
+        python = found.get("labdeck-python")
+        if python is None:
             raise AgentFailed(f"python3 not found on {self.host}; install python3 (3.8+)")
         try:
-            version = tuple(int(p) for p in lines[1].split("."))
+            version = tuple(int(p) for p in python.split("."))
         except ValueError:
             raise AgentFailed(f"python3 on {self.host} does not run properly") from None
         if version < MIN_PYTHON:
             raise AgentFailed(
-                f"python3 on {self.host} is {lines[1]}; Labdeck needs python3 3.8 or newer"
+                f"python3 on {self.host} is {python}; Labdeck needs python3 3.8 or newer"
             )
         return home
 

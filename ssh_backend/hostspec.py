@@ -19,11 +19,17 @@ class AgentOptions:
     # Where the agent finds nvidia-smi when it falls back to it (None: search PATH).
     nvidia_smi: str | None = None
 
-    def argv(self) -> list[str]:
-        """Arguments after ``agent.py``: plain tokens, quoted by the caller."""
+    def argv(self, sim_host_id: str | None = None) -> list[str]:
+        """Arguments after ``agent.py``: plain tokens, quoted by the caller.
+
+        ``sim_host_id`` names the simulated host: its GPU UUIDs derive from it, so several
+        simulated hosts on one machine never share a GPU identity (or a GPU lease).
+        """
         args = ["--interval", f"{self.interval_s:g}", "--backend", self.backend]
         if self.backend == "sim":
             args += ["--sim-gpus", str(self.sim_gpus)]
+            if sim_host_id:
+                args += ["--sim-host-id", sim_host_id]
         if self.nvidia_smi:
             args += ["--nvidia-smi", self.nvidia_smi]
         return args
@@ -47,6 +53,9 @@ class HostSpec:
     proxy_jump: tuple[str, ...] = ()
     local: bool = False
     agent: AgentOptions = field(default_factory=AgentOptions)
+
+    def agent_argv(self) -> list[str]:
+        return self.agent.argv(sim_host_id=self.name)
 
     @property
     def simulated(self) -> bool:

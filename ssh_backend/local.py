@@ -115,7 +115,7 @@ class LocalSession(WorkerSession):
             env["HOME"] = str(self.home)
         try:
             process = subprocess.Popen(
-                [sys.executable, str(self.agent_script), *self.spec.agent.argv()],
+                [sys.executable, str(self.agent_script), *self.spec.agent_argv()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -123,7 +123,7 @@ class HostSession(WorkerSession):
             )
             home = deployer.probe()
             folder = deployer.install(home, agent_bundle())
-            channel = deployer.start(folder, self.spec.agent.argv())
+            channel = deployer.start(folder, self.spec.agent_argv())
             conn.track(channel)
             stream = ChannelStream(channel, self.timeouts.channel)
             reader = AgentReader(

@@ -6,13 +6,14 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ssh_backend.hostkeys import KnownHosts
-from tests.harness.sshd import SSHD, SshdHost, SshdLab
+from tests.harness.sshd import SSHD, Lab, SshdLab
+
+__all__ = ["Lab"]  # tests import Lab from here too
 
 THREAD_GRACE_S = 3.0
 
@@ -51,15 +52,6 @@ def sshd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdLab]:
         yield lab
     finally:
         lab.close()
-
-
-@dataclass
-class Lab:
-    """Three simulated workstations (4 sim GPUs each) whose host keys are trusted."""
-
-    hosts: list[SshdHost]
-    known_hosts: KnownHosts
-    sshd: SshdLab
 
 
 _lab_counter = iter(range(1, 10_000))

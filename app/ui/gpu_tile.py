@@ -66,7 +66,15 @@ def fmt_process_mem(mib: float | None) -> str:
 
 
 def short_gpu_name(name: str) -> str:
-    return name.removeprefix("NVIDIA ").strip() or name
+    # The host header already carries the "simulated" badge; the tile needs the model only.
+    return name.removeprefix("NVIDIA ").removesuffix(" (simulated)").strip() or name
+
+
+def short_command(command: str) -> str:
+    """The command with its program's directory dropped: ``/opt/venv/bin/python x`` →
+    ``python x``, so a narrow tile shows what runs rather than where it is installed."""
+    program, sep, rest = command.partition(" ")
+    return program.rsplit("/", 1)[-1] + sep + rest if "/" in program else command
 
 
 def caption_label(text: str) -> QLabel:
@@ -126,7 +134,7 @@ class _ProcessRow(QWidget):
     def show_process(self, proc: GpuProcess) -> None:
         self.user.setText(proc.user or f"pid {proc.pid}")
         command = proc.command or f"pid {proc.pid}"
-        self.command.set_full_text(command)
+        self.command.set_full_text(short_command(command))
         self.command.setToolTip(f"{command}\n(pid {proc.pid}, user {proc.user or DASH})")
         self.mem.setText(fmt_process_mem(proc.mem_mib))
 

@@ -8,7 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ssh_backend.protocol import Hello, Sample
+from ssh_backend.session import HostSession
 from ssh_backend.states import HostState
+
+# The ``make_session`` fixture of tests/integration: (spec, listener, known_hosts, ...).
+SessionFactory = Callable[..., HostSession]
 
 
 @dataclass(frozen=True)

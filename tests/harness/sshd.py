@@ -274,8 +274,13 @@ class SshdLab:
         listen: str | None = None,
         extra_config: tuple[str, ...] = (),
         start: bool = True,
+        fake_smi: bool = False,
     ) -> SshdHost:
+        """A new host; ``fake_smi`` puts the fake nvidia-smi (tests/harness/bin) on PATH."""
         address, port = free_address()
+        env = dict(env or {})
+        if fake_smi:
+            env["PATH"] = f"{HARNESS_BIN}:{env.get('PATH', BASE_PATH)}"
         root = self.root / name
         root.mkdir(parents=True, exist_ok=False)
         host = SshdHost(
@@ -284,7 +289,7 @@ class SshdLab:
             client_key=self.client_key,
             address=address,
             port=port,
-            env=dict(env or {}),
+            env=env,
             listen=listen,
             extra_config=extra_config,
         )
@@ -322,3 +327,12 @@ def socket_owner_pids(local: tuple[str, int], remote: tuple[str, int]) -> set[in
         except OSError:
             continue
     return owners
+
+
+@dataclass
+class Lab:
+    """Three simulated workstations (4 sim GPUs each) whose host keys are trusted."""
+
+    hosts: list[SshdHost]
+    known_hosts: KnownHosts
+    sshd: SshdLab

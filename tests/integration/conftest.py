@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +12,13 @@ from ssh_backend.connect import Timeouts
 from ssh_backend.hostkeys import KnownHosts
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.session import HostSession
-from tests.harness.recorder import Recorder
+from tests.harness.recorder import Recorder, SessionFactory
 
 
 @pytest.fixture(autouse=True)
 def _isolated_ssh_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ssh-agent of the person running the tests may log a session in."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-
-
-SessionFactory = Callable[..., HostSession]
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import pytest
 
 from ssh_backend.agent_bundle import agent_bundle, remote_dir
 from ssh_backend.states import HostState
-from tests.conftest import Lab
-from tests.harness.recorder import Recorder
-from tests.integration.conftest import SessionFactory
+from tests.harness.recorder import Recorder, SessionFactory
+from tests.harness.sshd import Lab
 
 pytestmark = [pytest.mark.sshd]
 

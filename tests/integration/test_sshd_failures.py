@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ssh_backend.connect import Timeouts
-from ssh_backend.hostkeys import KnownHosts
+from ssh_backend.hostkeys import KnownHosts, fingerprint
 from ssh_backend.hostspec import AgentOptions
 from ssh_backend.states import HostState
-from tests.harness.recorder import Recorder
-from tests.harness.sshd import BASE_PATH, HARNESS_BIN, SshdHost, SshdLab, generate_key
-from tests.integration.conftest import SessionFactory
+from tests.harness.recorder import Recorder, SessionFactory
+from tests.harness.sshd import SshdHost, SshdLab, generate_key, public_key
 
 pytestmark = [pytest.mark.sshd]
 
@@ -103,8 +106,8 @@ def test_garbage_from_nvidia_smi_keeps_the_host_up(
     sshd_lab: SshdLab, tmp_path: Path, make_session: SessionFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    env = {"PATH": f"{HARNESS_BIN}:{BASE_PATH}", "FAKE_SMI_MODE": "garbage", "FAKE_SMI_GPUS": "2"}
-    smi = sshd_lab.add_host("garbage-smi", env=env)
+    env = {"FAKE_SMI_MODE": "garbage", "FAKE_SMI_GPUS": "2"}
+    smi = sshd_lab.add_host("garbage-smi", env=env, fake_smi=True)
     known = KnownHosts(tmp_path / "known_hosts", [])
     smi.trust(known)
     rec = Recorder()
@@ -138,3 +141,70 @@ def test_malformed_ssh_config_names_file_and_line(
     # Fixing the file is picked up by the next retry, no restart needed.
     config.write_text(f"Host ws\n  HostName {host.address}\n  Port {host.port}\n")
     rec.wait_state(host.name, HostState.ONLINE, timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_stop_is_prompt_while_a_frozen_host_holds_the_handshake(
+    host: SshdHost, known: KnownHosts, make_session: SessionFactory
+) -> None:
+    rec = Recorder()
+    session = make_session(host.spec(), rec, known)
+    host.freeze()
+    try:
+        session.start()
+        rec.wait_state(host.name, HostState.CONNECTING, timeout=5)
+        time.sleep(1.0)  # TCP is accepted by the kernel; the SSH banner never comes
+        assert session.state is HostState.CONNECTING
+        started = time.monotonic()
+        session.stop(timeout=5)
+        assert time.monotonic() - started < 2.0
+        assert session.state is HostState.STOPPED
+    finally:
+        host.thaw()
+
+
+@pytest.fixture
+def ssh_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real ssh-agent of this test only; SSH_AUTH_SOCK points at it."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield sock
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+@pytest.mark.timeout(60)
+def test_encrypted_key_loaded_into_ssh_agent_logs_in(
+    host: SshdHost, known: KnownHosts, tmp_path: Path, make_session: SessionFactory,
+    ssh_agent: Path,
+) -> None:
+    locked = generate_key(tmp_path / "agent_locked", passphrase="pw for the agent")
+    decoy = generate_key(tmp_path / "decoy")
+    with (host.root / "authorized_keys").open("a") as keys:
+        keys.write(locked.with_name("agent_locked.pub").read_text())
+        keys.write(decoy.with_name("decoy.pub").read_text())
+    askpass = tmp_path / "askpass"
+    askpass.write_text("#!/bin/sh\necho 'pw for the agent'\n")
+    askpass.chmod(0o700)
+    env = {**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force",
+           "DISPLAY": ":0"}
+    for key in (decoy, locked):  # the decoy first: the agent would offer it first
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host agentbox\n  HostName {host.address}\n  Port {host.port}\n"
+                      f"  User root\n  IdentityFile {locked}\n  IdentitiesOnly yes\n")
+    rec = Recorder()
+    spec = host.spec(hostname=None, port=None, key_filename=None, ssh_alias="agentbox")
+    make_session(spec, rec, known, ssh_config=config).start()
+    rec.wait_state(host.name, HostState.ONLINE, timeout=10)
+    # IdentitiesOnly: the login used the configured key (through the agent), not the decoy.
+    accepted = re.findall(r"Accepted publickey for root .* (SHA256:\S+)", host.log_text())
+    assert accepted[-1] == fingerprint(public_key(locked))

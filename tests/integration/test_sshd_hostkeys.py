@@ -11,9 +11,8 @@ import pytest
 
 from ssh_backend.hostkeys import HostKeyQuestion, KnownHosts
 from ssh_backend.states import HostState
-from tests.harness.recorder import Recorder
+from tests.harness.recorder import Recorder, SessionFactory
 from tests.harness.sshd import SshdHost, SshdLab
-from tests.integration.conftest import SessionFactory
 
 pytestmark = [pytest.mark.sshd]
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from ssh_backend.session import HostSession
 from ssh_backend.states import HostState
-from tests.conftest import Lab
-from tests.harness.recorder import Recorder
-from tests.integration.conftest import SessionFactory
+from tests.harness.recorder import Recorder, SessionFactory
+from tests.harness.sshd import Lab
 
 pytestmark = [pytest.mark.sshd]
 
@@ -84,3 +84,23 @@ def test_frozen_host_goes_stale_then_offline_and_recovers_alone(
     assert rec.sample_count(frozen.name) > frozen_count
     print(f"stale after {stale.time - t0:.1f} s, offline after {offline.time - t0:.1f} s, "
           f"online {back.time - thawed:.1f} s after thaw")
+
+
+@pytest.mark.timeout(60)
+def test_reconnects_leak_no_file_descriptors(lab: Lab, make_session: SessionFactory) -> None:
+    host = lab.hosts[1]
+    rec = Recorder()
+    session = make_session(host.spec(), rec, lab.known_hosts)
+    session.start()
+    rec.wait_state(host.name, HostState.ONLINE, timeout=10)
+    rounds = 6
+    counts = []
+    for _ in range(rounds):
+        hellos = len(rec.hellos[host.name])
+        session.reconnect_now()
+        assert rec.wait_for(lambda h=hellos: len(rec.hellos[host.name]) > h, timeout=10)
+        rec.wait_samples(host.name, 1, timeout=5)
+        counts.append(len(os.listdir("/proc/self/fd")))
+    assert session.attempts == rounds + 1
+    # Allow noise from other threads of the test process, but no growth per reconnect.
+    assert counts[-1] - counts[1] <= 2, counts

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from ssh_backend.hostkeys import KnownHosts
 from ssh_backend.states import HostState
-from tests.harness.recorder import Recorder
+from tests.harness.recorder import Recorder, SessionFactory
 from tests.harness.sshd import SshdHost, SshdLab, socket_owner_pids
-from tests.integration.conftest import SessionFactory
 
 pytestmark = [pytest.mark.sshd]
 
@@ -80,3 +80,48 @@ def test_host_key_is_checked_on_every_hop(
     assert f"{bad.address}:{bad.port}" in event.detail
     assert ("jump host" in event.detail) == (untrusted == "jump")
     assert rec.sample_count(target.name) == 0
+
+
+# A minimal `nc HOST PORT`: what a ProxyCommand does, written down so the test needs no nc.
+PROXY = """
+import os, selectors, socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+with open(sys.argv[3], "a") as log:
+    log.write(f"proxied {sys.argv[1]}:{sys.argv[2]}\\n")
+sel = selectors.DefaultSelector()
+sel.register(0, selectors.EVENT_READ)
+sel.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj == 0:
+            data = os.read(0, 65536)
+            if not data:
+                sys.exit(0)
+            sock.sendall(data)
+        else:
+            data = sock.recv(65536)
+            if not data:
+                sys.exit(0)
+            os.write(1, data)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_proxycommand_from_the_config_carries_the_connection(
+    hops: tuple[SshdHost, SshdHost], tmp_path: Path, make_session: SessionFactory
+) -> None:
+    _jump, target = hops
+    proxy, log = tmp_path / "proxy.py", tmp_path / "proxy.log"
+    proxy.write_text(PROXY)
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host viaproxy\n  HostName {target.address}\n  Port {target.port}\n  User root\n"
+        f"  ProxyCommand {sys.executable} {proxy} %h %p {log}\n"
+    )
+    known = KnownHosts(tmp_path / "known_hosts", [])
+    target.trust(known)
+    rec = Recorder()
+    spec = target.spec(hostname=None, port=None, user=None, ssh_alias="viaproxy")
+    make_session(spec, rec, known, ssh_config=config).start()
+    rec.wait_state(target.name, HostState.ONLINE, timeout=15)
+    assert log.read_text() == f"proxied {target.address}:{target.port}\n"
