@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -31,3 +32,15 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def printable(text: str) -> str:
     """Text from a host with control characters replaced: no terminal escapes get through."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def check_display() -> None:
+    """Refuse clearly when there is no screen, instead of letting Qt abort the process."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError(
+            "no display found (neither DISPLAY nor WAYLAND_DISPLAY is set): start Labdeck "
+            "from a desktop session, or check the installation offscreen with "
+            "'labdeck --self-test --screenshot shot.png'"
+        )

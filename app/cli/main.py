@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import app
 from app.cli import gpus_cmd, hosts_cmd
-from app.cli.common import UsageError, warn
+from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 from app.core.store import StoreError
 from ssh_backend.config import ConfigError
@@ -111,6 +111,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from app.ui.selftest import run_self_test
 
             return run_self_test(args.screenshot)
+        check_display()
         from app.cli.window import open_window
 
         return open_window(sys.argv[:1])

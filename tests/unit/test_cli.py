@@ -258,3 +258,12 @@ def test_window_actions_save_hosts_before_monitoring_them(
             assert monitor.names() == ["gpu1", "gpu2", "gpu3"]
         finally:
             monitor.stop()
+
+
+def test_window_without_a_display_says_what_to_do(labdeck: Labdeck) -> None:
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        labdeck.env.pop(var, None)
+    result = labdeck()
+    assert result.returncode == 2
+    assert "no display found" in result.stderr and "--self-test" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+"""A run's life: its states, the transitions allowed between them, and its record.
+
+Every state change goes through the store as a compare-and-set on the state named here
+(``UPDATE … WHERE id=? AND state=?``): a crash or a second process can never move a run
+along an edge twice, so a run is never started twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "queued"
+    # Claimed by a dispatcher, launch in flight: on restart, reconcile decides its fate.
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # The host rebooted (boot_id changed) under the run: its process is gone.
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST})
+
+# The explicit state machine. Back to QUEUED is a retry (lost, failed) or a refused launch.
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.LAUNCHING, RunState.CANCELLED}),
+    RunState.LAUNCHING: frozenset(
+        {RunState.RUNNING, RunState.QUEUED, RunState.FAILED, RunState.CANCELLED,
+         RunState.SUCCEEDED, RunState.LOST}
+    ),
+    RunState.RUNNING: frozenset(
+        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST}
+    ),
+    RunState.SUCCEEDED: frozenset({RunState.QUEUED}),
+    RunState.FAILED: frozenset({RunState.QUEUED}),
+    RunState.CANCELLED: frozenset({RunState.QUEUED}),
+    RunState.LOST: frozenset({RunState.QUEUED}),
+}
+
+# Run ids name folders on hosts: keep them to a safe alphabet, checked on both ends.
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,63}$")
+
+
+class TransitionError(ValueError):
+    """A state change the state machine does not allow (a bug, not a race)."""
+
+
+def check_transition(old: RunState, new: RunState) -> None:
+    if new not in TRANSITIONS[old]:
+        raise TransitionError(f"a run cannot go from {old} to {new}")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One queued or launched run as stored locally (spec as JSON-ready dict)."""
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    state: RunState
+    user: str
+    priority: int = 0
+    created_at: float = 0.0
+    # Position in the FIFO among equal priority; moved by "move up/down".
+    seq: int = 0
+    attempt: int = 0
+    host: str | None = None
+    gpus: tuple[int, ...] = ()
+    gpu_uuids: tuple[str, ...] = ()
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    boot_id: str | None = None
+    # A user-facing sentence: why it failed, why it waits, why it was lost.
+    reason: str = ""
+    tags: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
