@@ -46,13 +46,20 @@ class AgentFailed(ConnectError):
 
 
 def run_command(
-    transport: paramiko.Transport, command: str, timeout: float, channel_timeout: float
+    transport: paramiko.Transport,
+    command: str,
+    timeout: float,
+    channel_timeout: float,
+    stdin: bytes = b"",
 ) -> tuple[int, bytes, bytes]:
-    """Run one command; both streams are drained before the exit status is read
-    (reading the status first can wait forever on a full window)."""
+    """Run one command, ``stdin`` sent then closed; both streams are drained before the
+    exit status is read (reading the status first can wait forever on a full window)."""
     channel = transport.open_session(timeout=channel_timeout)
     try:
+        channel.settimeout(timeout)
         channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
         channel.shutdown_write()
         out, err = bytearray(), StderrTail(MAX_OUTPUT)
         deadline = time.monotonic() + timeout
@@ -75,6 +82,28 @@ def run_command(
         return channel.recv_exit_status(), bytes(out), err.text().encode()
     finally:
         channel.close()
+
+
+def sftp_makedirs(sftp: paramiko.SFTPClient, base: str, folder: str) -> None:
+    """Create ``folder`` and its parents below ``base`` (which exists), each 0700."""
+    path = base
+    for part in posixpath.relpath(folder, base).split("/"):
+        path = posixpath.join(path, part)
+        try:
+            sftp.stat(path)
+        except FileNotFoundError:
+            sftp.mkdir(path, 0o700)
+
+
+def sftp_put(sftp: paramiko.SFTPClient, target: str, content: bytes) -> None:
+    """Write a file 0600 under a temporary name, then rename it into place: a reader
+    never sees half a file."""
+    temp = f"{target}.tmp-{secrets.token_hex(4)}"
+    with sftp.open(temp, "wb") as handle:
+        handle.chmod(0o600)
+        handle.set_pipelined(True)
+        handle.write(content)
+    sftp.posix_rename(temp, target)
 
 
 class Deployer:
@@ -147,15 +176,10 @@ class Deployer:
             sftp_channel = sftp.get_channel()
             if sftp_channel is not None:
                 sftp_channel.settimeout(self.timeout)
-            self._makedirs(sftp, home, folder)
+            sftp_makedirs(sftp, home, folder)
+            sftp.chmod(folder, 0o700)
             for name in names:
-                target = posixpath.join(folder, name)
-                temp = f"{target}.tmp-{secrets.token_hex(4)}"
-                with sftp.open(temp, "wb") as handle:
-                    handle.chmod(0o600)
-                    handle.set_pipelined(True)
-                    handle.write(bundle.files[name])
-                sftp.posix_rename(temp, target)
+                sftp_put(sftp, posixpath.join(folder, name), bundle.files[name])
         except OSError as exc:
             raise AgentFailed(f"cannot upload the agent to {self.host}: {exc}") from None
         finally:
@@ -164,16 +188,12 @@ class Deployer:
             raise AgentFailed(f"the agent files on {self.host} differ after upload")
         return folder
 
-    @staticmethod
-    def _makedirs(sftp: paramiko.SFTPClient, home: str, folder: str) -> None:
-        path = home
-        for part in posixpath.relpath(folder, home).split("/"):
-            path = posixpath.join(path, part)
-            try:
-                sftp.stat(path)
-            except FileNotFoundError:
-                sftp.mkdir(path, 0o700)
-        sftp.chmod(folder, 0o700)
+    def control(self, folder: str, request: bytes, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run the bundle's runctl.py with one request on stdin (never on the command
+        line); (exit code, stdout, stderr)."""
+        script = posixpath.join(folder, "runctl.py")
+        command = f"/bin/sh -c {shlex.quote(shlex.join(['exec', 'python3', '-B', script]))}"
+        return run_command(self.transport, command, timeout, self.channel_timeout, request)
 
     def start(self, folder: str, argv: list[str]) -> paramiko.Channel:
         """Exec the agent on its own channel, no pty; the caller reads its output."""

@@ -7,7 +7,7 @@ signals on the GUI thread.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ssh_backend.protocol import Hello, Sample
 from ssh_backend.states import HostState
@@ -22,6 +22,12 @@ class SessionListener(Protocol):
 
     def on_sample(self, host: str, sample: Sample) -> None:
         """A new reading of every GPU of the host."""
+
+
+class SessionUnavailable(Exception):
+    """The host is not connected now (or stopped answering mid-request): try again once
+    it is back. A launch that ended this way may or may not have started; launch is
+    idempotent, so repeating it (or reconciling) settles which."""
 
 
 class Session(Protocol):
@@ -42,3 +48,11 @@ class Session(Protocol):
     def reconnect_now(self) -> None:
         """Retry at once (after the user trusted a key or fixed a credential)."""
 
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """One run-control request to the host's runctl.py, its JSON reply. Raises
+        SessionUnavailable when the host cannot be reached now."""
+
+    def upload(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write ``files`` (relative path → content) into the run's ``code/`` folder on
+        the host (folders 0700, files 0600). Raises SessionUnavailable when not
+        connected, ValueError for a path that would leave the folder."""

@@ -1,25 +1,31 @@
 """LocalSession: this machine as a host, without SSH — the agent runs as a child process.
 
 Same interface, states and heartbeat as HostSession (the reader is shared); the agent is
-started from the package folder with this interpreter, nothing is uploaded.
+started from the package folder with this interpreter, nothing is uploaded. Run control
+runs the package's runctl.py the same way, and a run's snapshot is written in place.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import select
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ssh_backend.agent_channel import AgentReader, StderrTail
 from ssh_backend.connect import Timeouts
-from ssh_backend.events import SessionListener
+from ssh_backend.events import SessionListener, SessionUnavailable
 from ssh_backend.hostspec import HostSpec
+from ssh_backend.runs import LaunchRefused, check_run_id, decode_reply, upload_parts
 from ssh_backend.states import HostState
 from ssh_backend.worker import Outcome, WorkerSession, outcome_of
 
 AGENT_SCRIPT = Path(__file__).resolve().parent / "agent" / "agent.py"
+RUNCTL_SCRIPT = AGENT_SCRIPT.with_name("runctl.py")
 TERMINATE_GRACE_S = 2.0
 
 
@@ -109,10 +115,14 @@ class LocalSession(WorkerSession):
         # The reader notices stop within one read slice; nothing blocks longer.
         pass
 
-    def _attempt(self) -> Outcome:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.home is not None:
             env["HOME"] = str(self.home)
+        return env
+
+    def _attempt(self) -> Outcome:
+        env = self._env()
         try:
             process = subprocess.Popen(
                 [sys.executable, str(self.agent_script), *self.spec.agent_argv()],
@@ -134,3 +144,56 @@ class LocalSession(WorkerSession):
             return outcome_of(end, "the local agent", stream)
         finally:
             stream.close()
+
+    # -- run control: this machine is always reachable, whatever the agent does ----------
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """One request to runctl.py (this interpreter, the package copy); the reply."""
+        try:
+            done = subprocess.run(
+                [sys.executable, "-B", str(RUNCTL_SCRIPT)],
+                input=json.dumps(request).encode("utf-8"),
+                capture_output=True,
+                env=self._env(),
+                timeout=timeout,
+                close_fds=True,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SessionUnavailable(f"{self.name}: run control timed out") from None
+        return decode_reply(
+            self.name, done.returncode, done.stdout, done.stderr.decode("utf-8", "replace")
+        )
+
+    def upload(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write a run's snapshot into ``~/.labdeck/runs/<id>/code/`` (nothing once the run
+        was launched)."""
+        check_run_id(run_id)
+        parts = upload_parts(files)
+        home = self.home or Path(os.path.expanduser("~"))
+        run = home / ".labdeck" / "runs" / run_id
+        try:
+            if (run / "job.json").exists():
+                return
+            code = run / "code"
+            code.mkdir(mode=0o700, parents=True, exist_ok=True)
+            run.chmod(0o700)
+            for names, content in parts:
+                target = code.joinpath(*names)
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _write_private(target, content)
+        except OSError as exc:
+            where = f"~/.labdeck/runs/{run_id}/code"
+            raise LaunchRefused(f"{self.name}: cannot write {where}: {exc}") from None
+
+
+def _write_private(target: Path, content: bytes) -> None:
+    """Write 0600 under a temporary name, then rename into place."""
+    temp = target.with_name(f"{target.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

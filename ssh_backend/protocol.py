@@ -60,6 +60,8 @@ class GpuReading:
     power_limit_w: float | None
     fan_pct: float | None
     processes: tuple[GpuProcess, ...] = ()
+    # The run id holding this GPU's Labdeck lease (a run's wrapper is on it), or None.
+    leased_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ def _reading(obj: dict[str, Any]) -> GpuReading:
         power_limit_w=f.opt_num("power_limit_w"),
         fan_pct=f.opt_num("fan_pct"),
         processes=tuple(_process(p) for p in f.list_("processes")),
+        leased_by=f.opt_str("leased_by"),
     )
 
 

@@ -9,10 +9,19 @@ HostSession over SSH and LocalSession on this machine alike.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ssh_backend.events import Session
+
 RunStatusKind = Literal["running", "finished", "failed", "lost", "unknown"]
+KINDS: tuple[str, ...] = ("running", "finished", "failed", "lost", "unknown")
+# Same alphabet as app.core.runs.RUN_ID_RE and agent/rundir.py: run ids name host folders.
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,63}$")
+# runctl waits up to 5 s for the wrapper to start the job; this covers that and a slow link.
+CONTROL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +45,144 @@ class RunStatus:
     start_time: float | None = None
     boot_id: str | None = None
     detail: str = ""
+    # Set with kind "finished": the run ended by a cancel / at its time limit.
+    cancelled: bool = False
+    timed_out: bool = False
 
 
-class LaunchRefused(Exception):  # noqa: N818 - it is an outcome, not a bug
+class LaunchRefused(Exception):
     """The host refused the launch (a GPU lease is held, disk full, …); the run can be
     queued again. The message says why, for the user."""
+
+
+class RunControlError(RuntimeError):
+    """runctl on the host failed or answered something that is not a reply (a broken
+    host or a bug); the message says which host and what it printed."""
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise ValueError(f"not a valid run id: {run_id!r}")
+    return run_id
+
+
+def attempt_run_id(run_id: str, attempt: int) -> str:
+    """The host-side id of a run's ``attempt`` (0 = first). Launch is idempotent per id,
+    so a retry after a lost or failed attempt must launch under a fresh id."""
+    check_run_id(run_id)
+    return run_id if attempt <= 0 else check_run_id(f"{run_id}-a{attempt}")
+
+
+def upload_parts(files: dict[str, bytes]) -> list[tuple[tuple[str, ...], bytes]]:
+    """Each upload path split into its folders and name, refusing any path that could
+    land outside the run's code folder (absolute, ``..``, empty parts, NUL)."""
+    checked = []
+    for path, content in sorted(files.items()):
+        parts = tuple(path.split("/"))
+        if (
+            not path
+            or path.startswith("/")
+            or "\0" in path
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise ValueError(f"upload path {path!r} must be relative and stay in the run folder")
+        if not isinstance(content, bytes):
+            raise ValueError(f"upload content of {path!r} must be bytes")
+        checked.append((parts, content))
+    return checked
+
+
+def decode_reply(host: str, code: int | None, out: bytes, err: str) -> dict[str, Any]:
+    """runctl's reply as a dict; RunControlError when it failed or printed no reply."""
+    why = next((line for line in reversed(err.splitlines()) if line.strip()), "")
+    try:
+        reply = json.loads(out)
+    except ValueError:
+        reply = None
+    if code != 0 or not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        said = why or out[-300:].decode("utf-8", "replace").strip() or "no output"
+        raise RunControlError(f"run control on {host} failed (exit code {code}): {said}")
+    return reply
+
+
+def _status(run_id: str, obj: Any) -> RunStatus:
+    if not isinstance(obj, dict) or obj.get("kind") not in KINDS:
+        raise RunControlError(f"run control sent an unreadable status for {run_id}: {obj!r}")
+
+    def num(key: str) -> Any:
+        value = obj.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def as_int(key: str) -> int | None:
+        value = num(key)
+        return int(value) if value is not None else None
+
+    return RunStatus(
+        run_id=run_id,
+        kind=obj["kind"],
+        exit_code=as_int("exit_code"),
+        pid=as_int("pid"),
+        pgid=as_int("pgid"),
+        start_time=None if num("start_time") is None else float(num("start_time")),
+        boot_id=obj["boot_id"] if isinstance(obj.get("boot_id"), str) else None,
+        detail=str(obj.get("detail") or ""),
+        cancelled=obj.get("cancelled") is True,
+        timed_out=obj.get("timed_out") is True,
+    )
+
+
+def _expect(session: Session, reply: dict[str, Any], key: str) -> Any:
+    if reply.get("ok"):
+        if key not in reply:
+            raise RunControlError(f"run control on {session.name} sent no {key}")
+        return reply[key]
+    if isinstance(reply.get("refused"), str):
+        raise LaunchRefused(f"{session.name}: {reply['refused']}")
+    raise RunControlError(f"run control on {session.name}: {reply.get('error')}")
+
+
+def launch(session: Session, req: LaunchRequest) -> RunStatus:
+    """Upload the snapshot (if any) and start the run; idempotent per run id.
+
+    Returns the run's status (normally running; finished if it was quick or had been
+    launched before). Raises LaunchRefused when a GPU lease is held or the run folder
+    cannot be written, SessionUnavailable when the host is not connected.
+    """
+    check_run_id(req.run_id)
+    if len(req.gpu_indices) != len(req.gpu_uuids):
+        raise ValueError("a launch needs one GPU uuid per GPU index")
+    if req.files:
+        session.upload(req.run_id, req.files)
+    reply = session.control(
+        {
+            "op": "launch",
+            "run_id": req.run_id,
+            "job": req.job,
+            "gpu_indices": list(req.gpu_indices),
+            "gpu_uuids": list(req.gpu_uuids),
+        },
+        timeout=CONTROL_TIMEOUT_S,
+    )
+    return _status(req.run_id, _expect(session, reply, "status"))
+
+
+def cancel(session: Session, run_id: str, grace_s: float = 30.0) -> RunStatus:
+    """Ask the host to stop a run: TERM to its process group now, KILL after ``grace_s``
+    (done by the run's wrapper, which still records the exit code). Returns at once with
+    the status after TERM was sent; reconcile later to see it finished."""
+    check_run_id(run_id)
+    reply = session.control({"op": "cancel", "run_id": run_id, "grace_s": float(grace_s)})
+    return _status(run_id, _expect(session, reply, "status"))
+
+
+def reconcile(session: Session, run_ids: list[str]) -> dict[str, RunStatus]:
+    """The status of each run on the host (one round trip for all)."""
+    for run_id in run_ids:
+        check_run_id(run_id)
+    if not run_ids:
+        return {}
+    reply = session.control({"op": "reconcile", "run_ids": list(run_ids)})
+    statuses = _expect(session, reply, "statuses")
+    if not isinstance(statuses, dict):
+        raise RunControlError(f"run control on {session.name} sent unreadable statuses")
+    return {run_id: _status(run_id, statuses.get(run_id)) for run_id in run_ids}

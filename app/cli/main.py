@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import app
-from app.cli import gpus_cmd, hosts_cmd
+from app.cli import gpus_cmd, hosts_cmd, runs_cmd, serve_cmd
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 from app.core.store import StoreError
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     hosts_cmd.add_parser(commands)
     gpus_cmd.add_parser(commands)
+    runs_cmd.add_parser(commands)
+    serve_cmd.add_parser(commands)
     return parser
 
 
@@ -84,7 +86,19 @@ def setup_logging() -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # ``submit train.py --gpus 2 -- --lr 3e-4``: what follows ``--`` belongs to the job.
+    # argparse cannot put it after options into a positional, so it is split off here.
+    passthrough: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, passthrough = words[:cut], words[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if passthrough is not None:
+        if not hasattr(args, "args"):
+            parser.error("'--' only goes with: labdeck submit SCRIPT [options] -- ARGS")
+        args.args = [*args.args, *passthrough]
     log_path = setup_logging()
     log.info("labdeck %s: %s", app.__version__, args.command or "window")
     try:

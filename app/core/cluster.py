@@ -119,6 +119,11 @@ class ClusterMonitor:
     def add_listener(self, listener: ClusterListener) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: ClusterListener) -> None:
+        """Stop telling ``listener`` (no error if it was not listening)."""
+        # A new list, not an in-place removal: _notify iterates over a copy anyway.
+        self._listeners = [known for known in self._listeners if known is not listener]
+
     def start(self) -> None:
         with self._lock:
             self._started = True
@@ -182,6 +187,11 @@ class ClusterMonitor:
     def hosts(self) -> list[HostView]:
         with self._lock:
             return list(self._views.values())
+
+    def session(self, name: str) -> Session | None:
+        """The live session of host ``name`` (for run control calls), or None."""
+        with self._lock:
+            return self._sessions.get(name)
 
     def history(self, name: str, gpu_index: int, seconds: float | None = None) -> GpuHistory:
         since = time.time() - seconds if seconds else None

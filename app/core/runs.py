@@ -86,3 +86,7 @@ class Run:
     reason: str = ""
     tags: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    # Set by "cancel" on a launching/running run; the dispatcher acts on it.
+    cancel_requested: bool = False
+    # When it last entered QUEUED (submit or retry): the scheduler's wait clock.
+    queued_at: float | None = None

@@ -45,10 +45,64 @@ def _m1_hosts_and_settings(db: sqlite_utils.Database) -> None:
     db.table("settings").create({"key": str, "value": str}, pk="key")
 
 
+def _m2_runs_and_reservations(db: sqlite_utils.Database) -> None:
+    # Columns mirror app.core.runs.Run; JSON text for the structured ones. No foreign key
+    # to hosts: a run keeps its history when its host is removed.
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,             -- JSON: JobSpec.to_dict()
+            state TEXT NOT NULL,
+            user TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            seq INTEGER NOT NULL,           -- FIFO position among equal priority
+            attempt INTEGER NOT NULL DEFAULT 0,
+            host TEXT,
+            gpus TEXT NOT NULL DEFAULT '[]',       -- JSON list of GPU indices
+            gpu_uuids TEXT NOT NULL DEFAULT '[]',  -- JSON list of GPU uuids
+            started_at REAL,
+            ended_at REAL,
+            exit_code INTEGER,
+            pid INTEGER,
+            boot_id TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',       -- JSON list of strings
+            params TEXT NOT NULL DEFAULT '{}',     -- JSON object
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            queued_at REAL,
+            updated_at REAL
+        )
+        """
+    )
+    # The queue order (priority desc, seq asc) read straight off one index.
+    db.execute("CREATE INDEX runs_queue ON runs (state, priority DESC, seq)")
+    # Newest-first listing, whole or filtered by state, paged with LIMIT/OFFSET: both
+    # walk an index (the primary key, or this one) instead of sorting 100k rows.
+    db.execute("CREATE INDEX runs_state_id ON runs (state, id)")
+    # MAX(seq) for the next submission, and runs by host for reconcile.
+    db.execute("CREATE INDEX runs_seq ON runs (seq)")
+    db.execute("CREATE INDEX runs_host_state ON runs (host, state)")
+    db.execute(
+        """
+        CREATE TABLE reservations (
+            host TEXT NOT NULL,
+            gpu_index INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (host, gpu_index)
+        )
+        """
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: list[Migration] = [
     _m1_hosts_and_settings,
+    _m2_runs_and_reservations,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

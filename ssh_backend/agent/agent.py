@@ -26,6 +26,8 @@ if HERE not in sys.path:
 import gpu_nvml  # noqa: E402
 import gpu_sim  # noqa: E402
 import gpu_smi  # noqa: E402
+import hostinfo  # noqa: E402
+import leases  # noqa: E402
 import wire  # noqa: E402
 
 MIN_INTERVAL_S = 0.1
@@ -69,12 +71,11 @@ def clamp_interval(value):
     return min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, float(value)))
 
 
-def read_boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip() or "unknown"
-    except OSError:
-        return "unknown"
+def mark_leases(readings):
+    """Name the run holding each GPU's lease, whatever backend read the GPU."""
+    for reading in readings:
+        reading["leased_by"] = leases.holder(reading["uuid"])
+    return readings
 
 
 class NoBackend:
@@ -196,7 +197,7 @@ class Agent:
         backend, notes = open_backend(self.options, hostname)
         version = self.options.version or own_version()
         self.writer.send(wire.hello(
-            version, hostname, read_boot_id(), backend.name, backend.detail,
+            version, hostname, hostinfo.boot_id(), backend.name, backend.detail,
             backend.simulated, backend.statics, backend.needs_reboot))
         if self.options.backend not in ("auto", "none") and backend.name == "none":
             self.writer.send(wire.error("%s backend unavailable: %s"
@@ -212,6 +213,7 @@ class Agent:
                 except Exception as exc:  # a backend bug must not kill the stream
                     readings = [wire.empty_reading(s) for s in backend.statics]
                     self.writer.send(wire.error("GPU reading failed: %r" % (exc,)))
+                mark_leases(readings)
                 for message in backend.drain_errors():
                     self.writer.send(wire.error(message))
                 self.writer.send(wire.sample(seq, time.time(), readings))

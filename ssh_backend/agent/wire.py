@@ -59,6 +59,7 @@ def gpu_reading(
     power_limit_w=None,
     fan_pct=None,
     processes=(),
+    leased_by=None,
 ):
     return {
         "index": int(index),
@@ -71,6 +72,8 @@ def gpu_reading(
         "power_limit_w": num(power_limit_w),
         "fan_pct": num(fan_pct),
         "processes": list(processes),
+        # The run id holding this GPU's Labdeck lease (agent.py fills it in), or null.
+        "leased_by": None if leased_by is None else str(leased_by),
     }
 
 

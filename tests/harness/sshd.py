@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -127,6 +128,22 @@ class SshdHost:
     def host_key(self) -> paramiko.PKey:
         return public_key(self.host_key_path)
 
+    @property
+    def lease_dir(self) -> Path:
+        """This host's GPU lease folder (its own "/tmp/labdeck-leases", via SetEnv)."""
+        return self.root / "leases"
+
+    @property
+    def boot_id_file(self) -> Path:
+        """Overrides the host's boot id once it exists (LABDECK_BOOT_ID_FILE)."""
+        return self.root / "boot_id"
+
+    def fake_reboot(self) -> str:
+        """Give the host a new boot id, as a reboot would (processes are left alone)."""
+        new_id = str(uuid.uuid4())
+        self.boot_id_file.write_text(new_id + "\n")
+        return new_id
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -146,7 +163,14 @@ class SshdHost:
         known_hosts.add(self.address, self.port, self.host_key)
 
     def _write_config(self) -> None:
-        env = {"HOME": str(self.home), "PATH": BASE_PATH, **self.env}
+        env = {
+            "HOME": str(self.home),
+            "PATH": BASE_PATH,
+            # Each host is its own machine: its own lease folder, its own boot id.
+            "LABDECK_LEASE_DIR": str(self.lease_dir),
+            "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
+            **self.env,
+        }
         setenv = " ".join(f'"{k}={v}"' for k, v in env.items())
         lines = [
             f"ListenAddress {self.listen or self.address}:{self.port}",

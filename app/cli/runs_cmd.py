@@ -1,0 +1,274 @@
+"""``labdeck submit / ls / show / cancel / reserve / unreserve``: the run queue from a shell.
+
+These only read and write the local store; ``labdeck serve`` (or the window) is what
+starts queued runs and carries out cancels. A submit checks everything first (the job
+file, the script, the hosts, the GPU count) and queues nothing unless all of it is right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from app.cli.common import UsageError, printable, say, table, warn
+from app.core.jobfile import is_job_file, load_job_file
+from app.core.jobspec import JobFileError, JobSpec, spec_from_script, validate
+from app.core.queuelock import QueueLock
+from app.core.runs import Run, RunState
+from app.core.runstore import RunStore
+from app.core.store import Store
+
+EXIT_USAGE = 2
+
+
+def add_parser(commands: Any) -> None:
+    submit = commands.add_parser(
+        "submit",
+        help="queue a script or a job file (YAML/TOML, sweeps too)",
+        description="Queue runs. A .py/.sh script runs with the ARGS after --; a job file "
+        "(.yaml/.yml/.toml) describes one run or a sweep. Prints the id of each queued run. "
+        "Nothing is queued if anything is wrong.",
+    )
+    submit.add_argument("target", metavar="SCRIPT_OR_JOBFILE")
+    submit.add_argument("args", nargs="*", metavar="ARGS", help="arguments for the script")
+    submit.add_argument("--gpus", type=int, metavar="N", help="GPUs per run (default 1)")
+    submit.add_argument("--host", action="append", dest="hosts", metavar="H",
+                        help="only on this host (repeat for several)")
+    submit.add_argument("--name", metavar="NAME", help="the run's name")
+    submit.add_argument("--priority", type=int, metavar="P", help="higher starts first")
+    submit.add_argument("--tag", action="append", dest="tags", metavar="T", help="a tag")
+    submit.set_defaults(run=_submit)
+
+    ls = commands.add_parser("ls", help="list runs, newest first")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.add_argument("--state", action="append", type=_state, metavar="STATE",
+                    help="only runs in this state (repeat for several)")
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+    ls.set_defaults(run=_ls)
+
+    show = commands.add_parser("show", help="everything about one run")
+    show.add_argument("run_id", metavar="RUN", help="a run id (or a unique start of one)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=_show)
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel a run (queued: at once; running: TERM, grace, KILL)"
+    )
+    cancel.add_argument("run_id", metavar="RUN")
+    cancel.set_defaults(run=_cancel)
+
+    for name, action in (("reserve", "keep a GPU for manual work"),
+                         ("unreserve", "give a reserved GPU back to the queue")):
+        parser = commands.add_parser(name, help=action)
+        parser.add_argument("host", metavar="HOST")
+        parser.add_argument("gpu", type=int, metavar="GPU", help="the GPU's index")
+        if name == "reserve":
+            parser.add_argument("--note", default="", help="why (shown to you later)")
+        parser.set_defaults(run=_reserve if name == "reserve" else _unreserve)
+
+
+# -- submit ------------------------------------------------------------------------
+def _submit(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        specs_by_name = {spec.name: spec for spec in store.hosts()}
+        try:
+            specs = _specs(args, specs_by_name)
+        except JobFileError as exc:
+            for problem in exc.problems:
+                warn(printable(problem))
+            warn("nothing was queued")
+            return EXIT_USAGE
+        ids = RunStore(store).submit([spec.to_dict() for spec in specs], getpass.getuser())
+    for run_id in ids:
+        say(run_id)
+    return 0
+
+
+def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
+    overrides: dict[str, Any] = {}
+    if args.gpus is not None:
+        overrides["gpus"] = args.gpus
+    if args.hosts:
+        overrides["hosts"] = tuple(args.hosts)
+    if args.priority is not None:
+        overrides["priority"] = args.priority
+    if args.tags:
+        overrides["tags"] = tuple(args.tags)
+    target = Path(args.target)
+    if is_job_file(target):
+        if args.args:
+            raise JobFileError([f"{target}: a job file takes no ARGS; put args: in the file"])
+        specs = load_job_file(target, known_hosts=list(hosts))
+        if args.name is not None:
+            overrides["name"] = args.name if len(specs) == 1 else None
+            if overrides["name"] is None:
+                raise JobFileError([f"{target}: --name names one run; this file makes "
+                                    f"{len(specs)} (a sweep)"])
+        specs = [dataclasses.replace(spec, **overrides) for spec in specs]
+    else:
+        if args.name is not None:
+            overrides["name"] = args.name
+        specs = [spec_from_script(target, list(args.args), **overrides)]
+    problems: list[str] = []
+    for spec in specs:
+        wanted = spec.hosts or tuple(hosts)
+        for problem in validate(spec, list(hosts), _max_gpus(wanted, hosts)):
+            label = f"{spec.name}: {problem}" if len(specs) > 1 else problem
+            if label not in problems:
+                problems.append(label)
+    if not hosts:
+        problems.append("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
+    if problems:
+        raise JobFileError(problems)
+    return specs
+
+
+def _max_gpus(names: tuple[str, ...], hosts: dict[str, Any]) -> int | None:
+    """GPUs of the largest of ``names``, where known without connecting (simulated
+    hosts); None when any of them is a real host, whose GPUs only it can tell."""
+    counts = []
+    for name in names:
+        spec = hosts.get(name)
+        if spec is None:
+            continue
+        if not spec.simulated:
+            return None
+        counts.append(spec.agent.sim_gpus)
+    return max(counts) if counts else None
+
+
+# -- ls / show ---------------------------------------------------------------------
+def _ls(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        runs = RunStore(store).list_runs(args.state, limit=args.limit)
+    if args.json:
+        say(json.dumps({"runs": [run_json(run) for run in runs]}, indent=2))
+        return 0
+    if not runs:
+        say("no runs" + (" in that state" if args.state else "; queue one with: labdeck submit"))
+        return 0
+    rows = [[run.id, run.name, str(run.state), _where(run), run.user, _duration(run),
+             "" if run.exit_code is None else str(run.exit_code), run.reason] for run in runs]
+    say(table(rows, ["ID", "NAME", "STATE", "HOST:GPUS", "USER", "TIME", "EXIT", "REASON"]))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        run = find_run(RunStore(store), args.run_id)
+    if args.json:
+        say(json.dumps(run_json(run), indent=2))
+        return 0
+    lines = [
+        ("run", run.id), ("name", run.name), ("state", str(run.state)),
+        ("where", _where(run) or "-"), ("user", run.user), ("attempt", str(run.attempt)),
+        ("submitted", _when(run.created_at)), ("started", _when(run.started_at)),
+        ("ended", _when(run.ended_at)), ("time", _duration(run) or "-"),
+        ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
+        ("reason", run.reason or "-"),
+        ("cancel", "requested" if run.cancel_requested else "-"),
+    ]
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        say(f"{key.ljust(width)}  {printable(value)}")
+    say("spec")
+    for key, value in sorted(run.spec.items()):
+        if value not in (None, [], {}, ""):
+            say(f"  {key}: {printable(json.dumps(value))}")
+    return 0
+
+
+def find_run(runs: RunStore, text: str) -> Run:
+    """The run with id ``text``, or the only one whose id starts with it."""
+    run = runs.get(text)
+    if run is not None:
+        return run
+    if len(text) >= 4:
+        matches = [r for r in runs.list_runs() if r.id.startswith(text)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UsageError(f"{text!r} matches {len(matches)} runs; give more of the id")
+    raise UsageError(f"no run {text!r}; list runs with: labdeck ls")
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    out = dataclasses.asdict(run)
+    out["state"] = str(run.state)
+    out["gpus"] = list(run.gpus)
+    out["gpu_uuids"] = list(run.gpu_uuids)
+    out["tags"] = list(run.tags)
+    return out
+
+
+def _where(run: Run) -> str:
+    if not run.host:
+        return ""
+    return f"{run.host}:{','.join(str(g) for g in run.gpus)}" if run.gpus else run.host
+
+
+def _duration(run: Run) -> str:
+    if run.started_at is None:
+        return ""
+    seconds = (run.ended_at or time.time()) - run.started_at
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+# -- cancel / reserve --------------------------------------------------------------------
+def _cancel(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        runs = RunStore(store)
+        run = find_run(runs, args.run_id)
+        if run.state.finished:
+            raise UsageError(f"run {run.id} already ended ({run.state})")
+        run = runs.request_cancel(run.id)
+        lock = QueueLock(store.path)
+        nobody = lock.try_acquire()
+        lock.release()
+    if run.state is RunState.CANCELLED:
+        say(f"{run.id} cancelled")
+        return 0
+    say(f"{run.id}: cancel requested; its job gets TERM, then KILL after the grace period")
+    if nobody:
+        warn("no dispatcher is running on this queue: start `labdeck serve` (or the window) "
+             "to carry the cancel out")
+    return 0
+
+
+def _reserve(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        if store.host(args.host) is None:
+            raise UsageError(f"no host named '{args.host}'; see the list with: labdeck hosts ls")
+        if args.gpu < 0:
+            raise UsageError("a GPU index is 0 or more")
+        RunStore(store).reserve(args.host, args.gpu, args.note)
+    say(f"{args.host} GPU {args.gpu} is reserved: no run will be started on it")
+    return 0
+
+
+def _unreserve(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        RunStore(store).unreserve(args.host, args.gpu)
+    say(f"{args.host} GPU {args.gpu} is free for queued runs again")
+    return 0
+
+
+def _state(text: str) -> RunState:
+    try:
+        return RunState(text.lower())
+    except ValueError:
+        names = ", ".join(state.value for state in RunState)
+        raise argparse.ArgumentTypeError(f"unknown state {text!r}; one of: {names}") from None

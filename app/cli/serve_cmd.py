@@ -1,0 +1,127 @@
+"""``labdeck serve``: the dispatcher without the window (a lab server can own a queue).
+
+Monitors every stored host, starts queued runs on free GPUs, follows them to the end and
+prints one line per run state change; details go to the log file. SIGTERM or Ctrl-C stop
+it cleanly, and runs on hosts keep running: the next start reconciles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from app.cli.common import printable, say, warn
+from app.core.dispatcher import Dispatcher, DispatchOptions
+from app.core.runs import RunState
+from app.core.store import Store
+
+DEFAULT_WAIT_S = 60.0
+_UNFINISHED = (RunState.QUEUED, RunState.LAUNCHING, RunState.RUNNING)
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="start queued runs on free GPUs, without the window",
+        description="Dispatch this Labdeck's queue headless: start queued runs on free GPUs "
+        "of the stored hosts and follow them to the end. Stop with Ctrl-C or SIGTERM; "
+        "runs keep running on their hosts.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true",
+                      help="reconcile and start what fits now, then exit")
+    mode.add_argument("--until-done", action="store_true",
+                      help="exit once no run is queued, launching or running")
+    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="S",
+                        help=f"with --once: give up after S seconds (default {DEFAULT_WAIT_S:g})")
+    parser.add_argument("--poll", type=float, default=DispatchOptions().poll_s, metavar="S",
+                        help="seconds between checks of running runs (default %(default)g)")
+    parser.set_defaults(run=run)
+
+
+class _Printer:
+    """One line per run state change on stdout."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._lock = threading.Lock()
+
+    def on_run_changed(self, run_id: str) -> None:
+        run = self._dispatcher.runstore.get(run_id)
+        if run is None:
+            return
+        where = ""
+        if run.host and run.state in (RunState.LAUNCHING, RunState.RUNNING):
+            where = f" on {run.host}:{','.join(map(str, run.gpus))}"
+        code = f" (exit code {run.exit_code})" if run.exit_code is not None else ""
+        why = f": {run.reason}" if run.reason and not code else ""
+        with self._lock:
+            say(printable(f"{run.id} {run.name} {run.state}{where}{code}{why}"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.lab import build_monitor
+
+    if args.poll <= 0:
+        warn("--poll must be more than 0 seconds")
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    store = Store.open()
+    monitor = build_monitor(store)
+    dispatcher = Dispatcher(store, monitor, DispatchOptions(poll_s=args.poll))
+    dispatcher.add_listener(_Printer(dispatcher))
+    try:
+        hosts = monitor.names()
+        if not hosts:
+            warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
+            return 1
+        monitor.start()
+        dispatcher.start()
+        say(f"dispatching to {len(hosts)} host{'s' if len(hosts) != 1 else ''}: "
+            f"{', '.join(hosts)}")
+        if args.once:
+            return _once(dispatcher, stop, args.wait)
+        _serve(dispatcher, stop, until_done=args.until_done)
+        return 0
+    finally:
+        # The dispatcher first: nothing new is launched while the sessions close.
+        dispatcher.stop()
+        monitor.stop()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _once(dispatcher: Dispatcher, stop: threading.Event, wait_s: float) -> int:
+    if not dispatcher.dispatching:
+        warn(dispatcher.passive_reason())
+        return 1
+    deadline = time.monotonic() + wait_s
+    while not stop.is_set() and time.monotonic() < deadline:
+        if dispatcher.wait_idle(0.2):
+            return 0
+    if not stop.is_set():
+        warn(f"still busy after {wait_s:g} s (hosts not answering?); see the log file")
+        return 1
+    return 0
+
+
+def _serve(dispatcher: Dispatcher, stop: threading.Event, *, until_done: bool) -> None:
+    said = ""
+    while not stop.wait(0.5):
+        reason = dispatcher.passive_reason()
+        if reason != said:
+            if reason:
+                warn(reason)
+            said = reason
+        if until_done and not reason and dispatcher.runstore.count(_UNFINISHED) == 0:
+            return

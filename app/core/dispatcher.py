@@ -1,0 +1,372 @@
+"""The dispatcher: queued runs onto free GPUs, and every launched run's fate back home.
+
+One plain thread with a stop flag and a wake event (no Qt), woken by a submit or cancel
+(``wake()``), a host's state change or sample (it listens to the ``ClusterMonitor``) and a
+periodic tick. Each step it (1) asks each host that just came online about its launched
+runs, and polls the hosts that have running runs, (2) carries out cancel requests, and
+(3) places queued runs with ``scheduler.plan`` and claims each one with a compare-and-set
+before launching it. Calls to hosts run on a small pool of worker threads
+(``hostcalls``), at most one reconcile per host at a time, so a slow host stalls neither
+the loop nor the other hosts. The same class runs in the window and in ``labdeck serve``;
+of several on one store only the holder of the ``QueueLock`` works, the others wait.
+
+Safety: a run is launched only by the dispatcher whose claim (QUEUED → LAUNCHING) won;
+the wrapper's GPU lease refuses a GPU that another Labdeck or a person got first; and a
+launch that may or may not have reached its host stays LAUNCHING until reconcile, which
+asks the host, decides (launch is idempotent, so a retry never starts a second process).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Protocol
+
+from app.core.cluster import ClusterMonitor, HostView
+from app.core.hostcalls import (
+    DispatchOptions,
+    HostCalls,
+    RunControl,
+    Shared,
+    SshRunControl,
+    host_run_id,
+)
+from app.core.queuelock import QueueLock
+from app.core.runs import Run, RunState
+from app.core.runstore import RunStore
+from app.core.scheduler import Placement, plan
+from app.core.store import Store
+from app.core.taskpool import TaskPool
+from ssh_backend.states import HostState
+
+__all__ = ["DispatchOptions", "Dispatcher", "RunControl", "RunListener", "host_run_id"]
+
+log = logging.getLogger(__name__)
+
+
+class RunListener(Protocol):
+    def on_run_changed(self, run_id: str) -> None:
+        """Run ``run_id`` changed state (called on a dispatcher thread; return quickly)."""
+
+
+class Dispatcher:
+    """See the module docstring. ``start()``/``stop()``; ``wake()`` after a submit/cancel."""
+
+    def __init__(
+        self,
+        store: Store,
+        monitor: ClusterMonitor,
+        options: DispatchOptions | None = None,
+        control: RunControl | None = None,
+    ) -> None:
+        self._store = store
+        self.runstore = RunStore(store)
+        self._monitor = monitor
+        self._options = options or DispatchOptions()
+        self._shared = Shared()
+        self._calls = HostCalls(
+            monitor, self.runstore, control or SshRunControl(), self._shared,
+            self._options, self._notify, self.wake,
+        )
+        self._pool = TaskPool(self._options.workers, "labdeck-dispatch")
+        self._queue_lock = QueueLock(store.path)
+        self._listeners: list[RunListener] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_poll: dict[str, float] = {}
+        self._last_step = 0.0
+        self._host_tags: dict[str, list[str]] = {}
+        self._tags_read_at = -1e9
+        self._said_passive = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def add_listener(self, listener: RunListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RunListener) -> None:
+        self._listeners = [known for known in self._listeners if known is not listener]
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._shared.lock:
+            self._shared.needs_reconcile = set(self._monitor.names())
+        self._monitor.add_listener(self)
+        for name in self._monitor.names():
+            self.on_host_changed(name)
+        self._pool.start()
+        self._own_queue()  # now, so that ``dispatching`` is right once start() returns
+        self._thread = threading.Thread(target=self._run, name="labdeck-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and the workers. Runs on hosts keep running; a launch cut short
+        stays LAUNCHING, and the next start's reconcile settles it."""
+        self._stop.set()
+        self._wake.set()
+        self._monitor.remove_listener(self)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._pool.stop(timeout)
+        self._queue_lock.release()
+
+    def wake(self) -> None:
+        """Look at the queue now (after a submit, a cancel, a reservation)."""
+        self._idle.clear()
+        self._wake.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every host settled and was reconciled, and nothing more can be done
+        right now (no host call in flight, no queued run that fits anywhere)."""
+        return self._idle.wait(timeout)
+
+    @property
+    def dispatching(self) -> bool:
+        """False while another dispatcher holds this queue (see ``passive_reason``)."""
+        return self._queue_lock.held
+
+    def passive_reason(self) -> str:
+        if self._queue_lock.held:
+            return ""
+        pid = self._queue_lock.holder()
+        who = f"another Labdeck (pid {pid})" if pid else "another Labdeck"
+        return f"{who} dispatches this queue; this one takes over when it stops"
+
+    # -- ClusterListener (session threads: only flags and a wake here) ---------------
+    def on_host_changed(self, name: str) -> None:
+        view = self._monitor.host(name)
+        online = view is not None and view.state is HostState.ONLINE
+        shared = self._shared
+        with shared.lock:
+            if online and name not in shared.online:
+                shared.online.add(name)
+                shared.needs_reconcile.add(name)
+            elif not online:
+                shared.online.discard(name)
+        self.wake()
+
+    def on_host_sample(self, name: str) -> None:
+        view = self._monitor.host(name)
+        if view is None or view.sample is None:
+            return
+        shared = self._shared
+        with shared.lock:
+            expected = shared.expected.get(name, {})
+            ended = False
+            for reading in view.sample.gpus:
+                run_id = expected.get(reading.index)
+                if run_id is None:
+                    continue
+                if reading.leased_by == run_id:
+                    shared.seen_leased.add(run_id)
+                elif run_id in shared.seen_leased:
+                    ended = True  # its lease is gone: the run has ended, ask now
+            if ended:
+                shared.poked.add(name)
+            wake = ended or shared.waiting
+        if wake:
+            self.wake()
+
+    def on_host_removed(self, name: str) -> None:
+        with self._shared.lock:
+            self._shared.online.discard(name)
+            self._shared.needs_reconcile.discard(name)
+        self.wake()
+
+    # -- the loop ------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._options.tick_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            # Samples arrive many times a second: at most one step per min_step_gap_s.
+            gap = self._last_step + self._options.min_step_gap_s - time.monotonic()
+            if gap > 0 and self._stop.wait(gap):
+                break
+            self._last_step = time.monotonic()
+            try:
+                if self._own_queue():
+                    self.step()
+            except Exception:
+                # The store busy past its timeout, a bug: log it, try again next step.
+                log.exception("dispatcher step failed")
+
+    def _own_queue(self) -> bool:
+        if self._queue_lock.try_acquire():
+            if self._said_passive:
+                log.info("taking over the queue")
+                self._said_passive = False
+            return True
+        if not self._said_passive:
+            log.info("%s", self.passive_reason())
+            self._said_passive = True
+        return False
+
+    def step(self) -> None:
+        """One pass: reconcile/poll, cancels, placements (on the loop thread)."""
+        now = time.monotonic()
+        views = {view.name: view for view in self._monitor.hosts()}
+        active = self.runstore.active()
+        self._track(active)
+        self._schedule_cancels(active, views, now)
+        self._schedule_polls(active, views, now)
+        placed = self._dispatch(active, views, now)
+        self._update_idle(views, placed)
+
+    def _track(self, active: list[Run]) -> None:
+        expected: dict[str, dict[int, str]] = defaultdict(dict)
+        for run in active:
+            if run.state is RunState.RUNNING and run.host:
+                for gpu in run.gpus:
+                    expected[run.host][gpu] = host_run_id(run)
+        ids = {run.id for run in active}
+        host_ids = {host_run_id(run) for run in active}
+        shared = self._shared
+        with shared.lock:
+            shared.expected = dict(expected)
+            shared.seen_leased &= host_ids
+            for run_id in [r for r in shared.cancel_sent if r not in ids]:
+                del shared.cancel_sent[run_id]
+
+    def _schedule_cancels(self, active: list[Run], views: dict[str, HostView], now: float) -> None:
+        for run in active:
+            # A launching run is cancelled once it runs (or ends CANCELLED if requeued).
+            if not run.cancel_requested or run.state is not RunState.RUNNING or not run.host:
+                continue
+            if not _online(views, run.host):
+                continue
+            with self._shared.lock:
+                sent = self._shared.cancel_sent.get(run.id)
+                if sent is not None and now - sent < self._options.cancel_resend_s:
+                    continue
+                self._shared.cancel_sent[run.id] = now
+            self._pool.submit(f"cancel:{run.id}", functools.partial(self._calls.cancel, run))
+
+    def _schedule_polls(self, active: list[Run], views: dict[str, HostView], now: float) -> None:
+        hosts_with_runs = {run.host for run in active if run.host}
+        for name, view in views.items():
+            if view.state is not HostState.ONLINE:
+                continue
+            with self._shared.lock:
+                full = name in self._shared.needs_reconcile
+                poked = name in self._shared.poked
+            if not full:
+                if name not in hosts_with_runs:
+                    continue
+                gap = self._options.min_poll_gap_s if poked else self._options.poll_s
+                if now - self._last_poll.get(name, -1e9) < gap:
+                    continue
+            task = functools.partial(self._calls.reconcile, name)
+            if self._pool.submit(f"reconcile:{name}", task):
+                self._last_poll[name] = now
+                with self._shared.lock:
+                    self._shared.poked.discard(name)
+
+    def _dispatch(self, active: list[Run], views: dict[str, HostView], now: float) -> bool:
+        queued = self.runstore.queued()
+        shared = self._shared
+        if not queued:
+            with shared.lock:
+                shared.waiting = False
+            return False
+        in_flight = {(run.host, gpu) for run in active if run.host for gpu in run.gpus}
+        with shared.lock:
+            for key, until in list(shared.cooldown.items()):
+                if until <= now:
+                    del shared.cooldown[key]
+            in_flight |= set(shared.cooldown)
+            blocked = set(shared.needs_reconcile)
+        per_user: dict[str, int] = defaultdict(int)
+        for run in active:
+            per_user[run.user] += 1
+        placements = plan(
+            queued,
+            [view for name, view in views.items() if name not in blocked],
+            self.runstore.reserved(),
+            in_flight,
+            self._options.policy,
+            host_tags=self._tags(now),
+            active_per_user=per_user,
+            now=time.time(),
+        )
+        by_id = {run.id: run for run in queued}
+        placed = sum(1 for p in placements if self._claim(by_id[p.run_id], p))
+        with shared.lock:
+            shared.waiting = len(placements) < len(queued)
+        return placed > 0
+
+    def _claim(self, run: Run, placement: Placement) -> bool:
+        shared = self._shared
+        # Marked launching before the claim, so a reconcile that reads the claimed run
+        # can never mistake this launch in progress for one that never reached the host.
+        with shared.lock:
+            shared.launching.add(run.id)
+        won = False
+        try:
+            won = self.runstore.claim(
+                run.id, placement.host, placement.gpu_indices, placement.gpu_uuids
+            )
+        finally:
+            if not won:
+                with shared.lock:
+                    shared.launching.discard(run.id)
+        if not won:
+            return False
+        claimed = replace(
+            run, state=RunState.LAUNCHING, host=placement.host,
+            gpus=placement.gpu_indices, gpu_uuids=placement.gpu_uuids,
+        )
+        log.info("run %s: claimed %s:%s", run.id, placement.host,
+                 ",".join(map(str, placement.gpu_indices)))
+        self._notify(run.id)
+        self._pool.submit(None, functools.partial(self._calls.launch, claimed))
+        return True
+
+    def _update_idle(self, views: dict[str, HostView], placed: bool) -> None:
+        settled = all(_settled(view) for view in views.values())
+        with self._shared.lock:
+            pending = bool(self._shared.launching) or bool(
+                self._shared.needs_reconcile & self._shared.online
+            )
+        if settled and not pending and not placed and self._pool.idle():
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    def _tags(self, now: float) -> dict[str, list[str]]:
+        if now - self._tags_read_at > 10.0:
+            tags: dict[str, list[str]] = {}
+            for name in self._monitor.names():
+                try:
+                    tags[name] = self._store.host_tags(name)
+                except Exception:  # removed meanwhile
+                    tags[name] = []
+            self._host_tags, self._tags_read_at = tags, now
+        return self._host_tags
+
+    def _notify(self, run_id: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener.on_run_changed(run_id)
+            except Exception:
+                log.exception("run listener failed")
+
+
+def _online(views: dict[str, HostView], name: str) -> bool:
+    view = views.get(name)
+    return view is not None and view.state is HostState.ONLINE
+
+
+def _settled(view: HostView) -> bool:
+    """Not waiting for a first connect or a first sample."""
+    if view.state is HostState.CONNECTING:
+        return False
+    return not (view.state is HostState.ONLINE and view.sample is None)

@@ -1,0 +1,217 @@
+"""The dispatcher's calls to hosts (launch, reconcile, cancel), made on its worker threads.
+
+Each call records what the host answered as compare-and-set transitions of the run (see
+``reconciler.apply_status``); a call cut off by the network leaves the run as it was
+and asks for a reconcile of that host, which settles it once the host answers again.
+``Shared`` is the little state the loop and these calls share, under one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.core.cluster import ClusterMonitor
+from app.core.jobspec import JobSpec, host_job, snapshot_files
+from app.core.reconciler import apply_status
+from app.core.runs import Run, RunState
+from app.core.runstore import RunStore
+from app.core.scheduler import Policy
+from ssh_backend import runs as host_runs
+from ssh_backend.runs import LaunchRefused, LaunchRequest, RunStatus, attempt_run_id
+
+log = logging.getLogger("app.core.dispatcher")
+
+
+class RunControl(Protocol):
+    """The host side of runs; ``ssh_backend.runs`` in the app, a fake in unit tests."""
+
+    def launch(self, session: Any, req: LaunchRequest) -> RunStatus: ...
+
+    def cancel(self, session: Any, run_id: str, grace_s: float = 30.0) -> RunStatus: ...
+
+    def reconcile(self, session: Any, run_ids: list[str]) -> dict[str, RunStatus]: ...
+
+
+class SshRunControl:
+    """``RunControl`` over the sessions' control channel (``ssh_backend.runs``)."""
+
+    def launch(self, session: Any, req: LaunchRequest) -> RunStatus:
+        return host_runs.launch(session, req)
+
+    def cancel(self, session: Any, run_id: str, grace_s: float = 30.0) -> RunStatus:
+        return host_runs.cancel(session, run_id, grace_s=grace_s)
+
+    def reconcile(self, session: Any, run_ids: list[str]) -> dict[str, RunStatus]:
+        return host_runs.reconcile(session, run_ids)
+
+
+def host_run_id(run: Run) -> str:
+    """The id of the run's current attempt on its host (its folder, lease and
+    LABDECK_RUN_ID): launch is idempotent per folder, so each retry needs its own."""
+    return attempt_run_id(run.id, run.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOptions:
+    policy: Policy = field(default_factory=Policy)
+    # Longest sleep between steps when nothing wakes the loop.
+    tick_s: float = 1.0
+    # How often a host with running runs is asked about them (finish noticed within this).
+    poll_s: float = 3.0
+    # Never ask one host more often than this (lease changes in samples ask early).
+    min_poll_gap_s: float = 0.5
+    workers: int = 6
+    cancel_grace_s: float = 30.0
+    # A GPU whose launch was refused is left alone this long (the sample that shows who
+    # holds it may not have arrived yet): no refuse/requeue/claim spin on it.
+    refused_cooldown_s: float = 2.0
+    # A cancel not yet seen finished is sent again after this (its TERM may have been lost).
+    cancel_resend_s: float = 45.0
+    # Steps closer together than this only when woken by something that matters.
+    min_step_gap_s: float = 0.05
+
+
+@dataclass(slots=True)
+class Shared:
+    """What the loop and the worker threads both read and write (hold ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Hosts whose launched runs must be reconciled before new runs go there: every host
+    # at start, and each host again whenever it comes (back) online.
+    needs_reconcile: set[str] = field(default_factory=set)
+    online: set[str] = field(default_factory=set)
+    # Hosts to ask early (a lease vanished from a sample, a cancel was sent).
+    poked: set[str] = field(default_factory=set)
+    # Runs whose launch call is in progress in this process: reconcile leaves them be.
+    launching: set[str] = field(default_factory=set)
+    cooldown: dict[tuple[str, int], float] = field(default_factory=dict)
+    cancel_sent: dict[str, float] = field(default_factory=dict)
+    # host → GPU index → host-side id of the running run whose lease samples should show.
+    expected: dict[str, dict[int, str]] = field(default_factory=dict)
+    seen_leased: set[str] = field(default_factory=set)
+    # Queued runs are waiting for a GPU: new samples are worth a step.
+    waiting: bool = False
+
+
+class HostCalls:
+    def __init__(
+        self,
+        monitor: ClusterMonitor,
+        runstore: RunStore,
+        control: RunControl,
+        shared: Shared,
+        options: DispatchOptions,
+        notify: Callable[[str], None],
+        wake: Callable[[], None],
+    ) -> None:
+        self._monitor = monitor
+        self._runstore = runstore
+        self._control = control
+        self._shared = shared
+        self._options = options
+        self._notify = notify
+        self._wake = wake
+
+    def move(self, run: Run, new: RunState, **fields: Any) -> bool:
+        """CAS ``run`` from the state it was read in to ``new``; tell listeners."""
+        if not self._runstore.transition(run.id, run.state, new, **fields):
+            return False
+        log.info("run %s: %s → %s %s", run.id, run.state, new, fields.get("reason") or "")
+        if new is RunState.RUNNING and run.host:
+            with self._shared.lock:  # watch its lease from the next sample, not next step
+                for gpu in run.gpus:
+                    self._shared.expected.setdefault(run.host, {})[gpu] = host_run_id(run)
+        self._notify(run.id)
+        return True
+
+    def launch(self, run: Run) -> None:
+        try:
+            self._launch(run)
+        finally:
+            with self._shared.lock:
+                self._shared.launching.discard(run.id)
+            self._wake()
+
+    def _launch(self, run: Run) -> None:
+        name = run.host or ""
+        session = self._monitor.session(name)
+        view = self._monitor.host(name)
+        if session is None or view is None:
+            self.move(run, RunState.QUEUED, reason=f"host {name} was removed; queued again")
+            return
+        try:
+            spec = JobSpec.from_dict(run.spec)
+            sim_host = name if view.spec.simulated else None
+            job = host_job(spec, host_run_id(run), run.gpus, run.gpu_uuids, sim_host=sim_host)
+            files = snapshot_files(spec)
+        except (ValueError, OSError) as exc:
+            self.move(run, RunState.FAILED, ended_at=time.time(), reason=f"cannot launch: {exc}")
+            return
+        request = LaunchRequest(host_run_id(run), job, run.gpus, run.gpu_uuids, files)
+        try:
+            status = self._control.launch(session, request)
+        except LaunchRefused as exc:
+            until = time.monotonic() + self._options.refused_cooldown_s
+            with self._shared.lock:
+                for gpu in run.gpus:
+                    self._shared.cooldown[(name, gpu)] = until
+            self.move(run, RunState.QUEUED, reason=f"launch refused on {exc}")
+            return
+        except Exception as exc:
+            # Cut off mid-call: the host may or may not have started it. Reconcile asks.
+            log.warning("run %s: launch on %s did not complete: %s", run.id, name, exc)
+            with self._shared.lock:
+                self._shared.needs_reconcile.add(name)
+            return
+        apply_status(run, status, self.move)
+
+    def reconcile(self, name: str) -> None:
+        session = self._monitor.session(name)
+        if session is None:
+            return
+        shared = self._shared
+        with shared.lock:
+            full = name in shared.needs_reconcile
+            shared.needs_reconcile.discard(name)
+        try:
+            runs = self._runstore.running_on(name)
+            with shared.lock:
+                # Read after the runs: a run is marked launching before it is claimed, so
+                # a launch in progress is never taken for one that never reached the host.
+                launching = set(shared.launching)
+            runs = [run for run in runs if run.id not in launching]
+            ids = [host_run_id(run) for run in runs]
+            statuses = self._control.reconcile(session, ids) if runs else {}
+        except Exception as exc:
+            log.info("%s: reconcile did not complete: %s", name, exc)
+            if full:
+                with shared.lock:
+                    shared.needs_reconcile.add(name)
+            return
+        for run in runs:
+            status = statuses.get(host_run_id(run))
+            if status is not None:
+                apply_status(run, status, self.move)
+        self._wake()
+
+    def cancel(self, run: Run) -> None:
+        host = run.host or ""
+        session = self._monitor.session(host)
+        if session is None:
+            return
+        try:
+            self._control.cancel(session, host_run_id(run), grace_s=self._options.cancel_grace_s)
+            log.info("run %s: cancel sent to %s", run.id, host)
+        except Exception as exc:
+            log.warning("run %s: cancel on %s did not complete: %s", run.id, host, exc)
+            with self._shared.lock:  # try again soon rather than after cancel_resend_s
+                retry_at = time.monotonic() - self._options.cancel_resend_s + 2.0
+                self._shared.cancel_sent[run.id] = retry_at
+        with self._shared.lock:
+            self._shared.poked.add(host)
+        self._wake()

@@ -1,0 +1,408 @@
+"""Where queued runs go: pure placement of runs on free GPUs, and why a run still waits.
+
+No I/O and no clock: the dispatcher passes the queue, a copy of every host's view, the
+reserved and in-flight GPUs, and (for starvation protection) the current time.
+
+Order: priority (high first); among equal priority, fair share — the user with the fewest
+active runs, counting placements made earlier in the same ``plan()`` call, goes first;
+then FIFO (``seq``). Multi-GPU runs get all their GPUs on one host or wait.
+
+Backfill and starvation: a run that does not fit now is skipped, so smaller runs behind it
+still start. Skipping alone could starve a big run forever (small runs keep taking every
+GPU that frees up), so once a run has waited ``Policy.drain_after_s`` it *drains* the
+eligible host closest to fitting it: that host's free GPUs are held back from every run
+after it, until enough free up there for it to start. Drained GPUs stay idle meanwhile —
+the price of a guarantee; ``drain_after_s=None`` turns it off.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.cluster import HostView
+from app.core.runs import Run, RunState
+from ssh_backend.protocol import GpuReading
+from ssh_backend.states import HostState
+
+GpuKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    # A GPU using this much memory or more is busy even without a visible process (the
+    # process may belong to another container or be hidden from this user).
+    mem_threshold_mib: float = 1024.0
+    # True: fill the busiest host that fits (keeps whole machines free for big runs).
+    pack: bool = True
+    drain_after_s: float | None = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    run_id: str
+    host: str
+    gpu_indices: tuple[int, ...]
+    gpu_uuids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a run asks of a host, read from its spec (tolerant of missing keys)."""
+
+    gpus: int
+    hosts: tuple[str, ...]
+    host_tags: tuple[str, ...]
+    pin_gpus: tuple[int, ...]
+    min_free_mem_mib: float | None
+
+    @classmethod
+    def of(cls, run: Run) -> Need:
+        spec = run.spec
+        min_free = spec.get("min_free_mem_mib")
+        return cls(
+            gpus=_gpus_of(spec),
+            hosts=tuple(str(h) for h in spec.get("hosts") or ()),
+            host_tags=tuple(str(t) for t in spec.get("host_tags") or ()),
+            pin_gpus=tuple(int(i) for i in spec.get("pin_gpus") or ()),
+            min_free_mem_mib=float(min_free) if min_free is not None else None,
+        )
+
+    @property
+    def problem(self) -> str | None:
+        """Why this need can never be met, whatever the cluster looks like."""
+        if self.gpus < 0:
+            return f"asks for {self.gpus} GPUs"
+        if self.pin_gpus and len(self.hosts) != 1:
+            return "pins GPUs but does not name exactly one host"
+        if self.pin_gpus and len(set(self.pin_gpus)) != self.gpus:
+            return f"pins GPUs {_ints(self.pin_gpus)} but asks for {self.gpus} GPUs"
+        return None
+
+
+def gpu_busy_reason(
+    view: HostView,
+    reading: GpuReading | None,
+    reserved: Collection[GpuKey],
+    in_flight: Collection[GpuKey],
+    policy: Policy,
+    min_free_mem_mib: float | None = None,
+) -> str | None:
+    """``None`` if the GPU is free for a new run, else a short phrase saying why not."""
+    if reading is None:
+        return "no reading"
+    key = (view.name, reading.index)
+    if key in reserved:
+        return "reserved for manual use"
+    if key in in_flight:
+        return "a launch is in flight on it"
+    if reading.processes:
+        p = reading.processes[0]
+        return f"used by {p.user or 'another user'} (pid {p.pid})"
+    # Engineer C's protocol addition; getattr keeps this working until it lands.
+    leased_by = getattr(reading, "leased_by", None)
+    if leased_by is not None:
+        return f"leased by run {leased_by}"
+    used = reading.mem_used_mib
+    if used is None:
+        return "memory use unknown"
+    if used >= policy.mem_threshold_mib:
+        return f"{used:.0f} MiB in use (threshold {policy.mem_threshold_mib:.0f} MiB)"
+    if min_free_mem_mib is not None:
+        total = reading.mem_total_mib
+        if total is None or total - used < min_free_mem_mib:
+            free = "unknown" if total is None else f"{total - used:.0f} MiB"
+            return f"{free} free, needs {min_free_mem_mib:.0f} MiB"
+    return None
+
+
+def free_gpus(
+    view: HostView,
+    reserved: Collection[GpuKey] = frozenset(),
+    in_flight: Collection[GpuKey] = frozenset(),
+    policy: Policy | None = None,
+    min_free_mem_mib: float | None = None,
+) -> list[int]:
+    """Indices of the GPUs of an ONLINE host on which a new run may start, ascending."""
+    policy = policy or Policy()
+    if view.state is not HostState.ONLINE or view.sample is None:
+        return []
+    return sorted(
+        r.index for r in view.sample.gpus
+        if gpu_busy_reason(view, r, reserved, in_flight, policy, min_free_mem_mib) is None
+    )
+
+
+class _Host:
+    """One online host during a plan: its free GPUs, shrinking as runs are placed."""
+
+    __slots__ = ("free", "gpu_count", "name", "readings", "tags", "uuids", "view")
+
+    def __init__(
+        self, view: HostView, tags: Collection[str], free: list[int],
+        reserved: Collection[GpuKey],
+    ) -> None:
+        assert view.sample is not None
+        self.view = view
+        self.name = view.name
+        self.tags = frozenset(tags)
+        self.free = free
+        self.readings = {r.index: r for r in view.sample.gpus}
+        static = {g.index: g.uuid for g in view.hello.gpus} if view.hello else {}
+        self.uuids = {i: r.uuid or static.get(i, "") for i, r in self.readings.items()}
+        # GPUs that could ever become free for a run (a reservation is the user's to lift).
+        self.gpu_count = sum((self.name, i) not in reserved for i in self.readings)
+
+    def take(self, indices: Iterable[int]) -> None:
+        taken = set(indices)
+        self.free = [i for i in self.free if i not in taken]
+
+
+class _Pool:
+    def __init__(
+        self,
+        views: Iterable[HostView],
+        reserved: Collection[GpuKey],
+        in_flight: Collection[GpuKey],
+        policy: Policy,
+        host_tags: Mapping[str, Collection[str]],
+    ) -> None:
+        self.policy = policy
+        self.reserved = reserved
+        self.in_flight = in_flight
+        self.hosts: dict[str, _Host] = {}
+        for view in sorted(views, key=lambda v: v.name):
+            free = free_gpus(view, reserved, in_flight, policy)
+            if view.state is HostState.ONLINE and view.sample is not None:
+                self.hosts[view.name] = _Host(
+                    view, host_tags.get(view.name, ()), free, reserved
+                )
+        self.max_free = max((len(h.free) for h in self.hosts.values()), default=0)
+        self.version = 0  # bumped whenever a free list shrinks: invalidates _best_cache
+        self._eligible: dict[tuple[tuple[str, ...], tuple[str, ...]], list[_Host]] = {}
+        self._best_cache: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+    def eligible(self, need: Need) -> list[_Host]:
+        key = (need.hosts, need.host_tags)
+        hosts = self._eligible.get(key)
+        if hosts is None:
+            hosts = [
+                h for h in self.hosts.values()
+                if (not need.hosts or h.name in need.hosts)
+                and h.tags.issuperset(need.host_tags)
+            ]
+            self._eligible[key] = hosts
+        return hosts
+
+    def available(self, host: _Host, need: Need) -> list[int]:
+        if need.min_free_mem_mib is None:
+            return host.free
+        return [
+            i for i in host.free
+            if gpu_busy_reason(host.view, host.readings[i], (), (), self.policy,
+                               need.min_free_mem_mib) is None
+        ]
+
+    def most_free(self, need: Need) -> int:
+        """The most GPUs available to ``need`` on one eligible host (cached per version)."""
+        key = (need.hosts, need.host_tags, need.min_free_mem_mib)
+        cached = self._best_cache.get(key)
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        best = max((len(self.available(h, need)) for h in self.eligible(need)), default=-1)
+        self._best_cache[key] = (self.version, best)
+        return best
+
+    def take(self, host: _Host, indices: Iterable[int]) -> None:
+        host.take(indices)
+        self.version += 1
+        self.max_free = max((len(h.free) for h in self.hosts.values()), default=0)
+
+    def place(self, run: Run, need: Need) -> Placement | None:
+        if need.problem is not None:
+            return None
+        if need.pin_gpus:
+            host = self.hosts.get(need.hosts[0])
+            if host is None or not set(need.pin_gpus) <= set(self.available(host, need)):
+                return None
+            chosen = tuple(sorted(need.pin_gpus))
+        else:
+            if self.most_free(need) < need.gpus:
+                return None
+            fits = [(h, a) for h in self.eligible(need)
+                    if len(a := self.available(h, need)) >= need.gpus]
+            if self.policy.pack:
+                host, avail = min(fits, key=lambda f: len(f[1]))
+            else:
+                host, avail = max(fits, key=lambda f: len(f[1]))
+            chosen = tuple(avail[: need.gpus])
+        self.take(host, chosen)
+        return Placement(run.id, host.name, chosen, tuple(host.uuids[i] for i in chosen))
+
+    def drain(self, need: Need) -> bool:
+        """Hold back free GPUs for a starving run that does not fit yet (see module doc);
+        ``False`` if there is nothing it could ever use."""
+        if need.problem is not None:
+            return False
+        if need.pin_gpus:
+            host = self.hosts.get(need.hosts[0])
+            if host is None or not set(need.pin_gpus) <= set(host.readings):
+                return False
+            self.take(host, need.pin_gpus)
+            return True
+        hosts = [h for h in self.eligible(need) if h.gpu_count >= need.gpus]
+        if not hosts:
+            return False
+        # Closest to fitting; ties by name (dict order) for a stable choice.
+        host = max(hosts, key=lambda h: len(self.available(h, need)))
+        self.take(host, list(host.free))
+        return True
+
+
+def plan(
+    queued: Iterable[Run],
+    hosts: Iterable[HostView],
+    reserved: Collection[GpuKey] = frozenset(),
+    in_flight: Collection[GpuKey] = frozenset(),
+    policy: Policy | None = None,
+    *,
+    host_tags: Mapping[str, Collection[str]] | None = None,
+    active_per_user: Mapping[str, int] | None = None,
+    now: float | None = None,
+) -> list[Placement]:
+    """Placements for the queued runs that can start now, in the order to launch them.
+
+    ``in_flight``: GPUs of runs launching or running that a sample may not show yet (the
+    store's ``busy_gpus()`` plus claims in progress). ``active_per_user``: active runs per
+    user, for fair share. ``now``: wall time; without it no run drains a host.
+    """
+    policy = policy or Policy()
+    queued = [run for run in queued if run.state is RunState.QUEUED]
+    pool = _Pool(hosts, reserved, in_flight, policy, host_tags or {})
+    active = dict(active_per_user or {})
+    placements: list[Placement] = []
+    # Cheap cut-offs keep a 10k-run queue fast: once no host has as many free GPUs as
+    # the smallest run needs, nothing else can start in this plan.
+    smallest = min((_gpus_of(run.spec) for run in queued), default=0)
+    drained = False
+    for run in fair_order(queued, active):
+        if pool.max_free < smallest:
+            break
+        if _gpus_of(run.spec) > pool.max_free and (drained or not _starving(run, policy, now)):
+            continue
+        need = Need.of(run)
+        placement = pool.place(run, need)
+        if placement is not None:
+            placements.append(placement)
+            active[run.user] = active.get(run.user, 0) + 1
+        elif not drained and _starving(run, policy, now):
+            # One drain per plan, for the first starving run in queue order (the classic
+            # backfill reservation): more would leave much of the lab idle at once.
+            drained = pool.drain(need)
+    return placements
+
+
+def _gpus_of(spec: Mapping[str, Any]) -> int:
+    gpus = spec.get("gpus")
+    return int(gpus) if gpus is not None else (len(spec.get("pin_gpus") or ()) or 1)
+
+
+def fair_order(queued: Iterable[Run], active: dict[str, int]) -> Iterator[Run]:
+    """Yield queued runs by priority, then fewest active runs per user, then FIFO.
+
+    The caller counts a placement by incrementing ``active[user]`` before asking for the
+    next run: the user's next run then queues behind users with fewer.
+    """
+    by_priority: dict[int, dict[str, list[Run]]] = {}
+    for run in queued:
+        if run.state is RunState.QUEUED:
+            by_priority.setdefault(run.priority, {}).setdefault(run.user, []).append(run)
+    for priority in sorted(by_priority, reverse=True):
+        users = by_priority[priority]
+        heap: list[tuple[int, int, str, int]] = []
+        for user, runs in users.items():
+            runs.sort(key=lambda r: (r.seq, r.id))
+            heap.append((active.get(user, 0), runs[0].seq, user, 0))
+        heapq.heapify(heap)
+        while heap:
+            _, _, user, pos = heapq.heappop(heap)
+            runs = users[user]
+            yield runs[pos]
+            if pos + 1 < len(runs):
+                heapq.heappush(heap, (active.get(user, 0), runs[pos + 1].seq, user, pos + 1))
+
+
+def explain(
+    run: Run,
+    hosts: Iterable[HostView],
+    reserved: Collection[GpuKey] = frozenset(),
+    in_flight: Collection[GpuKey] = frozenset(),
+    policy: Policy | None = None,
+    *,
+    host_tags: Mapping[str, Collection[str]] | None = None,
+) -> str:
+    """One sentence saying why a queued run is not running (yet)."""
+    policy = policy or Policy()
+    need = Need.of(run)
+    if need.problem is not None:
+        return f"cannot start: it {need.problem}"
+    views = {v.name: v for v in hosts}
+    tags = host_tags or {}
+    candidates = list(views.values())
+    if need.hosts:
+        candidates = [views[h] for h in need.hosts if h in views]
+        if not candidates:
+            return f"no host named {', '.join(need.hosts)} is known (see: labdeck hosts ls)"
+    if need.host_tags:
+        candidates = [v for v in candidates
+                      if set(need.host_tags) <= set(tags.get(v.name, ()))]
+        if not candidates:
+            return f"no host has the tags {', '.join(need.host_tags)}"
+    online = [v for v in candidates if v.state is HostState.ONLINE and v.sample is not None]
+    if not online:
+        states = ", ".join(f"{v.name}: {v.state.label}" for v in candidates)
+        return f"no eligible host is online ({states})"
+    if need.pin_gpus:
+        view = online[0]  # exactly one host is named (else ``need.problem``)
+        assert view.sample is not None
+        by_index = {r.index: r for r in view.sample.gpus}
+        busy = [
+            f"GPU {i} {why}" for i in need.pin_gpus
+            if (why := gpu_busy_reason(view, by_index.get(i), reserved, in_flight, policy,
+                                       need.min_free_mem_mib))
+        ]
+        where = f"GPU {_ints(need.pin_gpus)} on {view.name}"
+        if busy:
+            return f"pinned to {where}; {'; '.join(busy)}"
+        return f"pinned to {where}, which are free: it starts at the next dispatch"
+    largest = max(len(v.sample.gpus) for v in online if v.sample is not None)
+    if need.gpus > largest:
+        return (f"needs {need.gpus} GPUs on one host; the largest eligible online host "
+                f"has {largest}")
+    free = {v.name: free_gpus(v, reserved, in_flight, policy, need.min_free_mem_mib)
+            for v in online}
+    best = max(online, key=lambda v: len(free[v.name]))
+    most = len(free[best.name])
+    if most >= need.gpus:
+        return (f"{most} GPUs are free on {best.name}; runs ahead of it in the queue "
+                "(or one that waited long and is owed a host) take them first")
+    readings = best.sample.gpus if best.sample is not None else ()
+    busy = [f"GPU {r.index} {why}" for r in readings
+            if (why := gpu_busy_reason(best, r, reserved, in_flight, policy,
+                                       need.min_free_mem_mib))]
+    return (f"needs {need.gpus} GPU{'s' if need.gpus != 1 else ''} on one host; the most "
+            f"free on any online host is {most} ({best.name}: {'; '.join(busy[:3])}"
+            f"{'; …' if len(busy) > 3 else ''})")
+
+
+def _starving(run: Run, policy: Policy, now: float | None) -> bool:
+    if policy.drain_after_s is None or now is None:
+        return False
+    since = run.queued_at if run.queued_at is not None else run.created_at
+    return now - since >= policy.drain_after_s
+
+
+def _ints(values: Iterable[int]) -> str:
+    return ", ".join(str(v) for v in values)

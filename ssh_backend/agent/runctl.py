@@ -1,0 +1,294 @@
+"""Run control on a host: launch, cancel and reconcile runs, one request per call.
+
+    python3 -B runctl.py  < one JSON request on stdin  > one JSON reply on stdout
+
+Stdlib only, Python >= 3.8. Every value arrives inside the JSON on stdin, never on a
+command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_uuids"}``,
+``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...]}``.
+Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile),
+``{"ok": false, "refused": "<why>"}`` when the host refuses a launch (lease held, disk
+full) and ``{"ok": false, "error": "<why>"}`` for a malformed request.
+
+Launch is idempotent per run folder: a run whose folder holds job.json was launched
+before, and a second launch only reports its status. A refused launch removes job.json
+(the uploaded code stays), so the run counts as never launched and may be tried again.
+A retry of a finished or lost run therefore needs a fresh run id.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import hostinfo  # noqa: E402
+import rundir  # noqa: E402
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# How long a launch waits for the wrapper to start the job (or refuse) before replying.
+STARTUP_WAIT_S = 5.0
+# How long a launch or cancel waits for another launch of the same run to finish.
+LOCK_WAIT_S = 8.0
+MIN_FREE_BYTES = 16 * 1024 * 1024
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class BadRequest(Exception):
+    """The request is malformed (a bug in the caller, not a host condition)."""
+
+
+class Refused(Exception):
+    """The host cannot take this launch now; the message is for the user."""
+
+
+def _text(value, what, allow_empty=True):
+    if not isinstance(value, str) or "\0" in value or (not allow_empty and not value):
+        raise BadRequest("%s must be a%s string without NUL" % (
+            what, "" if allow_empty else " non-empty"))
+    return value
+
+
+def _strings(value, what):
+    if not isinstance(value, list):
+        raise BadRequest("%s must be a list of strings" % what)
+    return [_text(item, what + "[]") for item in value]
+
+
+def check_job(job):
+    """The job dict of a launch request, validated (format: contract of job.json)."""
+    if not isinstance(job, dict):
+        raise BadRequest("job must be an object")
+    argv = _strings(job.get("argv") or [], "job.argv")
+    shell = job.get("shell")
+    if shell is not None:
+        _text(shell, "job.shell", allow_empty=False)
+    if (shell is None) == (not argv):
+        raise BadRequest("job needs either argv or shell, not both or neither")
+    env = job.get("env") or {}
+    if not isinstance(env, dict):
+        raise BadRequest("job.env must be an object")
+    for key, value in env.items():
+        if not ENV_NAME.match(key):
+            raise BadRequest("job.env: %r is not a variable name" % (key,))
+        _text(value, "job.env[%s]" % key)
+    _strings(job.get("setup") or [], "job.setup")
+    for key in ("workdir", "sim_host"):
+        if job.get(key) is not None:
+            _text(job[key], "job." + key, allow_empty=False)
+    for key in ("time_limit_s", "kill_grace_s"):
+        value = job.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float)) or not value >= 0):
+            raise BadRequest("job.%s must be a number >= 0 or null" % key)
+    return job
+
+
+def check_gpus(request):
+    indices = request.get("gpu_indices")
+    uuids = request.get("gpu_uuids")
+    if not isinstance(indices, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices):
+        raise BadRequest("gpu_indices must be a list of GPU indices")
+    uuids = _strings(uuids, "gpu_uuids")
+    if len(uuids) != len(indices) or not all(uuids):
+        raise BadRequest("gpu_uuids must name one uuid per GPU index")
+    return indices, uuids
+
+
+def folder_of(request):
+    try:
+        return rundir.run_dir(request.get("run_id"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def lock_launch(folder, mode):
+    """The run's launch lock, held (flock ``mode``) on the returned descriptor."""
+    fd = os.open(os.path.join(folder, rundir.LAUNCH_LOCK),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            raise Refused("another launch of this run is still in progress")
+        time.sleep(0.05)
+
+
+def make_folder(folder):
+    """The run folder (0700), created if needed; Refused with the reason if it cannot be."""
+    try:
+        try:
+            os.mkdir(folder, 0o700)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(folder), 0o700, exist_ok=True)
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+        stats = os.statvfs(folder)
+    except OSError as exc:
+        raise Refused("cannot write %s: %s" % (
+            rundir.display(folder), exc.strerror or exc)) from None
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise Refused("only %.1f MiB free for %s" % (free / 1048576.0, rundir.display(folder)))
+
+
+def wait_started(folder, process=None, wait_s=STARTUP_WAIT_S):
+    """Wait until the job started (state.json), the run ended or the wrapper exited."""
+    deadline = time.monotonic() + wait_s
+    wrapper = rundir.read_json(os.path.join(folder, rundir.WRAPPER)) or {}
+    while time.monotonic() < deadline:
+        if os.path.exists(os.path.join(folder, rundir.STATE)) or \
+                rundir.read_exit_code(folder) is not None:
+            return
+        if process is not None:
+            if process.poll() is not None:
+                return
+        elif not hostinfo.alive(wrapper.get("pid"), wrapper.get("start_ticks")):
+            return
+        time.sleep(0.02)
+
+
+def spawn_wrapper(folder):
+    """Start wrapper.py detached: own session, no terminal, streams to wrapper.log."""
+    log = os.open(os.path.join(folder, rundir.WRAPPER_LOG),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-B", os.path.join(HERE, "wrapper.py"), folder],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+            start_new_session=True, cwd=folder)
+    finally:
+        os.close(log)
+
+
+def launch(request):
+    folder = folder_of(request)
+    run_id = request["run_id"]
+    job = dict(check_job(request.get("job")))
+    indices, uuids = check_gpus(request)
+    job.update(run_id=run_id, gpu_indices=indices, gpu_uuids=uuids)
+    make_folder(folder)
+    lock = lock_launch(folder, fcntl.LOCK_EX)
+    try:
+        if os.path.exists(os.path.join(folder, rundir.JOB)):
+            wait_started(folder)  # launched before: report, never start twice
+            return rundir.status(folder, run_id)
+        for stale in (rundir.REFUSED, rundir.WRAPPER, rundir.CANCEL_REQUEST):
+            try:
+                os.unlink(os.path.join(folder, stale))
+            except FileNotFoundError:
+                pass
+        try:
+            rundir.write_json(os.path.join(folder, rundir.JOB), job)
+        except OSError as exc:
+            raise Refused("cannot write %s: %s" % (
+                rundir.display(folder), exc.strerror or exc)) from None
+        process = spawn_wrapper(folder)
+        ticks = hostinfo.start_ticks(process.pid)
+        rundir.write_json(os.path.join(folder, rundir.WRAPPER), {
+            "pid": process.pid, "start_ticks": ticks, "boot_id": hostinfo.boot_id()})
+        wait_started(folder, process)
+        refused = rundir.read_json(os.path.join(folder, rundir.REFUSED))
+        if refused is not None and rundir.read_exit_code(folder) is None:
+            process.wait()
+            os.unlink(os.path.join(folder, rundir.JOB))
+            raise Refused(str(refused.get("message") or "a GPU lease is held"))
+        return rundir.status(folder, run_id)
+    finally:
+        os.close(lock)
+
+
+def cancel(request):
+    """Ask the wrapper to stop the job (TERM, grace, KILL); returns at once."""
+    folder = folder_of(request)
+    run_id = request["run_id"]
+    grace = request.get("grace_s", 30.0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+        raise BadRequest("grace_s must be a number >= 0")
+    if not os.path.isdir(folder):
+        return rundir.status(folder, run_id)
+    lock = lock_launch(folder, fcntl.LOCK_EX)
+    try:
+        result = rundir.status(folder, run_id)
+        if result["kind"] != "running":
+            return result
+        rundir.write_json(os.path.join(folder, rundir.CANCEL_REQUEST),
+                          {"grace_s": float(grace), "requested_at": time.time()})
+        wrapper = rundir.read_json(os.path.join(folder, rundir.WRAPPER)) or {}
+        state = rundir.read_json(os.path.join(folder, rundir.STATE)) or {}
+        if hostinfo.alive(wrapper.get("pid"), wrapper.get("start_ticks")):
+            os.kill(wrapper["pid"], signal.SIGTERM)
+            result["detail"] = "cancel requested"
+        elif hostinfo.alive(state.get("pid"), state.get("start_ticks")):
+            # No wrapper left to finish the job off or record its end: TERM is all we do.
+            os.killpg(state["pgid"], signal.SIGTERM)
+            result["detail"] = "TERM sent to the job; its wrapper is gone, no exit code follows"
+        return result
+    finally:
+        os.close(lock)
+
+
+def reconcile(request):
+    run_ids = request.get("run_ids")
+    if not isinstance(run_ids, list):
+        raise BadRequest("run_ids must be a list")
+    statuses = {}
+    for run_id in run_ids:
+        try:
+            statuses[run_id] = rundir.status(rundir.run_dir(run_id), run_id)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    return statuses
+
+
+def handle(raw):
+    """One request (bytes) → one reply (dict)."""
+    try:
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise BadRequest("request of %d bytes is too large" % len(raw))
+        try:
+            request = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("request is not JSON: %s" % exc) from None
+        if not isinstance(request, dict):
+            raise BadRequest("request must be a JSON object")
+        op = request.get("op")
+        if op == "launch":
+            return {"ok": True, "status": launch(request)}
+        if op == "cancel":
+            return {"ok": True, "status": cancel(request)}
+        if op == "reconcile":
+            return {"ok": True, "statuses": reconcile(request)}
+        raise BadRequest("unknown op %r" % (op,))
+    except Refused as exc:
+        return {"ok": False, "refused": str(exc)}
+    except BadRequest as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def main():
+    reply = handle(sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1))
+    sys.stdout.write(json.dumps(reply, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The run wrapper: one detached process per run that leases the run's GPUs, starts the
+job in its own process group, enforces cancel and the time limit, and writes the exit code.
+
+    python3 -B wrapper.py <run dir>
+
+Stdlib only, Python >= 3.8. Started by runctl.py in a new session with no terminal and
+every stream redirected, so it outlives the SSH channel, the app and the network. The
+leases are flocks held for as long as this process lives. The job is
+``bash -l -c '<setup>\nexec "$@"' labdeck-job <argv…>``: arguments are positional
+parameters, passed byte for byte and never parsed by a shell. The job's first process
+is killed by the kernel should this wrapper be killed (PR_SET_PDEATHSIG), so a job never
+runs on without its lease; a grandchild that calls setsid() itself escapes the group and
+that guard alike.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import hostinfo  # noqa: E402
+import leases  # noqa: E402
+import rundir  # noqa: E402
+
+DEFAULT_GRACE_S = 30.0
+# After the job's first process ends, the rest of its group gets TERM, then KILL after:
+LEFTOVER_GRACE_S = 2.0
+POLL_S = 0.05
+EXIT_REFUSED = 75
+EXIT_CANNOT_START = 127
+PR_SET_PDEATHSIG = 1
+
+
+def log(message):
+    sys.stderr.write("%s labdeck-wrapper: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), message))
+    sys.stderr.flush()
+
+
+def _prctl():
+    """libc's prctl, or None where ctypes or libc are not usable."""
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:
+        return None
+
+
+def job_argv(job):
+    """The command line of the job: login bash running setup lines, then the command."""
+    bash = shutil.which("bash") or "/bin/bash"
+    setup = [line for line in job.get("setup") or [] if line.strip()]
+    # A failing setup line (a missing venv) stops the run before the command.
+    lines = ["set -e", *setup, "set +e"] if setup else []
+    if job.get("shell") is not None:
+        return [bash, "-l", "-c", "\n".join([*lines, job["shell"]])]
+    script = "\n".join([*lines, 'exec "$@"'])
+    return [bash, "-l", "-c", script, "labdeck-job", *job["argv"]]
+
+
+def job_env(job, folder):
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(job.get("env") or {})
+    indices = ",".join(str(i) for i in job.get("gpu_indices") or [])
+    # Set after the job's own env: a run must never see GPUs other than its own.
+    env["CUDA_VISIBLE_DEVICES"] = indices
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env["LABDECK_RUN_DIR"] = folder
+    env["LABDECK_RUN_ID"] = job["run_id"]
+    env["LABDECK_TB_DIR"] = os.path.join(folder, rundir.TB)
+    if job.get("sim_host"):
+        env["LABDECK_SIM_GPUS"] = indices
+        env["LABDECK_SIM_HOST"] = job["sim_host"]
+    return env
+
+
+def job_cwd(job, folder):
+    workdir = job.get("workdir")
+    home = os.path.expanduser("~")
+    if not workdir:
+        code = os.path.join(folder, rundir.CODE)
+        return code if os.path.isdir(code) else home
+    return os.path.join(home, os.path.expanduser(workdir))
+
+
+def exit_code_of(status):
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 255
+
+
+class Wrapper:
+    def __init__(self, folder):
+        self.folder = folder
+        self.cancel_pending = False
+        self.kill_at = None
+        self.cancelled = False
+        self.timed_out = False
+
+    def path(self, name):
+        return os.path.join(self.folder, name)
+
+    def on_term(self, _signum, _frame):
+        self.cancel_pending = True
+
+    def grace(self, job):
+        request = rundir.read_json(self.path(rundir.CANCEL_REQUEST)) or {}
+        for value in (request.get("grace_s"), job.get("kill_grace_s")):
+            if not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0:
+                return float(value)
+        return DEFAULT_GRACE_S
+
+    def finish(self, code):
+        # Markers first: whoever sees exit_code sees how the run ended.
+        if self.cancelled:
+            rundir.write_atomic(self.path(rundir.CANCELLED), b"")
+        if self.timed_out:
+            rundir.write_atomic(self.path(rundir.TIMED_OUT), b"")
+        rundir.write_atomic(self.path(rundir.EXIT_CODE), ("%d\n" % code).encode())
+        log("exit code %d written" % code)
+        return 0
+
+    def stop_group(self, pgid, how, grace_s):
+        """TERM the job's group now, KILL it when the grace period is over."""
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.monotonic() + grace_s
+        self.kill_at = deadline if self.kill_at is None else min(self.kill_at, deadline)
+        log("%s: TERM sent to group %d, KILL in %.1f s" % (how, pgid, grace_s))
+
+    def sweep(self, pgid):
+        """Once the job's first process has ended, nothing else of the run may go on
+        holding the GPU: TERM what is left of the group, then KILL it."""
+        if not hostinfo.group_members(pgid):
+            return
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except OSError:
+            return
+        deadline = time.monotonic() + LEFTOVER_GRACE_S
+        if self.kill_at is not None:
+            deadline = min(deadline, self.kill_at)
+        while hostinfo.group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def run(self):
+        signal.signal(signal.SIGTERM, self.on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        job = rundir.read_json(self.path(rundir.JOB))
+        if job is None:
+            log("no readable %s" % rundir.JOB)
+            return 2
+        try:
+            held = leases.acquire(job.get("gpu_uuids") or [], job["run_id"])
+        except leases.Held as exc:
+            message = "GPU %s is leased by run %s" % (exc.uuid, exc.holder)
+            rundir.write_json(self.path(rundir.REFUSED), {
+                "uuid": exc.uuid, "holder": exc.holder, "message": message})
+            log("refused: " + message)
+            return EXIT_REFUSED
+        log("leased %d GPU(s) for run %s" % (len(held), job["run_id"]))
+        if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):
+            self.cancelled = True
+            return self.finish(128 + signal.SIGTERM)
+        return self.supervise(job)
+
+    def start(self, job):
+        """The job's first process, or None when it cannot start (reason in output.log)."""
+        out = os.open(self.path(rundir.OUTPUT),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        parent = os.getpid()
+        prctl = _prctl()
+
+        def die_with_wrapper():
+            if prctl is not None:
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the wrapper died before prctl took effect
+                os._exit(EXIT_CANNOT_START)
+
+        try:
+            os.makedirs(self.path(rundir.TB), 0o700, exist_ok=True)
+            return subprocess.Popen(
+                job_argv(job), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env=job_env(job, self.folder), cwd=job_cwd(job, self.folder),
+                close_fds=True, start_new_session=True, preexec_fn=die_with_wrapper)
+        except (OSError, ValueError) as exc:
+            os.write(out, ("labdeck: cannot start the job: %s\n" % exc).encode("utf-8"))
+            log("cannot start the job: %s" % exc)
+            return None
+        finally:
+            os.close(out)
+
+    def supervise(self, job):
+        process = self.start(job)
+        if process is None:
+            return self.finish(EXIT_CANNOT_START)
+        started = time.monotonic()
+        pgid = process.pid  # start_new_session: the job leads its own session and group
+        ticks = hostinfo.start_ticks(process.pid)
+        rundir.write_json(self.path(rundir.STATE), {
+            "pid": process.pid, "pgid": pgid, "start_ticks": ticks,
+            "start_time": hostinfo.ticks_to_epoch(ticks), "boot_id": hostinfo.boot_id(),
+            "wrapper_pid": os.getpid(), "wrapper_start_ticks": hostinfo.start_ticks(os.getpid()),
+        })
+        log("job started: pid %d" % process.pid)
+        limit = job.get("time_limit_s")
+        while True:
+            try:
+                pid, status = os.waitpid(process.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = process.pid, 255 << 8
+            if pid == process.pid:
+                break
+            if self.cancel_pending:
+                self.cancel_pending = False
+                self.cancelled = True
+                self.stop_group(pgid, "cancel", self.grace(job))
+            if limit is not None and not self.timed_out and not self.cancelled \
+                    and time.monotonic() - started >= limit:
+                self.timed_out = True
+                self.stop_group(pgid, "time limit of %g s reached" % limit, self.grace(job))
+            if self.kill_at is not None and time.monotonic() >= self.kill_at:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+                log("grace period over: KILL sent to group %d" % pgid)
+                self.kill_at = float("inf")
+            time.sleep(POLL_S)
+        process.returncode = exit_code_of(status)  # reaped by hand: keep Popen quiet
+        self.sweep(pgid)
+        return self.finish(exit_code_of(status))
+
+
+def main(argv):
+    if len(argv) != 1:
+        sys.stderr.write("usage: wrapper.py RUN_DIR\n")
+        return 2
+    folder = os.path.abspath(argv[0])
+    try:
+        return Wrapper(folder).run()
+    except Exception as exc:  # the log is the only witness
+        import traceback
+        traceback.print_exc()
+        log("failed: %r" % (exc,))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
