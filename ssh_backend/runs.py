@@ -5,6 +5,11 @@ so no value ever travels on a command line) and ``agent/wrapper.py`` (the detach
 process that holds the GPU leases, runs the job in its own process group and writes the
 exit code). These functions work on any session that implements ``control``/``upload``:
 HostSession over SSH and LocalSession on this machine alike.
+
+Launch is idempotent per run id: launching an id whose run folder holds a launched run
+only reports that run. A refused launch leaves the id free to try again; a retry after a
+finished, failed or lost attempt needs a fresh id (``attempt_run_id``). Nothing the user
+wrote ever reaches a command line: requests travel as JSON on runctl's stdin.
 """
 
 from __future__ import annotations

@@ -297,7 +297,7 @@ def setup_lines(spec: JobSpec) -> list[str]:
     lines: list[str] = []
     if spec.conda_env is not None:
         lines.append('source "$(conda info --base)/etc/profile.d/conda.sh" && '
-                     f"conda activate {spec.conda_env}")
+                     f"conda activate {shlex.quote(spec.conda_env)}")
     if spec.venv is not None:
         lines.append(f"source {_host_path_word(spec.venv.rstrip('/') or '/')}/bin/activate")
     lines.extend(spec.setup)

@@ -131,7 +131,11 @@ class RunStore:
             return int(self._store.db.conn.execute(sql, args).fetchone()[0])
 
     def queued(self) -> list[Run]:
-        """The queue in dispatch order before fair share: priority desc, then FIFO."""
+        """The queue in dispatch order before fair share: priority desc, then FIFO.
+
+        Unchanged runs are the same objects as last time: treat them (and their spec
+        dicts) as read-only.
+        """
         with self._store.lock:
             rows = self._store.db.conn.execute(
                 f"SELECT {_COLUMNS_SQL} FROM runs "  # noqa: S608 - fixed columns
@@ -408,26 +412,11 @@ def _run_from_row(row: tuple[Any, ...]) -> Run:
      gpu_uuids, started_at, ended_at, exit_code, pid, boot_id, reason, tags, params,
      cancel_requested, queued_at) = row
     return Run(
-        id=run_id,
-        name=name,
-        spec=json.loads(spec),
-        state=RunState(state),
-        user=user,
-        priority=priority,
-        created_at=created_at,
-        seq=seq,
-        attempt=attempt,
-        host=host,
-        gpus=tuple(_loads_list(gpus)),
-        gpu_uuids=tuple(_loads_list(gpu_uuids)),
-        started_at=started_at,
-        ended_at=ended_at,
-        exit_code=exit_code,
-        pid=pid,
-        boot_id=boot_id,
-        reason=reason,
-        tags=tuple(_loads_list(tags)),
+        id=run_id, name=name, spec=json.loads(spec), state=RunState(state), user=user,
+        priority=priority, created_at=created_at, seq=seq, attempt=attempt, host=host,
+        gpus=tuple(_loads_list(gpus)), gpu_uuids=tuple(_loads_list(gpu_uuids)),
+        started_at=started_at, ended_at=ended_at, exit_code=exit_code, pid=pid,
+        boot_id=boot_id, reason=reason, tags=tuple(_loads_list(tags)),
         params={} if params == "{}" else json.loads(params),
-        cancel_requested=bool(cancel_requested),
-        queued_at=queued_at,
+        cancel_requested=bool(cancel_requested), queued_at=queued_at,
     )

@@ -18,27 +18,19 @@ the price of a guarantee; ``drain_after_s=None`` turns it off.
 from __future__ import annotations
 
 import heapq
+import math
+import operator
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app.core.cluster import HostView
+from app.core.gpufree import GpuKey, Need, Policy, free_gpus, gpu_busy_reason, gpus_of
 from app.core.runs import Run, RunState
-from ssh_backend.protocol import GpuReading
 from ssh_backend.states import HostState
 
-GpuKey = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    # A GPU using this much memory or more is busy even without a visible process (the
-    # process may belong to another container or be hidden from this user).
-    mem_threshold_mib: float = 1024.0
-    # True: fill the busiest host that fits (keeps whole machines free for big runs).
-    pack: bool = True
-    drain_after_s: float | None = 3600.0
-
+# Policy and free_gpus belong to the scheduler's API; they live in gpufree.
+__all__ = ["Placement", "Policy", "explain", "fair_order", "free_gpus", "plan"]
 
 @dataclass(frozen=True, slots=True)
 class Placement:
@@ -48,97 +40,10 @@ class Placement:
     gpu_uuids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Need:
-    """What a run asks of a host, read from its spec (tolerant of missing keys)."""
-
-    gpus: int
-    hosts: tuple[str, ...]
-    host_tags: tuple[str, ...]
-    pin_gpus: tuple[int, ...]
-    min_free_mem_mib: float | None
-
-    @classmethod
-    def of(cls, run: Run) -> Need:
-        spec = run.spec
-        min_free = spec.get("min_free_mem_mib")
-        return cls(
-            gpus=_gpus_of(spec),
-            hosts=tuple(str(h) for h in spec.get("hosts") or ()),
-            host_tags=tuple(str(t) for t in spec.get("host_tags") or ()),
-            pin_gpus=tuple(int(i) for i in spec.get("pin_gpus") or ()),
-            min_free_mem_mib=float(min_free) if min_free is not None else None,
-        )
-
-    @property
-    def problem(self) -> str | None:
-        """Why this need can never be met, whatever the cluster looks like."""
-        if self.gpus < 0:
-            return f"asks for {self.gpus} GPUs"
-        if self.pin_gpus and len(self.hosts) != 1:
-            return "pins GPUs but does not name exactly one host"
-        if self.pin_gpus and len(set(self.pin_gpus)) != self.gpus:
-            return f"pins GPUs {_ints(self.pin_gpus)} but asks for {self.gpus} GPUs"
-        return None
-
-
-def gpu_busy_reason(
-    view: HostView,
-    reading: GpuReading | None,
-    reserved: Collection[GpuKey],
-    in_flight: Collection[GpuKey],
-    policy: Policy,
-    min_free_mem_mib: float | None = None,
-) -> str | None:
-    """``None`` if the GPU is free for a new run, else a short phrase saying why not."""
-    if reading is None:
-        return "no reading"
-    key = (view.name, reading.index)
-    if key in reserved:
-        return "reserved for manual use"
-    if key in in_flight:
-        return "a launch is in flight on it"
-    if reading.processes:
-        p = reading.processes[0]
-        return f"used by {p.user or 'another user'} (pid {p.pid})"
-    # Engineer C's protocol addition; getattr keeps this working until it lands.
-    leased_by = getattr(reading, "leased_by", None)
-    if leased_by is not None:
-        return f"leased by run {leased_by}"
-    used = reading.mem_used_mib
-    if used is None:
-        return "memory use unknown"
-    if used >= policy.mem_threshold_mib:
-        return f"{used:.0f} MiB in use (threshold {policy.mem_threshold_mib:.0f} MiB)"
-    if min_free_mem_mib is not None:
-        total = reading.mem_total_mib
-        if total is None or total - used < min_free_mem_mib:
-            free = "unknown" if total is None else f"{total - used:.0f} MiB"
-            return f"{free} free, needs {min_free_mem_mib:.0f} MiB"
-    return None
-
-
-def free_gpus(
-    view: HostView,
-    reserved: Collection[GpuKey] = frozenset(),
-    in_flight: Collection[GpuKey] = frozenset(),
-    policy: Policy | None = None,
-    min_free_mem_mib: float | None = None,
-) -> list[int]:
-    """Indices of the GPUs of an ONLINE host on which a new run may start, ascending."""
-    policy = policy or Policy()
-    if view.state is not HostState.ONLINE or view.sample is None:
-        return []
-    return sorted(
-        r.index for r in view.sample.gpus
-        if gpu_busy_reason(view, r, reserved, in_flight, policy, min_free_mem_mib) is None
-    )
-
-
 class _Host:
     """One online host during a plan: its free GPUs, shrinking as runs are placed."""
 
-    __slots__ = ("free", "gpu_count", "name", "readings", "tags", "uuids", "view")
+    __slots__ = ("free", "gpu_count", "mem_free", "name", "readings", "tags", "uuids", "view")
 
     def __init__(
         self, view: HostView, tags: Collection[str], free: list[int],
@@ -152,6 +57,12 @@ class _Host:
         self.readings = {r.index: r for r in view.sample.gpus}
         static = {g.index: g.uuid for g in view.hello.gpus} if view.hello else {}
         self.uuids = {i: r.uuid or static.get(i, "") for i, r in self.readings.items()}
+        # Free memory per GPU for min_free_mem_mib; unknown counts as none at all.
+        self.mem_free = {
+            i: r.mem_total_mib - r.mem_used_mib
+            if r.mem_total_mib is not None and r.mem_used_mib is not None else -math.inf
+            for i, r in self.readings.items()
+        }
         # GPUs that could ever become free for a run (a reservation is the user's to lift).
         self.gpu_count = sum((self.name, i) not in reserved for i in self.readings)
 
@@ -170,16 +81,19 @@ class _Pool:
         host_tags: Mapping[str, Collection[str]],
     ) -> None:
         self.policy = policy
-        self.reserved = reserved
-        self.in_flight = in_flight
         self.hosts: dict[str, _Host] = {}
         for view in sorted(views, key=lambda v: v.name):
-            free = free_gpus(view, reserved, in_flight, policy)
             if view.state is HostState.ONLINE and view.sample is not None:
+                free = free_gpus(view, reserved, in_flight, policy)
                 self.hosts[view.name] = _Host(
                     view, host_tags.get(view.name, ()), free, reserved
                 )
-        self.max_free = max((len(h.free) for h in self.hosts.values()), default=0)
+        # Host names by their number of free GPUs: an unconstrained run finds the
+        # fullest (pack) or emptiest (spread) host that fits without scanning them all.
+        self.buckets: dict[int, set[str]] = {}
+        for host in self.hosts.values():
+            self.buckets.setdefault(len(host.free), set()).add(host.name)
+        self.max_free = max(self.buckets, default=0)
         self.version = 0  # bumped whenever a free list shrinks: invalidates _best_cache
         self._eligible: dict[tuple[tuple[str, ...], tuple[str, ...]], list[_Host]] = {}
         self._best_cache: dict[tuple[Any, ...], tuple[int, int]] = {}
@@ -199,11 +113,8 @@ class _Pool:
     def available(self, host: _Host, need: Need) -> list[int]:
         if need.min_free_mem_mib is None:
             return host.free
-        return [
-            i for i in host.free
-            if gpu_busy_reason(host.view, host.readings[i], (), (), self.policy,
-                               need.min_free_mem_mib) is None
-        ]
+        least = need.min_free_mem_mib
+        return [i for i in host.free if host.mem_free[i] >= least]
 
     def most_free(self, need: Need) -> int:
         """The most GPUs available to ``need`` on one eligible host (cached per version)."""
@@ -216,9 +127,22 @@ class _Pool:
         return best
 
     def take(self, host: _Host, indices: Iterable[int]) -> None:
+        self.buckets[len(host.free)].discard(host.name)
         host.take(indices)
+        self.buckets.setdefault(len(host.free), set()).add(host.name)
         self.version += 1
-        self.max_free = max((len(h.free) for h in self.hosts.values()), default=0)
+        # Free lists only shrink, so the maximum only moves down.
+        while self.max_free > 0 and not self.buckets.get(self.max_free):
+            self.max_free -= 1
+
+    def _bucket_host(self, gpus: int) -> _Host | None:
+        counts = (range(gpus, self.max_free + 1) if self.policy.pack
+                  else range(self.max_free, gpus - 1, -1))
+        for count in counts:
+            names = self.buckets.get(count)
+            if names:
+                return self.hosts[min(names)]  # ties by name, as in the general path
+        return None
 
     def place(self, run: Run, need: Need) -> Placement | None:
         if need.problem is not None:
@@ -228,6 +152,12 @@ class _Pool:
             if host is None or not set(need.pin_gpus) <= set(self.available(host, need)):
                 return None
             chosen = tuple(sorted(need.pin_gpus))
+        elif not (need.hosts or need.host_tags or need.min_free_mem_mib is not None):
+            found = self._bucket_host(need.gpus)
+            if found is None:
+                return None
+            host = found
+            chosen = tuple(host.free[: need.gpus])
         else:
             if self.most_free(need) < need.gpus:
                 return None
@@ -279,18 +209,22 @@ def plan(
     user, for fair share. ``now``: wall time; without it no run drains a host.
     """
     policy = policy or Policy()
-    queued = [run for run in queued if run.state is RunState.QUEUED]
     pool = _Pool(hosts, reserved, in_flight, policy, host_tags or {})
     active = dict(active_per_user or {})
     placements: list[Placement] = []
-    # Cheap cut-offs keep a 10k-run queue fast: once no host has as many free GPUs as
-    # the smallest run needs, nothing else can start in this plan.
-    smallest = min((_gpus_of(run.spec) for run in queued), default=0)
     drained = False
-    for run in fair_order(queued, active):
-        if pool.max_free < smallest:
+    by_priority, gpu_free_runs = _group(queued)
+    for run in _fair(by_priority, active):
+        if pool.max_free == 0:
+            # Cheap cut-off that keeps a 10k-run queue fast: with no free GPU left, only
+            # the (rare) runs that need no GPU can still start.
+            done = {p.run_id for p in placements}
+            for other in gpu_free_runs:
+                placement = None if other.id in done else pool.place(other, Need.of(other))
+                if placement is not None:
+                    placements.append(placement)
             break
-        if _gpus_of(run.spec) > pool.max_free and (drained or not _starving(run, policy, now)):
+        if gpus_of(run.spec) > pool.max_free and (drained or not _starving(run, policy, now)):
             continue
         need = Need.of(run)
         placement = pool.place(run, need)
@@ -304,26 +238,43 @@ def plan(
     return placements
 
 
-def _gpus_of(spec: Mapping[str, Any]) -> int:
-    gpus = spec.get("gpus")
-    return int(gpus) if gpus is not None else (len(spec.get("pin_gpus") or ()) or 1)
-
-
 def fair_order(queued: Iterable[Run], active: dict[str, int]) -> Iterator[Run]:
     """Yield queued runs by priority, then fewest active runs per user, then FIFO.
 
     The caller counts a placement by incrementing ``active[user]`` before asking for the
     next run: the user's next run then queues behind users with fewer.
     """
-    by_priority: dict[int, dict[str, list[Run]]] = {}
+    return _fair(_group(queued)[0], active)
+
+
+def _group(queued: Iterable[Run]) -> tuple[dict[int, list[Run]], list[Run]]:
+    """Queued runs by priority, and those that need no GPU at all."""
+    by_priority: dict[int, list[Run]] = {}
+    gpu_free = []
     for run in queued:
         if run.state is RunState.QUEUED:
-            by_priority.setdefault(run.priority, {}).setdefault(run.user, []).append(run)
+            group = by_priority.get(run.priority)
+            if group is None:
+                group = by_priority[run.priority] = []
+            group.append(run)
+            if run.spec.get("gpus") == 0:
+                gpu_free.append(run)
+    return by_priority, gpu_free
+
+
+def _fair(by_priority: dict[int, list[Run]], active: dict[str, int]) -> Iterator[Run]:
+    # Runs are grouped by user only when their priority is reached: a plan usually
+    # stops early, so most of a long queue is never touched.
     for priority in sorted(by_priority, reverse=True):
-        users = by_priority[priority]
+        users: dict[str, list[Run]] = {}
+        for run in by_priority[priority]:
+            runs = users.get(run.user)
+            if runs is None:
+                runs = users[run.user] = []
+            runs.append(run)
         heap: list[tuple[int, int, str, int]] = []
         for user, runs in users.items():
-            runs.sort(key=lambda r: (r.seq, r.id))
+            runs.sort(key=_SEQ)
             heap.append((active.get(user, 0), runs[0].seq, user, 0))
         heapq.heapify(heap)
         while heap:
@@ -332,6 +283,9 @@ def fair_order(queued: Iterable[Run], active: dict[str, int]) -> Iterator[Run]:
             yield runs[pos]
             if pos + 1 < len(runs):
                 heapq.heappush(heap, (active.get(user, 0), runs[pos + 1].seq, user, pos + 1))
+
+
+_SEQ = operator.attrgetter("seq")
 
 
 def explain(

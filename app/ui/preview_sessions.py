@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from ssh_backend.events import SessionListener
+from ssh_backend.events import SessionListener, SessionUnavailable
 from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.protocol import PROTOCOL_VERSION, GpuProcess, GpuReading, GpuStatic, Hello, Sample
 from ssh_backend.states import HostState
@@ -135,6 +136,12 @@ class PreviewSession:
 
     def reconnect_now(self) -> None:
         """Nothing to reconnect: the replay never drops."""
+
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        raise SessionUnavailable(f"{self.name} is a preview and runs nothing")
+
+    def upload(self, run_id: str, files: dict[str, bytes]) -> None:
+        raise SessionUnavailable(f"{self.name} is a preview and runs nothing")
 
     def _set_state(self, state: HostState, detail: str = "") -> None:
         self._state = state

@@ -195,7 +195,11 @@ def status(folder, run_id):
     if code is not None:
         return finished(code)
     result["kind"] = "failed"
-    if not wrapper:
+    refused = read_json(os.path.join(folder, REFUSED))
+    if refused and isinstance(refused.get("message"), str):
+        # Refused after runctl stopped waiting for it (a very slow start).
+        result["detail"] = "the launch was refused: " + refused["message"]
+    elif not wrapper:
         result["detail"] = "the launch was interrupted before the wrapper started"
     else:
         why = last_line(os.path.join(folder, WRAPPER_LOG))

@@ -118,6 +118,12 @@ class Wrapper:
                 return float(value)
         return DEFAULT_GRACE_S
 
+    def refuse(self, message, uuid=None, holder=None):
+        rundir.write_json(self.path(rundir.REFUSED), {
+            "uuid": uuid, "holder": holder, "message": message})
+        log("refused: " + message)
+        return EXIT_REFUSED
+
     def finish(self, code):
         # Markers first: whoever sees exit_code sees how the run ended.
         if self.cancelled:
@@ -168,11 +174,9 @@ class Wrapper:
         try:
             held = leases.acquire(job.get("gpu_uuids") or [], job["run_id"])
         except leases.Held as exc:
-            message = "GPU %s is leased by run %s" % (exc.uuid, exc.holder)
-            rundir.write_json(self.path(rundir.REFUSED), {
-                "uuid": exc.uuid, "holder": exc.holder, "message": message})
-            log("refused: " + message)
-            return EXIT_REFUSED
+            return self.refuse(str(exc), exc.uuid, exc.holder)
+        except (OSError, ValueError) as exc:
+            return self.refuse("cannot take a GPU lease in %s: %s" % (leases.lease_dir(), exc))
         log("leased %d GPU(s) for run %s" % (len(held), job["run_id"]))
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):
             self.cancelled = True

@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.cluster import HostView  # noqa: E402 - after the path fix above
-from app.core.runs import Run, RunState  # noqa: E402
-from app.core.scheduler import Policy, plan  # noqa: E402
-from ssh_backend.hostspec import HostSpec  # noqa: E402
-from ssh_backend.protocol import GpuProcess, GpuReading, GpuStatic, Hello, Sample  # noqa: E402
-from ssh_backend.states import HostState  # noqa: E402
+from app.core.cluster import HostView
+from app.core.runs import Run, RunState
+from app.core.scheduler import Policy, plan
+from ssh_backend.hostspec import HostSpec
+from ssh_backend.protocol import GpuProcess, GpuReading, GpuStatic, Hello, Sample
+from ssh_backend.states import HostState
 
 H100_TOTAL_MIB = 81559.0  # from shared/fixtures/nvidia-h100 (nvidia-smi and NVML agree)
 HOSTS, GPUS, QUEUED = 64, 8, 10_000

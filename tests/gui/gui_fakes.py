@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from ssh_backend.events import SessionListener
+from ssh_backend.events import SessionListener, SessionUnavailable
 from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.protocol import PROTOCOL_VERSION, GpuProcess, GpuReading, GpuStatic, Hello, Sample
 from ssh_backend.states import HostState
@@ -73,6 +74,12 @@ class FakeSession:
 
     def reconnect_now(self) -> None:
         self.reconnects += 1
+
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        raise SessionUnavailable(f"{self.name} is a fake and runs nothing")
+
+    def upload(self, run_id: str, files: dict[str, bytes]) -> None:
+        raise SessionUnavailable(f"{self.name} is a fake and runs nothing")
 
     def _from_worker(self, fn: Callable[[], None]) -> None:
         t = threading.Thread(target=fn, name=f"fake-{self.name}")

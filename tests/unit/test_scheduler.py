@@ -38,24 +38,14 @@ def _recorded() -> dict[str, Any]:
 
 H100 = _recorded()
 
-if "leased_by" in {f.name for f in dataclasses.fields(GpuReading)}:
-    Reading: Any = GpuReading
-else:  # until the protocol's leased_by field lands
-
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Reading(GpuReading):  # type: ignore[no-redef]
-        leased_by: str | None = None
-
-
 def gpu(host: str, index: int, *, used: float = 0.0, procs: Sequence[GpuProcess] = (),
         leased_by: str | None = None, total: float | None = None) -> GpuReading:
-    reading: GpuReading = Reading(
+    return GpuReading(
         index=index, uuid=f"GPU-{host}-{index}", util_pct=0.0, mem_used_mib=used,
         mem_total_mib=H100["total"] if total is None else total, temp_c=50.0,
         power_w=79.2, power_limit_w=700.0, fan_pct=None, processes=tuple(procs),
         leased_by=leased_by,
     )
-    return reading
 
 
 def training(host: str, index: int, user: str = "bob") -> GpuReading:
@@ -260,6 +250,16 @@ def test_a_run_that_waited_long_drains_the_host_closest_to_fitting_it() -> None:
     # A run too big for any host does not hold a host hostage.
     huge = run("huge", 16, queued_at=0.0)
     assert len(plan([huge, *queue[1:]], [near, far], policy=policy, now=700.0)) == 2
+    # Only the first starving run drains (one held host per plan), so "far" stays usable.
+    big2 = run("big2", 4, queued_at=0.0)
+    assert placed(plan([*queue, big2], [near, far], policy=policy, now=700.0)) == {
+        "s1": ("far", (0,))}
+    # A starving pinned run holds just its GPUs.
+    pinned = run("pinned", 2, hosts=["near"], pin_gpus=[2, 3], queued_at=0.0)
+    assert placed(plan([pinned, *queue[1:]], [near], policy=policy, now=700.0)) == {
+        "s1": ("near", (0,)), "s2": ("near", (1,))}
+    assert placed(plan([pinned, *queue[1:], run("s3")], [near], policy=policy, now=700.0)
+                  ) == {"s1": ("near", (0,)), "s2": ("near", (1,))}
 
 
 def test_min_free_memory_filters_smaller_gpus() -> None:

@@ -165,18 +165,19 @@ def test_a_new_migration_runs_once_on_an_old_store(
         old.add_host(full_spec("gpu1"))
     calls: list[int] = []
 
-    def m2_runs(db: sqlite_utils.Database) -> None:
+    def m_next(db: sqlite_utils.Database) -> None:
         calls.append(1)
-        db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, host TEXT REFERENCES hosts(name))")
+        db.execute("CREATE TABLE probe (id TEXT PRIMARY KEY, host TEXT REFERENCES hosts(name))")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*schema.MIGRATIONS, m2_runs])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(schema.MIGRATIONS) + 1)
+    next_version = len(schema.MIGRATIONS) + 1
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*schema.MIGRATIONS, m_next])
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", next_version)
     with Store.open() as new:
-        assert new.schema_version() == 2
+        assert new.schema_version() == next_version
         assert new.host("gpu1") == full_spec("gpu1")
-        assert "runs" in new.db.table_names()
+        assert "probe" in new.db.table_names()
     with Store.open() as again:
-        assert again.schema_version() == 2
+        assert again.schema_version() == next_version
     assert calls == [1]
 
 
@@ -190,11 +191,11 @@ def test_a_failing_migration_leaves_the_store_as_it_was(
         raise RuntimeError("migration bug")
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*schema.MIGRATIONS, m2_breaks])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(schema.MIGRATIONS) + 1)
     with pytest.raises(RuntimeError, match="migration bug"):
         Store.open()
     with sqlite3.connect(paths.store_path()) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "half_done" not in tables
 
