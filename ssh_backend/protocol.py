@@ -249,3 +249,38 @@ def encode_command(kind: str, **fields: Any) -> bytes:
     if kind not in ("configure", "ping", "shutdown"):
         raise ValueError(f"unknown command {kind!r}")
     return (json.dumps({"type": kind, **fields}, separators=(",", ":")) + "\n").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One value of one series. ``step`` is None when the source gave none."""
+
+    series: str
+    step: int | None
+    wall_time: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class TailChunk:
+    """New content of one file of a run's folder on a host, from byte ``start`` to ``end``.
+
+    ``source`` is ``output.log``, ``metrics.jsonl`` or ``tb/<relative path>``. For the
+    console, ``data`` holds the raw bytes; for metric files, ``points`` holds what the
+    agent parsed from complete records in [start, end). ``reset`` means the file was
+    truncated or replaced (new inode): offsets restart at ``start``. The app stores the
+    chunk and ``end`` as the new offset in one transaction.
+    """
+
+    run_id: str
+    source: str
+    inode: int
+    start: int
+    end: int
+    data: bytes = b""
+    points: tuple[MetricPoint, ...] = ()
+    # Hyper-parameters found in this chunk (labdeck.init config, TensorBoard hparams).
+    params: dict[str, Any] = field(default_factory=dict)
+    reset: bool = False
+    # A readable note for the user (a corrupt record skipped, a file unreadable).
+    warning: str = ""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import app
-from app.cli import gpus_cmd, hosts_cmd, runs_cmd, serve_cmd
+from app.cli import gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 from app.core.store import StoreError
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     gpus_cmd.add_parser(commands)
     runs_cmd.add_parser(commands)
     serve_cmd.add_parser(commands)
+    metrics_cmd.add_parser(commands)
     return parser
 
 

@@ -49,6 +49,8 @@ class _Printer:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
         self._lock = threading.Lock()
+        # What was printed last per run: several quick changes read back as one.
+        self._last: dict[str, str] = {}
 
     def on_run_changed(self, run_id: str) -> None:
         run = self._dispatcher.runstore.get(run_id)
@@ -59,8 +61,11 @@ class _Printer:
             where = f" on {run.host}:{','.join(map(str, run.gpus))}"
         code = f" (exit code {run.exit_code})" if run.exit_code is not None else ""
         why = f": {run.reason}" if run.reason and not code else ""
+        line = printable(f"{run.id} {run.name} {run.state}{where}{code}{why}")
         with self._lock:
-            say(printable(f"{run.id} {run.name} {run.state}{where}{code}{why}"))
+            if self._last.get(run.id) != line:
+                self._last[run.id] = line
+                say(line)
 
 
 def run(args: argparse.Namespace) -> int:

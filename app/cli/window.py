@@ -1,4 +1,5 @@
-"""``labdeck`` without a command: the window, wired to the store and the real sessions.
+"""``labdeck`` without a command: the window, wired to the store, the real sessions and
+the dispatcher (queued runs start while the window is open).
 
 Qt is imported here only, and only when this runs. The store is opened (and migrated)
 before the event loop starts; afterwards the window's host actions write it from the
@@ -46,19 +47,30 @@ class _Persisting:
 
 
 def open_window(argv: list[str]) -> int:
+    from app.core.dispatcher import Dispatcher
     from app.core.lab import build_monitor
     from app.ui.main import run_gui
     from app.ui.main_window import HostActions
 
     with Store.open() as store:
         persisting = _Persisting(store)
+        dispatchers: list[Dispatcher] = []
 
         def monitor_factory(trust: TrustDecider) -> ClusterMonitor:
             persisting.monitor = build_monitor(store, trust=trust)
+            # The queue is dispatched while the window is open (or by `labdeck serve`,
+            # whichever holds the queue lock); runs go on on their hosts after it closes.
+            dispatcher = Dispatcher(store, persisting.monitor)
+            dispatcher.start()
+            dispatchers.append(dispatcher)
             return persisting.monitor
 
         actions = HostActions(
             add_host=persisting.add_host, import_hosts=persisting.import_hosts
         )
         log.info("opening the window with %d stored hosts", len(store.hosts()))
-        return run_gui(argv, monitor_factory=monitor_factory, actions=actions)
+        try:
+            return run_gui(argv, monitor_factory=monitor_factory, actions=actions)
+        finally:
+            for dispatcher in dispatchers:
+                dispatcher.stop()

@@ -258,12 +258,12 @@ class Dispatcher:
             with self._shared.lock:
                 full = name in self._shared.needs_reconcile
                 poked = name in self._shared.poked
-            if not full:
-                if name not in hosts_with_runs:
-                    continue
-                gap = self._options.min_poll_gap_s if poked else self._options.poll_s
-                if now - self._last_poll.get(name, -1e9) < gap:
-                    continue
+            if not full and name not in hosts_with_runs:
+                continue
+            # A host that keeps failing its reconcile is asked at most every min gap.
+            gap = self._options.min_poll_gap_s if full or poked else self._options.poll_s
+            if now - self._last_poll.get(name, -1e9) < gap:
+                continue
             task = functools.partial(self._calls.reconcile, name)
             if self._pool.submit(f"reconcile:{name}", task):
                 self._last_poll[name] = now

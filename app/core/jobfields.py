@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.core.argparams import param_key
+from app.core.console_metrics import SERIES_NAME_RE, fixed_series_pattern
 from app.core.jobspec import PARAM_NAME_RE, show
 from app.core.sweep import MAX_COMBINATIONS, SweepTooLarge, grid_size
 
@@ -204,6 +205,33 @@ class FieldReader:
                 else:
                     self.problem(key, f"{name}: must be text, a number or true/false, "
                                  f"got {show(v)}")
+        return out
+
+    def metric_patterns(self, key: str) -> list[str]:
+        """Console patterns: a regex, a list of them, a mapping ``series: regex`` (a fixed
+        series name), or a list mixing regexes and such one-entry mappings."""
+        value = self.data.get(key)
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        out: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict) and item:
+                for series, regex in item.items():
+                    if not isinstance(series, str) or not SERIES_NAME_RE.fullmatch(series):
+                        self.problem(key, f"{show(series)} is not a usable series name "
+                                     "(letters, digits, _ . / -; starting with a letter)")
+                    elif not isinstance(regex, str):
+                        self.problem(key, f"{series}: must be a regular expression (text), "
+                                     f"got {show(regex)}")
+                    else:
+                        out.append(fixed_series_pattern(series, regex))
+            else:
+                self.bad(key, "a regular expression, a list of them, or a mapping of "
+                         "series name: regular expression")
+                return []
         return out
 
     def sweep(self, key: str, params: dict[str, Any]) -> dict[str, list[Any]]:

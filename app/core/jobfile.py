@@ -15,6 +15,11 @@ that key: with the same value nothing changes, with another value it is an error
 existing ``--key`` argument, else is appended; names get ``-key=value`` suffixes. With
 ``shell:``, neither ``params:`` nor ``sweep:`` is allowed (a shell line is run as written).
 
+``metric_patterns:`` reads metrics out of the console beyond the built-in forms (see
+``app.core.console_metrics``): a regex with groups ``(?P<name>…)`` and ``(?P<value>…)``
+(``(?P<step>…)`` optional), a list of them, or ``series: regex`` entries (a mapping, or
+one-entry mappings in the list) whose regex needs only ``(?P<value>…)``.
+
 Every problem is reported at once, as ``file: field: problem``, in a :class:`JobFileError`;
 nothing is returned from a file with any problem, and no input makes this module raise
 anything else (YAML is read with ``safe_load`` only).
@@ -55,7 +60,7 @@ KEYS = (
     "name", "command", "shell", "script", "args", "interpreter", "workdir", "upload", "env",
     "setup", "conda_env", "venv", "gpus", "min_free_mem_mib", "hosts", "host_tags",
     "pin_gpus", "priority", "tags", "params", "time_limit", "retry_on_lost", "max_retries",
-    "sweep",
+    "sweep", "metric_patterns",
 )
 # A bad value is read as its default, so validation only repeats a reported problem for
 # what runs ("nothing to run" after a bad command:): these keys silence that field.
@@ -245,6 +250,7 @@ def _what_to_run(r: FieldReader, base_dir: Path) -> tuple[dict[str, Any], list[s
                                   'a duration like "2h30m", "90m" or a number of seconds'),
         "retry_on_lost": r.boolean("retry_on_lost", True),
         "max_retries": r.whole("max_retries", 3, "a whole number ≥ 0", minimum=0),
+        "metric_patterns": tuple(r.metric_patterns("metric_patterns")),
     }
     fields["gpus"] = r.whole("gpus", len(fields["pin_gpus"]) or 1, "a whole number ≥ 0",
                              minimum=0)

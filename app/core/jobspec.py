@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.argparams import apply_params, detect_script_args, parse_params
+from app.core.console_metrics import pattern_problems
 from app.core.hosts import validate_host_name
 from app.core.runs import RUN_ID_RE
 from app.core.snapshot import SnapshotError, read_snapshot
@@ -80,6 +81,9 @@ class JobSpec:
     time_limit_s: float | None = None
     retry_on_lost: bool = True
     max_retries: int = 3
+    # Regexes that read metrics out of the console (app.core.console_metrics): each has a
+    # group (?P<value>…) and either (?P<name>…) or a leading (?#series=NAME) comment.
+    metric_patterns: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: keys are the field names, tuples become lists."""
@@ -114,7 +118,7 @@ class JobSpec:
 
 
 _BAD = object()
-_STR_TUPLES = {"argv", "setup", "hosts", "host_tags", "tags"}
+_STR_TUPLES = {"argv", "setup", "hosts", "host_tags", "tags", "metric_patterns"}
 _OPT_STRS = {"shell", "workdir", "upload", "conda_env", "venv"}
 _OPT_NUMS = {"min_free_mem_mib", "time_limit_s"}
 _INTS = {"gpus", "priority", "max_retries"}
@@ -260,6 +264,7 @@ def validate(
         p.append(f"time_limit: must be more than 0 seconds, got {show(spec.time_limit_s)}")
     if not 0 <= spec.max_retries <= MAX_RETRIES:
         p.append(f"max_retries: must be from 0 to {MAX_RETRIES}, got {spec.max_retries}")
+    p.extend(f"metric_patterns: {problem}" for problem in pattern_problems(spec.metric_patterns))
     return p
 
 

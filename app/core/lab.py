@@ -1,4 +1,5 @@
-"""Composition: a ClusterMonitor over the stored hosts, with the real session factory.
+"""Composition: a ClusterMonitor over the stored hosts, with the real session factory,
+and the services that run over it (dispatcher, ingestor).
 
 The one place that decides which known_hosts files and which ssh config the sessions use,
 so the GUI and the CLI connect the same way.
@@ -7,10 +8,14 @@ so the GUI and the CLI connect the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.core import paths
 from app.core.cluster import ClusterMonitor
+from app.core.dispatcher import Dispatcher, DispatchOptions
+from app.core.ingest import IngestOptions, Ingestor
 from app.core.store import Store
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.factory import open_session
@@ -46,3 +51,43 @@ def build_monitor(
         hosts = store.hosts() if store is not None else []
     monitor.set_hosts(hosts)
     return monitor
+
+
+@dataclass(slots=True)
+class LabServices:
+    """What a running Labdeck is made of: the monitor, the dispatcher and the ingestor,
+    started and stopped together in the right order."""
+
+    monitor: ClusterMonitor
+    dispatcher: Dispatcher
+    ingestor: Ingestor
+
+    def start(self) -> None:
+        self.ingestor.start()  # listening before the first tail chunk can arrive
+        self.monitor.start()
+        self.dispatcher.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        # Nothing new is launched, then what was received is stored and the watches
+        # dropped while the sessions are still up, then the sessions close.
+        self.dispatcher.stop(timeout)
+        self.ingestor.stop(timeout)
+        self.monitor.stop(timeout)
+
+
+def build_services(
+    store: Store,
+    monitor: ClusterMonitor | None = None,
+    *,
+    dispatch: DispatchOptions | None = None,
+    ingest: IngestOptions | None = None,
+    **monitor_args: Any,
+) -> LabServices:
+    """Monitor (``build_monitor(store, **monitor_args)`` unless given), dispatcher and
+    ingestor over ``store``, wired together, none started. A launch or a finish the
+    dispatcher sees makes the ingestor look at the runs at once."""
+    monitor = monitor if monitor is not None else build_monitor(store, **monitor_args)
+    dispatcher = Dispatcher(store, monitor, dispatch)
+    ingestor = Ingestor(store, monitor, ingest)
+    dispatcher.add_listener(ingestor)
+    return LabServices(monitor, dispatcher, ingestor)

@@ -98,11 +98,88 @@ def _m2_runs_and_reservations(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m3_metrics_and_console(db: sqlite_utils.Database) -> None:
+    # Layout chosen by measurement: see app.core.metricstore. A series is a row with its
+    # running summary; its points live in columnar chunks (int64 steps, float64 wall times
+    # and values as raw little-endian arrays), appended in arrival order.
+    db.execute(
+        """
+        CREATE TABLE metric_series (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            first_step INTEGER,
+            last_step INTEGER,
+            first_wall REAL,
+            last_wall REAL,
+            last_value REAL,        -- NULL when the last value is NaN (SQLite stores no NaN)
+            min_value REAL,         -- over the non-NaN values; NULL while there are none
+            max_value REAL,
+            UNIQUE (run_id, name)
+        )
+        """
+    )
+    # n comes before the blobs so reading it never touches their overflow pages.
+    db.execute(
+        """
+        CREATE TABLE metric_chunks (
+            series_id INTEGER NOT NULL,
+            chunk_no INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            steps BLOB NOT NULL,
+            walls BLOB NOT NULL,
+            vals BLOB NOT NULL,
+            PRIMARY KEY (series_id, chunk_no)
+        )
+        """
+    )
+    # The console as received: row `start` holds bytes [start, start + length(data)) of
+    # the run's stored console (the concatenation of every byte received, in order).
+    db.execute(
+        """
+        CREATE TABLE log_chunks (
+            run_id TEXT NOT NULL,
+            start INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (run_id, start)
+        )
+        """
+    )
+    # Where each tailed file of a run resumes; written in the transaction that stores the
+    # content up to `offset`. reset_start is the file offset at which the current segment
+    # began with a reset chunk (-1: not begun by a reset), to drop a repeated reset.
+    db.execute(
+        """
+        CREATE TABLE tail_offsets (
+            run_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            inode INTEGER NOT NULL,
+            offset INTEGER NOT NULL,
+            reset_start INTEGER NOT NULL DEFAULT -1,
+            reset_log_pos INTEGER NOT NULL DEFAULT -1,
+            PRIMARY KEY (run_id, source)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE run_params (
+            run_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,    -- JSON
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: list[Migration] = [
     _m1_hosts_and_settings,
     _m2_runs_and_reservations,
+    _m3_metrics_and_console,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

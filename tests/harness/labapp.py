@@ -71,11 +71,15 @@ class LabApp:
         return result.stdout.split()
 
     # -- serve ---------------------------------------------------------------------
-    def serve(self, *args: str) -> subprocess.Popen[bytes]:
-        """``labdeck serve ARGS`` in the background; its output goes to serve-N.log."""
+    def serve(
+        self, *args: str, wrap: Callable[[list[str]], list[str]] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``labdeck serve ARGS`` in the background; its output goes to serve-N.log.
+        ``wrap`` wraps the command line (to run it in a network namespace)."""
         log = (self.root / f"serve-{len(self._serving)}.log").open("w")
+        command = [sys.executable, "-m", "app", "serve", *args]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", *args], cwd=REPO, env=self.env,
+            wrap(command) if wrap else command, cwd=REPO, env=self.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
         self._serving.append((proc, log))

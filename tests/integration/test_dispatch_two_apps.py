@@ -8,6 +8,7 @@ wrapper's state.json and exit_code file times. Per GPU uuid the intervals must n
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import defaultdict
@@ -44,7 +45,7 @@ def overlaps(intervals: dict[str, list[tuple[float, float, str]]]) -> list[str]:
     found = []
     for uuid, spans in intervals.items():
         spans.sort()
-        for (s1, e1, r1), (s2, e2, r2) in zip(spans, spans[1:], strict=False):
+        for (s1, e1, r1), (s2, e2, r2) in itertools.pairwise(spans):
             if s2 < e1:
                 found.append(f"{uuid}: {r1} [{s1:.3f}, {e1:.3f}] and {r2} [{s2:.3f}, {e2:.3f}]")
     return found

@@ -1,0 +1,221 @@
+"""``labdeck logs RUN [-f]`` and ``labdeck metrics RUN [--json | --csv]``: a run's stored
+console and curves from a shell.
+
+``logs`` writes the stored console byte for byte to stdout (non-UTF-8 output stays as
+it was). With ``-f`` it also follows the run: it connects to the run's host, tails the
+run's files into the store (like the window does) and prints new output until the run
+has ended and its output is all in. ``metrics`` prints every stored point of every series
+(series, step, wall time, value), series by name, points in the order they arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from app.cli.common import say, warn
+from app.cli.runs_cmd import find_run
+from app.core.hostcalls import host_run_id
+from app.core.metricstore import MetricStore
+from app.core.runs import Run, RunState
+from app.core.runstore import RunStore
+from app.core.store import Store
+
+PAGE = 1024 * 1024
+# How often ``logs -f`` asks the host whether the run has ended.
+STATUS_EVERY_S = 2.0
+
+
+def add_parser(commands: Any) -> None:
+    logs = commands.add_parser(
+        "logs", help="print a run's console (-f: follow it while it runs)",
+        description="Print the console output Labdeck stored for a run, exactly as the run "
+        "wrote it. With -f, connect to the run's host and keep printing new output until "
+        "the run ends (Ctrl-C stops following; the run goes on).",
+    )
+    logs.add_argument("run_id", metavar="RUN", help="a run id (or a unique start of one)")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow while it runs")
+    logs.set_defaults(run=_logs)
+
+    metrics = commands.add_parser(
+        "metrics", help="print every stored metric point of a run",
+        description="Print every stored point of a run: series, step, wall time (seconds "
+        "since the epoch) and value; tab-separated unless --json or --csv. Values are "
+        "exact (nan, inf and -inf as such); a missing step is empty (null in JSON).",
+    )
+    metrics.add_argument("run_id", metavar="RUN", help="a run id (or a unique start of one)")
+    form = metrics.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON document")
+    form.add_argument("--csv", action="store_true", help="CSV with a header line")
+    metrics.set_defaults(run=_metrics)
+
+
+# -- logs ------------------------------------------------------------------------------
+def _print_log(metrics: MetricStore, key: str, pos: int, out: IO[bytes]) -> int:
+    """Write the stored console from ``pos`` on; returns the new position."""
+    while True:
+        data = metrics.log_bytes(key, pos, pos + PAGE)
+        if not data:
+            out.flush()
+            return pos
+        out.write(data)
+        pos += len(data)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    with Store.open() as store:
+        run = find_run(RunStore(store), args.run_id)
+        metrics = MetricStore(store)
+        key = host_run_id(run)
+        pos = _print_log(metrics, key, 0, out)
+        if not args.follow:
+            if pos == 0:
+                warn(_nothing_yet(run))
+            return 0
+        return _follow(store, run, pos, out)
+
+
+def _nothing_yet(run: Run) -> str:
+    if run.state in (RunState.QUEUED, RunState.LAUNCHING):
+        return f"run {run.id} is {run.state}: no output yet"
+    return f"no console output stored for run {run.id}"
+
+
+def _follow(store: Store, run: Run, pos: int, out: IO[bytes]) -> int:
+    from app.core.ingest import Ingestor
+    from app.core.lab import build_monitor
+
+    runs = RunStore(store)
+    while run.host is None:
+        if run.state.finished:
+            return 0
+        warn(f"run {run.id} is {run.state}; waiting for it to start "
+             "(runs start while the window or labdeck serve is running)")
+        while run.host is None and not run.state.finished:
+            time.sleep(0.5)
+            run = runs.get(run.id) or run
+    key = host_run_id(run)
+    host = next((h for h in store.hosts() if h.name == run.host), None)
+    if host is None:
+        warn(f"run {run.id}'s host {run.host} is no longer known; showing what is stored")
+        return 0
+    monitor = build_monitor(store, hosts=[host])
+    ingestor = Ingestor(store, monitor, only={run.id})
+    news = threading.Event()
+    ingestor.add_listener(lambda run_id, kinds: news.set() if run_id == key else None)
+    monitor.start()
+    ingestor.start()
+    try:
+        ended = run.state.finished
+        next_status = 0.0
+        while True:
+            news.wait(0.5)
+            news.clear()
+            pos = _print_log(ingestor.metricstore, key, pos, out)
+            if not ended and time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                ended = _ended(runs, monitor, run.id, key)
+                if ended:
+                    ingestor.assume_finished(key)
+            if ended and ingestor.drained(key):
+                ingestor.stop()
+                _print_log(ingestor.metricstore, key, pos, out)
+                return 0
+    finally:
+        ingestor.stop()
+        monitor.stop()
+
+
+def _ended(runs: RunStore, monitor: Any, run_id: str, key: str) -> bool:
+    """Has the run ended? The store says so (a dispatcher runs), or its host does."""
+    from ssh_backend import runs as host_runs
+
+    run = runs.get(run_id)
+    if run is None or run.state.finished or host_run_id(run) != key:
+        return True
+    session = monitor.session(run.host) if run.host else None
+    if session is None:
+        return False
+    try:
+        status = host_runs.reconcile(session, [key]).get(key)
+    except Exception:  # not connected now, a slow host: ask again later
+        return False
+    return status is not None and status.kind in ("finished", "failed", "lost")
+
+
+# -- metrics ---------------------------------------------------------------------------
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def _json_number(value: float) -> Any:
+    # JSON has no NaN or infinity: they travel as strings, as on the wire.
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    with Store.open() as store:
+        run = find_run(RunStore(store), args.run_id)
+        metrics = MetricStore(store)
+        key = host_run_id(run)
+        names = [info.name for info in metrics.series(key)]
+        out = sys.stdout
+        if args.json:
+            _write_json(out, run.id, key, metrics, names)
+        else:
+            writer = csv.writer(out, lineterminator="\n") if args.csv else None
+            header = ["series", "step", "wall_time", "value"]
+            if writer is not None:
+                writer.writerow(header)
+            else:
+                say("\t".join(header))
+            for name in names:
+                pts = metrics.points(key, name)
+                steps = _steps(pts.step)
+                for step, wall, value in zip(steps, pts.wall.tolist(), pts.value.tolist(),
+                                             strict=True):
+                    row = [name, "" if step is None else str(step), _number(wall),
+                           _number(value)]
+                    if writer is not None:
+                        writer.writerow(row)
+                    else:
+                        out.write("\t".join(row) + "\n")
+        out.flush()
+        if not names:
+            warn(f"no metrics stored for run {run.id}")
+    return 0
+
+
+def _steps(step: Any) -> list[int | None]:
+    """Steps as Python ints, None where a point has none (NaN in a float array)."""
+    if step.dtype.kind == "f":
+        return [None if math.isnan(s) else int(s) for s in step.tolist()]
+    return [int(s) for s in step.tolist()]
+
+
+def _write_json(out: IO[str], run_id: str, key: str, metrics: MetricStore,
+                names: list[str]) -> None:
+    # Streamed point by point: a million points never become one string in memory.
+    head = {"run_id": run_id, "attempt_id": key, "params": metrics.params(key)}
+    out.write(json.dumps(head)[:-1] + ', "points": [')
+    first = True
+    for name in names:
+        pts = metrics.points(key, name)
+        for step, wall, value in zip(_steps(pts.step), pts.wall.tolist(), pts.value.tolist(),
+                                     strict=True):
+            point = {"series": name, "step": step, "wall_time": _json_number(wall),
+                     "value": _json_number(value)}
+            out.write(("\n" if first else ",\n") + json.dumps(point))
+            first = False
+    out.write("\n]}\n")

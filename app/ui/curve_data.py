@@ -1,0 +1,213 @@
+"""What a curve panel draws, computed on the data worker: x mode, smoothing, decimation.
+
+Plain numpy (no Qt), so it runs on the worker thread: ``SeriesCache`` keeps each series'
+points as read from the ``MetricStore`` (re-read only when its point count changed) and
+turns them into ``CurveFrame``s of at most ~2 points per pixel for the visible x range.
+Smoothing is TensorBoard's debiased EMA and happens before decimation, so spikes still
+show in the faint raw curve behind the smoothed one.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.core.decimate import decimate
+
+
+class XMode(enum.StrEnum):
+    STEP = "step"
+    WALL = "wall"
+    RELATIVE = "relative"
+
+
+class PointSource(Protocol):
+    """The part of ``MetricStore`` the curves read (any thread)."""
+
+    def series(self, run_id: str) -> list[Any]: ...
+
+    def points(self, run_id: str, series: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CurveFrame:
+    """One trace ready for ``setData``: raw and smoothed, both decimated."""
+
+    run_id: str
+    series: str
+    x_raw: np.ndarray
+    y_raw: np.ndarray
+    x_smooth: np.ndarray
+    y_smooth: np.ndarray
+    count: int  # points stored, before decimation
+
+
+def ema_debiased(y: np.ndarray, beta: float) -> np.ndarray:
+    """TensorBoard's smoothing: ``ema_t = β·ema_{t-1} + (1-β)·y_t``, divided by ``1-β^t``.
+
+    Non-finite values are passed through and do not enter the average (TensorBoard does
+    the same), so a single NaN does not wipe out the rest of the curve. Vectorised in
+    blocks: inside a block the recursion is a scaled cumulative sum; blocks are short
+    enough that the scale ``β^-k`` stays far from overflow.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if beta <= 0.0 or y.size == 0:
+        return y.copy()
+    out = y.copy()
+    finite = np.isfinite(y)
+    values = y[finite]
+    n = values.size
+    if n == 0:
+        return out
+    ln_b = math.log(beta)
+    block = int(max(1, min(4096, 40.0 / -ln_b)))
+    rows = -(-n // block)
+    padded = np.zeros(rows * block)
+    padded[:n] = values
+    grid = padded.reshape(rows, block)
+    j = np.arange(block, dtype=np.float64)
+    up = np.exp(-ln_b * j)  # β^-j
+    down = np.exp(ln_b * j)  # β^j
+    with np.errstate(over="ignore", invalid="ignore"):
+        local = (1.0 - beta) * down * np.cumsum(grid * up, axis=1)
+    # Carry each block's final average into the next, E_b = F·E_{b-1} + local_b[-1] with
+    # F = β^B: a prefix scan by doubling, stopping once F^s underflows (a few rounds).
+    ends = local[:, -1].copy()
+    factor = beta ** block
+    shift = 1
+    while shift < rows and factor > 0.0:
+        ends[shift:] = ends[shift:] + factor * ends[:-shift].copy()
+        factor *= factor
+        shift *= 2
+    carry_in = np.concatenate(([0.0], ends[:-1]))
+    ema = local + carry_in[:, None] * (down * beta)[None, :]
+    ema = ema.reshape(-1)[:n]
+    t = np.arange(1, n + 1, dtype=np.float64)
+    with np.errstate(under="ignore"):
+        debias = -np.expm1(t * ln_b)  # 1 - β^t, exact for small t
+    smoothed = ema / debias
+    smoothed[0] = values[0]  # (1-β)·y/(1-β) may round differently; it is y exactly
+    if not np.all(np.isfinite(smoothed)):
+        smoothed = _ema_loop(values, beta)  # values near the float limit: go slowly
+    out[finite] = smoothed
+    return out
+
+
+def _ema_loop(values: np.ndarray, beta: float) -> np.ndarray:
+    out = np.empty_like(values)
+    acc = 0.0
+    weight = 1.0
+    for i, v in enumerate(values.tolist()):
+        acc = beta * acc + (1.0 - beta) * v
+        weight *= beta
+        out[i] = acc / (1.0 - weight)
+    return out
+
+
+@dataclass(slots=True)
+class _Series:
+    count: int = -1
+    step: np.ndarray = field(default_factory=lambda: np.empty(0))
+    wall: np.ndarray = field(default_factory=lambda: np.empty(0))
+    value: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # (x mode, beta, t0) → x sorted ascending, raw y, smoothed y (same order).
+    derived_key: tuple[Any, ...] | None = None
+    derived: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+class SeriesCache:
+    """The points of the runs a panel shows; lives on (and is used from) the worker."""
+
+    def __init__(self, source: PointSource) -> None:
+        self._source = source
+        self._series: dict[tuple[str, str], _Series] = {}
+        self.infos: dict[str, list[Any]] = {}
+
+    def refresh(self, run_ids: Iterable[str]) -> dict[str, list[Any]]:
+        """Re-read series lists, and points of series whose count changed."""
+        for run_id in run_ids:
+            infos = list(self._source.series(run_id))
+            self.infos[run_id] = infos
+            for info in infos:
+                key = (run_id, info.name)
+                entry = self._series.setdefault(key, _Series())
+                if entry.count != info.count:
+                    arrays = self._source.points(run_id, info.name)
+                    entry.step = np.asarray(arrays.step, dtype=np.float64)
+                    entry.wall = np.asarray(arrays.wall, dtype=np.float64)
+                    entry.value = np.asarray(arrays.value, dtype=np.float64)
+                    entry.count = int(entry.value.size)
+                    entry.derived_key = entry.derived = None
+        return self.infos
+
+    def first_wall(self, run_id: str) -> float | None:
+        walls = [s.wall[0] for (r, _n), s in self._series.items() if r == run_id and s.count]
+        return float(min(walls)) if walls else None
+
+    def arrays(self, run_id: str, series: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        entry = self._series.get((run_id, series))
+        if entry is None:
+            empty = np.empty(0)
+            return empty, empty, empty
+        return entry.step, entry.wall, entry.value
+
+    def frames(self, traces: Sequence[tuple[str, str]], mode: XMode, beta: float,
+               t0: dict[str, float], x_range: tuple[float, float] | None,
+               pixels: int) -> list[CurveFrame]:
+        out = []
+        for run_id, name in traces:
+            entry = self._series.get((run_id, name))
+            if entry is None or entry.count <= 0:
+                continue
+            x, y, ys = self._derived(entry, mode, beta, t0.get(run_id, 0.0))
+            xr, yr = decimate(x, y, x_range, pixels)
+            if beta > 0:
+                xs, yss = decimate(x, ys, x_range, pixels)
+            else:
+                xs, yss = xr, yr
+            out.append(CurveFrame(run_id, name, np.asarray(xr), np.asarray(yr),
+                                  np.asarray(xs), np.asarray(yss), entry.count))
+        return out
+
+    def _derived(self, entry: _Series, mode: XMode, beta: float,
+                 t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (mode, round(beta, 4), t0 if mode is XMode.RELATIVE else 0.0)
+        if entry.derived_key == key and entry.derived is not None:
+            return entry.derived
+        x = x_values(entry.step, entry.wall, mode, t0)
+        y = entry.value
+        ys = ema_debiased(y, beta) if beta > 0 else y
+        bad = ~np.isfinite(x)
+        if bad.any():  # decimation needs an x for every point
+            x, y, ys = x[~bad], y[~bad], ys[~bad]
+        if x.size > 1 and not np.all(np.diff(x) >= 0):
+            # A restart from a checkpoint repeats steps: sort (stably) for decimation.
+            order = np.argsort(x, kind="stable")
+            x, y, ys = x[order], y[order], ys[order]
+        entry.derived_key, entry.derived = key, (x, y, ys)
+        return entry.derived
+
+
+def x_values(step: np.ndarray, wall: np.ndarray, mode: XMode, t0: float) -> np.ndarray:
+    """The x of each point; steps missing from the source count up from the last known."""
+    if mode is XMode.WALL:
+        return wall
+    if mode is XMode.RELATIVE:
+        return wall - t0
+    missing = ~np.isfinite(step)
+    if not missing.any():
+        return step
+    if missing.all():
+        return np.arange(step.size, dtype=np.float64)
+    # Forward-fill the last known step (leading gaps take the first known one).
+    idx = np.where(~missing, np.arange(step.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    filled = step[idx]
+    first = int(np.argmax(~missing))
+    filled[:first] = step[first]
+    return filled

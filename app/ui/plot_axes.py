@@ -1,0 +1,85 @@
+"""Axis items and colours shared by the curve panels."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtGui import QColor
+
+# Distinct on white, and readable by most colour-blind viewers (Tableau 10 order).
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#17becf", "#7f7f7f", "#bcbd22")
+RAW_ALPHA = 60
+
+
+def color(index: int) -> QColor:
+    return QColor(PALETTE[index % len(PALETTE)])
+
+
+def format_duration(seconds: float) -> str:
+    """``1h 05m``, ``12m 30s``, ``45s``; negative durations get a minus sign."""
+    sign = "-" if seconds < 0 else ""
+    s = abs(seconds)
+    if s >= 86400:
+        return f"{sign}{int(s // 86400)}d {int(s % 86400 // 3600):02d}h"
+    if s >= 3600:
+        return f"{sign}{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
+    if s >= 60:
+        return f"{sign}{int(s // 60)}m {int(s % 60):02d}s"
+    if s >= 1 or s == 0:
+        return f"{sign}{s:.0f}s"
+    return f"{sign}{s:.2g}s"
+
+
+class RelativeTimeAxis(pg.AxisItem):
+    """Seconds since the run started, labelled as durations on round time steps."""
+
+    _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+              21600, 43200, 86400, 172800, 604800)
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802,N803
+        span = maxVal - minVal
+        if span <= 0 or span < 5:
+            return super().tickValues(minVal, maxVal, size)
+        target = max(2, int(size / 90))  # a label every ~90 px
+        major = next((s for s in self._STEPS if span / s <= target), self._STEPS[-1])
+        first = (minVal // major) * major
+        ticks = [first + i * major for i in range(int(span / major) + 2)]
+        return [(major, [t for t in ticks if minVal <= t <= maxVal])]
+
+    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
+        return [format_duration(v * scale) for v in values]
+
+
+def format_count(value: float) -> str:
+    """Steps as people say them: 950, 12k, 1.25M."""
+    a = abs(value)
+    if a >= 1e9:
+        return f"{value / 1e9:.4g}G"
+    if a >= 1e6:
+        return f"{value / 1e6:.4g}M"
+    if a >= 1e4:
+        return f"{value / 1e3:.4g}k"
+    return f"{value:.6g}"
+
+
+class StepAxis(pg.AxisItem):
+    """Step counts without pyqtgraph's "(x1e6)" unit prefix in the label."""
+
+    def __init__(self, orientation: str = "bottom") -> None:
+        super().__init__(orientation)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
+        return [format_count(v * scale) for v in values]
+
+
+def step_axis() -> pg.AxisItem:
+    return StepAxis("bottom")
+
+
+def bottom_axis(mode: str) -> pg.AxisItem:
+    if mode == "wall":
+        return pg.DateAxisItem(orientation="bottom")
+    if mode == "relative":
+        return RelativeTimeAxis("bottom")
+    return step_axis()

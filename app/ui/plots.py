@@ -1,0 +1,385 @@
+"""The curve panel: one plot per metric, each trace's curves created once, fed by a timer.
+
+Data never moves on the GUI thread: a display timer (5 Hz) asks the window's
+``DataWorker`` for new ``CurveFrame``s when something changed (new points, a zoom, the x
+mode, the smoothing), and the answer is handed to the existing ``PlotDataItem``s with
+``setData``. Decimation to ~2 points per pixel happens on the worker for the visible x
+range, so pyqtgraph's own clipping and downsampling stay off.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel, QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+
+from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, XMode
+from app.ui.data_worker import DataWorker
+from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, format_count, format_duration
+from app.ui.plot_controls import PlotControls
+from app.ui.series_table import SeriesTable, format_value
+
+DISPLAY_HZ = 5.0
+ROW_MIN_PX = 210
+EMPTY_TEXT = ("No metrics yet.\nPrint lines like “step 100 loss=0.31”, call labdeck.log(…), "
+              "or write TensorBoard events to $LABDECK_TB_DIR.")
+
+Trace = tuple[str, str]  # (run id, series name)
+
+
+def series_order(name: str) -> tuple[int, str]:
+    """Losses first, learning rates last, the rest by name in between."""
+    low = name.lower()
+    tail = low.rsplit("/", 1)[-1]
+    if "loss" in low:
+        return (0, low)
+    if tail in ("lr", "learning_rate", "learning-rate") or tail.startswith("lr_"):
+        return (2, low)
+    return (1, low)
+
+
+class CurvePanel(QWidget):
+    """Curves of one or more runs; a plot per series name, a trace per (run, series)."""
+
+    frame_drawn = Signal()  # new frames were handed to the curves
+
+    def __init__(self, worker: DataWorker, source: PointSource,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._worker = worker
+        self._cache = SeriesCache(source)
+        self._key = f"curves-{id(self)}"
+        self._runs: list[tuple[str, str]] = []  # (run id, label)
+        self._t0: dict[str, float] = {}
+        self._plots: dict[str, pg.PlotItem] = {}
+        self._items: dict[Trace, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self._vlines: dict[str, pg.InfiniteLine] = {}
+        self._frames: dict[Trace, CurveFrame] = {}
+        self._data_dirty = True
+        self._view_dirty = False
+        self._inflight = False
+        self._requested_range: tuple[float, float] | None = None
+        self._requested_pixels = 0
+        self.frames_applied = 0
+
+        self.controls = PlotControls(self)
+        self.controls.changed.connect(self._on_controls_changed)
+        self.controls.reset_zoom.connect(self.reset_zoom)
+
+        self._layout = pg.GraphicsLayoutWidget()
+        self._layout.setBackground("w")
+        self._layout.setMinimumHeight(ROW_MIN_PX)
+        self._layout.installEventFilter(self)
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setWidget(self._layout)
+        self._scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self._empty = QLabel(EMPTY_TEXT)
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._empty.setWordWrap(True)
+        self._empty.setStyleSheet("color: palette(mid); font-size: 11pt;")
+        self._stack = QStackedWidget()
+        self._stack.addWidget(self._empty)
+        self._stack.addWidget(self._scroll)
+        self.table = SeriesTable()
+        self.table.setMinimumHeight(70)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self._stack)
+        split.addWidget(self.table)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setChildrenCollapsible(False)
+        split.setSizes([600, 120])
+        self.splitter = split
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(4)
+        box.addWidget(self.controls)
+        box.addWidget(split, 1)
+
+        self._mouse = pg.SignalProxy(self._layout.scene().sigMouseMoved, rateLimit=30,
+                                     slot=self._on_mouse_moved)
+        self._range_timer = QTimer(self, singleShot=True, interval=120)
+        self._range_timer.timeout.connect(self._on_range_settled)
+        self._timer = QTimer(self, interval=int(1000 / DISPLAY_HZ))
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+
+    # -- public API ----------------------------------------------------------------------
+    def set_runs(self, runs: Sequence[tuple[str, str]],
+                 t0: Mapping[str, float | None] | None = None) -> None:
+        """Runs to show as (run id, label); ``t0`` = start time for relative x."""
+        self._runs = list(runs)
+        # One run: the plot titles say it all; several: the legend tells them apart.
+        self.controls.legend_check.setChecked(len(self._runs) > 1)
+        self._t0 = {k: float(v) for k, v in (t0 or {}).items() if v is not None}
+        self.notify_data()
+
+    def set_t0(self, run_id: str, t0: float | None) -> None:
+        if t0 is not None and self._t0.get(run_id) != t0:
+            self._t0[run_id] = float(t0)
+            self._view_dirty = True
+
+    def notify_data(self, run_id: str | None = None) -> None:
+        """New points may exist (any run, or ``run_id``): picked up at the next tick."""
+        if run_id is None or any(r == run_id for r, _ in self._runs):
+            self._data_dirty = True
+
+    def refresh_now(self) -> None:
+        self._tick()
+
+    def series_names(self) -> list[str]:
+        return list(self._plots)
+
+    def plot_for(self, series: str) -> pg.PlotItem | None:
+        return self._plots.get(series)
+
+    def items(self, run_id: str, series: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem] | None:
+        """(raw, smoothed) curves of a trace; created once, reused for every update."""
+        return self._items.get((run_id, series))
+
+    def frame(self, run_id: str, series: str) -> CurveFrame | None:
+        return self._frames.get((run_id, series))
+
+    def pixels(self) -> int:
+        """Width of the plotting area in pixels: the decimation's resolution."""
+        for plot in self._plots.values():
+            width = int(plot.getViewBox().width())
+            if width > 0:
+                return width
+        cols = self._columns(max(1, len(self._plots)))
+        return max(100, int(self._layout.width() / cols) - 60)
+
+    def reset_zoom(self) -> None:
+        for plot in self._plots.values():
+            plot.enableAutoRange()
+        self._view_dirty = True
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._range_timer.stop()
+
+    def export_image(self, path: str | Path) -> None:
+        """PNG (or any image type Qt writes) of all plots as they are drawn now."""
+        pyqtgraph.exporters.ImageExporter(self._layout.ci).export(str(path))
+
+    def export_svg(self, path: str | Path) -> None:
+        pyqtgraph.exporters.SVGExporter(self._layout.ci).export(str(path))
+
+    # -- requests to the worker -------------------------------------------------------------
+    def _tick(self) -> None:
+        if self._inflight or not (self._data_dirty or self._view_dirty):
+            return
+        reread = self._data_dirty
+        self._data_dirty = self._view_dirty = False
+        runs = [r for r, _ in self._runs]
+        cache = self._cache
+        mode, beta = self.controls.x_mode, self.controls.smoothing
+        t0 = dict(self._t0)
+        x_range = self._visible_x_range()
+        pixels = self.pixels()
+        self._requested_range, self._requested_pixels = x_range, pixels
+
+        def work() -> tuple[dict, list[CurveFrame]]:
+            infos = cache.refresh(runs) if reread else cache.infos
+            starts = dict(t0)
+            for run_id in runs:
+                if run_id not in starts:
+                    starts[run_id] = cache.first_wall(run_id) or 0.0
+            traces = [(r, i.name) for r in runs for i in infos.get(r, [])]
+            return infos, cache.frames(traces, mode, beta, starts, x_range, pixels)
+
+        self._inflight = True
+        self._worker.submit(self._key, work, self._apply, self._on_error)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._inflight = False
+        self._empty.setText(f"Could not read the metrics: {exc}")
+        self._stack.setCurrentWidget(self._empty)
+
+    def _apply(self, result: tuple[dict, list[CurveFrame]]) -> None:
+        self._inflight = False
+        infos, frames = result
+        beta = self.controls.smoothing
+        for frame in frames:
+            raw, smooth = self._ensure_items(frame.run_id, frame.series)
+            self._frames[(frame.run_id, frame.series)] = frame
+            raw.setData(frame.x_raw, frame.y_raw)
+            raw.setVisible(beta > 0)
+            smooth.setData(frame.x_smooth, frame.y_smooth)
+        labels = dict(self._runs)
+        colors = {key: self._color(*key) for key in self._items}
+        self.table.update_infos(infos, labels, colors)
+        if self._plots:
+            self._stack.setCurrentWidget(self._scroll)
+        self.frames_applied += 1
+        self.frame_drawn.emit()
+
+    def _visible_x_range(self) -> tuple[float, float] | None:
+        """None while x follows the data (autorange), else what the user zoomed to."""
+        plot = next(iter(self._plots.values()), None)
+        if plot is None:
+            return None
+        vb = plot.getViewBox()
+        if vb.autoRangeEnabled()[0]:
+            return None
+        lo, hi = vb.viewRange()[0]
+        return (float(lo), float(hi))
+
+    # -- plots and curves ---------------------------------------------------------------
+    def _ensure_items(self, run_id: str, series: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        key = (run_id, series)
+        items = self._items.get(key)
+        if items is not None:
+            return items
+        plot = self._plots.get(series) or self._add_plot(series)
+        c = self._color(run_id, series)
+        faint = QColor(c)
+        faint.setAlpha(RAW_ALPHA)
+        raw = pg.PlotDataItem(pen=pg.mkPen(faint, width=1))
+        label = dict(self._runs).get(run_id, run_id)
+        smooth = pg.PlotDataItem(pen=pg.mkPen(c, width=1.6), name=label)
+        for item in (raw, smooth):
+            # We decimate for the visible range ourselves; pyqtgraph must draw as given.
+            item.setClipToView(False)
+            item.setDownsampling(auto=False)
+        raw.setZValue(1)
+        smooth.setZValue(2)
+        plot.addItem(raw)
+        plot.addItem(smooth)
+        self._items[key] = (raw, smooth)
+        return raw, smooth
+
+    def _add_plot(self, series: str) -> pg.PlotItem:
+        plot = pg.PlotItem(axisItems={"bottom": bottom_axis(self.controls.x_mode.value)})
+        plot.setTitle(series, bold=True, size="10pt", color="#202124")
+        plot.showGrid(x=True, y=True, alpha=0.18)
+        plot.setLogMode(False, self.controls.log_y)
+        plot.hideButtons()
+        legend = plot.addLegend(offset=(-8, 8), labelTextColor="#3c4043")
+        legend.setVisible(self.controls.legend)
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setTextPen("#3c4043")
+            axis.setPen("#9aa0a6")
+        first = next(iter(self._plots.values()), None)
+        if first is not None:
+            plot.setXLink(first)
+        else:
+            plot.getViewBox().sigXRangeChanged.connect(self._on_x_range_changed)
+        vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#9aa0a6", width=1))
+        vline.setVisible(False)
+        plot.addItem(vline, ignoreBounds=True)
+        self._vlines[series] = vline
+        self._plots[series] = plot
+        self._relayout()
+        return plot
+
+    def _relayout(self) -> None:
+        names = sorted(self._plots, key=series_order)
+        self._plots = {name: self._plots[name] for name in names}
+        plots = list(self._plots.values())
+        cols = self._columns(len(plots))
+        self._layout.ci.clear()
+        for i, plot in enumerate(plots):
+            # The last plot of a short row takes the rest of it (no empty cell).
+            span = cols - i % cols if i == len(plots) - 1 else 1
+            self._layout.addItem(plot, row=i // cols, col=i % cols, colspan=span)
+        rows = math.ceil(len(plots) / cols)
+        self._layout.setMinimumHeight(rows * ROW_MIN_PX)
+
+    @staticmethod
+    def _columns(n: int) -> int:
+        return 1 if n <= 1 else 2 if n <= 4 else 3
+
+    def _color(self, run_id: str, series: str) -> QColor:
+        if len(self._runs) > 1:
+            index = next((i for i, (r, _) in enumerate(self._runs) if r == run_id), 0)
+        else:
+            names = list(self._plots)
+            index = names.index(series) if series in names else len(names)
+        return color(index)
+
+    # -- user changes -------------------------------------------------------------------
+    def _on_controls_changed(self, what: str) -> None:
+        if what == "x_mode":
+            for plot in self._plots.values():
+                plot.setAxisItems({"bottom": bottom_axis(self.controls.x_mode.value)})
+                plot.getAxis("bottom").setTextPen("#3c4043")
+                plot.getAxis("bottom").setPen("#9aa0a6")
+                plot.enableAutoRange(x=True)
+            self._view_dirty = True
+        elif what == "log_y":
+            for plot in self._plots.values():
+                plot.setLogMode(False, self.controls.log_y)
+                plot.enableAutoRange(y=True)
+        elif what == "smoothing":
+            self._view_dirty = True
+        elif what == "legend":
+            for plot in self._plots.values():
+                if plot.legend is not None:
+                    plot.legend.setVisible(self.controls.legend)
+        self._tick()
+
+    def _on_x_range_changed(self, *_args: object) -> None:
+        self._range_timer.start()
+
+    def _on_range_settled(self) -> None:
+        if (self._visible_x_range() != self._requested_range
+                or self.pixels() != self._requested_pixels):
+            self._view_dirty = True
+            self._tick()
+
+    def resizeEvent(self, event: object) -> None:  # noqa: N802
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        self._range_timer.start()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if watched is self._layout and event.type() == QEvent.Type.Leave:
+            for vline in self._vlines.values():
+                vline.setVisible(False)
+            self.controls.set_readout("")
+        return super().eventFilter(watched, event)
+
+    def _on_mouse_moved(self, args: tuple[QPointF]) -> None:
+        pos = args[0]
+        plot = next((p for p in self._plots.values()
+                     if p.getViewBox().sceneBoundingRect().contains(pos)), None)
+        if plot is None:
+            return
+        x = plot.getViewBox().mapSceneToView(pos).x()
+        for vline in self._vlines.values():
+            vline.setPos(x)
+            vline.setVisible(True)
+        self.controls.set_readout(self.readout(x))
+
+    def readout(self, x: float) -> str:
+        """``step 1.2k · loss 0.312 · lr 3e-04``: nearest smoothed value of each trace."""
+        mode = self.controls.x_mode
+        if mode is XMode.WALL:
+            head = datetime.datetime.fromtimestamp(x).strftime("%Y-%m-%d %H:%M:%S")
+        elif mode is XMode.RELATIVE:
+            head = format_duration(x)
+        else:
+            head = f"step {format_count(round(x))}"
+        parts = [head]
+        several = len(self._runs) > 1
+        labels = dict(self._runs)
+        for (run_id, series), frame in self._frames.items():
+            xs = frame.x_smooth
+            if xs.size == 0:
+                continue
+            i = int(np.clip(np.searchsorted(xs, x), 0, xs.size - 1))
+            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                i -= 1
+            name = f"{labels.get(run_id, run_id)}/{series}" if several else series
+            parts.append(f"{name} {format_value(float(frame.y_smooth[i]))}")
+        return " · ".join(parts)

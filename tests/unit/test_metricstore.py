@@ -1,0 +1,344 @@
+"""MetricStore on a real SQLite file: exactly-once ingest, restarts, resets, 1M points, kill -9."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.core import consolelog, seriesblob
+from app.core.metricstore import MetricStore
+from app.core.store import Store
+from ssh_backend.protocol import MetricPoint, TailChunk
+
+REPO = Path(__file__).resolve().parents[2]
+LOG = "output.log"
+JSONL = "metrics.jsonl"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[Store]:
+    s = Store.open()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ms(store: Store) -> MetricStore:
+    return MetricStore(store)
+
+
+def console(run: str, stream: bytes, start: int, end: int, inode: int = 7,
+            reset: bool = False) -> tuple[str, TailChunk]:
+    return ("ws1", TailChunk(run, LOG, inode, start, end, data=stream[start:end], reset=reset))
+
+
+def pts(first: int, count: int, series: str = "loss") -> tuple[MetricPoint, ...]:
+    return tuple(MetricPoint(series, j, 1000.0 + j, j * 0.5) for j in range(first, first + count))
+
+
+def metrics(run: str, start: int, end: int, points: tuple[MetricPoint, ...], inode: int = 9,
+            reset: bool = False) -> tuple[str, TailChunk]:
+    return ("ws1", TailChunk(run, JSONL, inode, start, end, points=points, reset=reset))
+
+
+def integrity_ok(store: Store) -> bool:
+    with store.lock:
+        return bool(store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+STREAM = b"".join(b"line %06d of the console\n" % i for i in range(2000))
+
+
+def test_console_redelivered_and_overlapping_chunks_are_stored_once(ms: MetricStore) -> None:
+    first = ms.ingest([console("r1", STREAM, 0, 100), console("r1", STREAM, 100, 300)])
+    assert first.log_runs == {"r1"} and first.log_bytes == 300 and not first.gaps
+    again = ms.ingest([console("r1", STREAM, 0, 100), console("r1", STREAM, 100, 300)])
+    assert again.duplicates == 2 and again.log_bytes == 0 and not again.log_runs
+    trimmed = ms.ingest([console("r1", STREAM, 200, 400)])  # stored is 300: keep 300..400
+    assert trimmed.log_bytes == 100
+    gap = ms.ingest([console("r1", STREAM, 500, 600)])
+    assert [(g.reason, g.stored_offset, g.start) for g in gap.gaps] == [("gap", 400, 500)]
+    assert ms.offsets("r1") == {LOG: 400}
+    ms.ingest([console("r1", STREAM, 400, 600)])
+    assert ms.log_size("r1") == 600 and ms.offsets("r1") == {LOG: 600}
+    assert ms.log_bytes("r1") == STREAM[:600]
+    assert ms.log_bytes("r1", 123, 457) == STREAM[123:457]
+    assert ms.log_bytes("other") == b"" and ms.offsets("other") == {}
+
+
+def test_first_chunk_not_at_zero_is_a_gap_and_malformed_chunks_are_dropped(
+        ms: MetricStore) -> None:
+    result = ms.ingest([console("r1", STREAM, 50, 80)])
+    assert result.gaps[0].stored_offset == 0 and ms.log_size("r1") == 0
+    bad = ("ws1", TailChunk("r1", LOG, 7, 0, 10, data=b"short"))
+    result = ms.ingest([bad])
+    assert "malformed" in result.warnings[0][2] and ms.offsets("r1") == {}
+
+
+def test_point_chunks_redelivered_or_overlapping_are_never_stored_twice(
+        ms: MetricStore) -> None:
+    ms.ingest([metrics("r1", 0, 100, pts(0, 10))])
+    again = ms.ingest([metrics("r1", 0, 100, pts(0, 10))])
+    assert again.duplicates == 1 and again.points == 0
+    overlap = ms.ingest([metrics("r1", 50, 200, pts(5, 15))])  # cannot be split
+    assert [g.reason for g in overlap.gaps] == ["overlap"] and overlap.points == 0
+    ms.ingest([metrics("r1", 100, 200, pts(10, 10))])
+    p = ms.points("r1", "loss")
+    assert p.step.dtype == np.int64 and p.step.tolist() == list(range(20))
+    assert p.value.tolist() == [j * 0.5 for j in range(20)]
+    assert p.wall.tolist() == [1000.0 + j for j in range(20)]
+    assert ms.offsets("r1") == {JSONL: 200}
+    [info] = ms.series("r1")
+    assert (info.name, info.count, info.first_step, info.last_step) == ("loss", 20, 0, 19)
+    assert (info.min_value, info.max_value, info.last_value) == (0.0, 9.5, 9.5)
+    assert (info.first_wall, info.last_wall) == (1000.0, 1019.0)
+
+
+def test_restart_mid_stream_resumes_from_committed_offsets(home: Path) -> None:
+    with Store.open() as s:
+        ms = MetricStore(s)
+        ms.ingest([console("r1", STREAM, 0, 1000), metrics("r1", 0, 100, pts(0, 10))])
+    with Store.open() as s:  # a new process would do exactly this
+        ms = MetricStore(s)
+        offsets = ms.offsets("r1")
+        assert offsets == {LOG: 1000, JSONL: 100}
+        # The agent resumed a little earlier than the store (watch offsets were stale).
+        ms.ingest([console("r1", STREAM, 800, 1500), metrics("r1", 0, 100, pts(0, 10)),
+                   metrics("r1", 100, 300, pts(10, 20))])
+        assert ms.log_bytes("r1") == STREAM[:1500]
+        assert ms.points("r1", "loss").step.tolist() == list(range(30))
+        assert integrity_ok(s)
+
+
+def test_console_reset_appends_the_new_file_and_a_repeated_reset_is_dropped(
+        ms: MetricStore) -> None:
+    ms.ingest([console("r1", STREAM, 0, 500, inode=1)])
+    new_file = b"fresh start\n" * 20
+    ms.ingest([console("r1", new_file, 0, 100, inode=2, reset=True)])
+    assert ms.log_bytes("r1") == STREAM[:500] + new_file[:100]
+    assert ms.offsets("r1") == {LOG: 100}
+    # After a reconnect the agent sees the same rotation again, now grown by 50 bytes.
+    repeat = ms.ingest([console("r1", new_file, 0, 100, inode=2, reset=True)])
+    assert repeat.duplicates == 1
+    ms.ingest([console("r1", new_file, 0, 150, inode=2, reset=True)])
+    assert ms.log_bytes("r1") == STREAM[:500] + new_file[:150]
+    # A real truncation in place (same inode, different bytes) is new content.
+    other = b"third content\n" * 5
+    ms.ingest([console("r1", other, 0, 60, inode=2, reset=True)])
+    assert ms.log_bytes("r1") == STREAM[:500] + new_file[:150] + other[:60]
+    assert ms.offsets("r1") == {LOG: 60} and ms.log_size("r1") == 710
+
+
+def test_metrics_reset_and_replaced_file(ms: MetricStore) -> None:
+    ms.ingest([metrics("r1", 0, 100, pts(0, 10), inode=5)])
+    ms.ingest([metrics("r1", 0, 30, pts(100, 3), inode=6, reset=True)])
+    repeat = ms.ingest([metrics("r1", 0, 30, pts(100, 3), inode=6, reset=True)])
+    assert repeat.duplicates == 1
+    assert ms.points("r1", "loss").step.tolist() == [*range(10), 100, 101, 102]
+    replaced = ms.ingest([metrics("r1", 30, 40, pts(200, 1), inode=8)])
+    assert "replaced" in replaced.warnings[0][2] and replaced.points == 1
+
+
+def test_nan_inf_huge_values_and_missing_steps(ms: MetricStore) -> None:
+    values = [1.0, math.nan, math.inf, -1e308, 1e308, -math.inf, math.nan]
+    points = tuple(MetricPoint("x", None if i == 3 else i, float(i), v)
+                   for i, v in enumerate(values))
+    ms.ingest([metrics("r1", 0, 10, points)])
+    p = ms.points("r1", "x")
+    assert p.step.dtype == np.float64 and math.isnan(p.step[3]) and p.step[4] == 4.0
+    assert np.array_equal(p.value, np.array(values), equal_nan=True)
+    [info] = ms.series("r1")
+    assert info.min_value == -math.inf and info.max_value == math.inf
+    assert math.isnan(info.last_value) and info.count == 7
+    ms.ingest([metrics("r1", 10, 20, (MetricPoint("only_nan", 1, 0.0, math.nan),))])
+    nan_info = {s.name: s for s in ms.series("r1")}["only_nan"]
+    assert math.isnan(nan_info.min_value) and math.isnan(nan_info.max_value)
+
+
+def test_params_merge_and_last_values(ms: MetricStore) -> None:
+    ms.ingest([("ws1", TailChunk("r1", JSONL, 9, 0, 10, points=pts(0, 3),
+                                 params={"lr": 0.1, "opt": {"name": "adam"}}))])
+    ms.ingest([("ws1", TailChunk("r1", "tb/events.out.tfevents.1", 3, 0, 10,
+                                 params={"lr": 0.2, "batch": 64}))])
+    assert ms.params("r1") == {"batch": 64, "lr": 0.2, "opt": {"name": "adam"}}
+    ms.ingest([metrics("r2", 0, 10, pts(0, 5) + pts(0, 2, "acc"))])
+    assert ms.last_values(["r1", "r2", "r3"], ["loss"]) == {"r1": {"loss": 1.0},
+                                                            "r2": {"loss": 2.0}}
+    assert ms.last_values(["r2"]) == {"r2": {"loss": 2.0, "acc": 0.5}}
+    ms.delete_run("r2")
+    assert ms.series("r2") == [] and ms.offsets("r2") == {} and ms.series("r1")
+
+
+def test_console_points_mapping_and_parser_see_exactly_the_new_bytes(ms: MetricStore) -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    def parse(run_id: str, data: bytes) -> list[MetricPoint]:
+        seen.append((run_id, data))
+        return [MetricPoint("console/loss", len(seen), 0.0, float(len(data)))]
+
+    ms.ingest([console("r1", STREAM, 0, 100)], console_points=parse)
+    ms.ingest([console("r1", STREAM, 50, 180), console("r1", STREAM, 0, 10)],
+              console_points=parse)
+    assert seen == [("r1", STREAM[:100]), ("r1", STREAM[100:180])]
+    ms.ingest([console("r2", STREAM, 0, 10)],
+              console_points={"r2": [MetricPoint("console/acc", 1, 0.0, 0.9)]})
+    assert ms.points("r1", "console/loss").value.tolist() == [100.0, 80.0]
+    assert ms.points("r2", "console/acc").value.tolist() == [0.9]
+
+
+def test_many_small_ingests_keep_rows_few_and_points_exact(ms: MetricStore,
+                                                           store: Store) -> None:
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 40, 600)
+    pos, offset, data_pos = 0, 0, 0
+    for size in sizes:
+        size = int(size)
+        ms.ingest([metrics("r1", offset, offset + size, pts(pos, size)),
+                   console("r1", STREAM, data_pos, data_pos + 60)])
+        pos, offset, data_pos = pos + size, offset + size, data_pos + 60
+    p = ms.points("r1", "loss")
+    assert p.step.tolist() == list(range(pos)) and ms.series("r1")[0].count == pos
+    assert ms.log_bytes("r1") == STREAM[:data_pos]
+    with store.lock:
+        conn = store.db.conn
+        sizes_rows = [n for (n,) in conn.execute("SELECT n FROM metric_chunks ORDER BY chunk_no")]
+        log_rows = conn.execute("SELECT COUNT(*) FROM log_chunks").fetchone()[0]
+    assert len(sizes_rows) <= 18  # the tail halves row to row: about log2(64k) rows at most
+    assert all(a >= 2 * b for a, b in zip(sizes_rows, sizes_rows[1:], strict=False))
+    assert log_rows <= data_pos // consolelog.SMALL_ROW + 1
+
+
+def test_a_million_points_round_trip_in_order(ms: MetricStore, store: Store) -> None:
+    n, per_chunk = 1_000_000, 20_000
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal(n)
+    values[::9973] = np.nan
+    batch: list[tuple[str, TailChunk]] = []
+    for k in range(0, n, per_chunk):
+        chunk_points = tuple(MetricPoint("loss", j, 1.7e9 + j, float(values[j]))
+                             for j in range(k, k + per_chunk))
+        batch.append(metrics("big", k, k + per_chunk, chunk_points))
+    result = ms.ingest(batch[:25])
+    result2 = ms.ingest(batch[25:])
+    assert result.points + result2.points == n
+    p = ms.points("big", "loss")
+    assert len(p) == n and np.array_equal(p.step, np.arange(n))
+    assert np.array_equal(p.value, values, equal_nan=True)
+    assert np.array_equal(p.wall, 1.7e9 + np.arange(n))
+    [info] = ms.series("big")
+    assert info.count == n and info.last_step == n - 1
+    assert info.max_value == np.nanmax(values) and info.min_value == np.nanmin(values)
+    with store.lock:
+        rows = store.db.conn.execute("SELECT n FROM metric_chunks").fetchall()
+    assert max(r[0] for r in rows) == seriesblob.CHUNK_POINTS
+    assert integrity_ok(store)
+
+
+def test_log_reads_are_bounded_and_page_exactly(ms: MetricStore) -> None:
+    big = os.urandom(consolelog.READ_MAX + 700_000)
+    step = 200_000
+    ms.ingest([console("r1", big, k, min(k + step, len(big))) for k in range(0, len(big), step)])
+    assert ms.log_size("r1") == len(big)
+    first = ms.log_bytes("r1")
+    assert first == big[: consolelog.READ_MAX]
+    assert ms.log_bytes("r1", 10, None) == big[10 : 10 + consolelog.READ_MAX]
+    pages, start = [], 0
+    while chunk := ms.log_bytes("r1", start, start + 1_000_000):
+        pages.append(chunk)
+        start += len(chunk)
+    assert b"".join(pages) == big
+    assert ms.log_bytes("r1", len(big) - 5, len(big) + 100) == big[-5:]
+    assert ms.log_bytes("r1", len(big) + 1) == b"" and ms.log_bytes("r1", 50, 40) == b""
+
+
+WRITER = textwrap.dedent("""
+    import time
+    from app.core.metricstore import MetricStore
+    from app.core.store import Store
+    from ssh_backend.protocol import MetricPoint, TailChunk
+    RUNS, S, P = ("ka", "kb", "kc"), 7001, 1500
+    def console(run, a, b):
+        text = b"".join(b"%s %08d\\n" % (run.encode(), k) for k in range(a // 12, b // 12 + 1))
+        return text[a % 12 : a % 12 + b - a]
+    ms = MetricStore(Store.open())
+    # Resume where the store says, as the app does after a crash.
+    i = ms.offsets("ka").get("output.log", 0) // S
+    while True:
+        batch = []
+        for run in RUNS:
+            batch.append(("h", TailChunk(run, "output.log", 1, i * S, (i + 1) * S,
+                                         data=console(run, i * S, (i + 1) * S))))
+            points = tuple(MetricPoint(name, j, float(j), j * sign)
+                           for j in range(i * P, (i + 1) * P)
+                           for name, sign in (("loss", 0.5), ("acc", -1.0)))
+            batch.append(("h", TailChunk(run, "metrics.jsonl", 2, i * 1000, (i + 1) * 1000,
+                                         points=points)))
+        ms.ingest(batch)
+        i += 1
+        print(i, time.monotonic(), flush=True)
+""")
+
+
+def check_consistent(path: Path) -> int:
+    """Offsets match the stored data exactly for every run; returns the chunks committed."""
+    with Store.open(path) as s:
+        assert integrity_ok(s)
+        ms = MetricStore(s)
+        committed = set()
+        for run in ("ka", "kb", "kc"):
+            offsets = ms.offsets(run)
+            size = ms.log_size(run)
+            assert offsets[LOG] == size and size % 7001 == 0
+            expected = b"".join(b"%s %08d\n" % (run.encode(), k) for k in range(size // 12 + 1))
+            assert ms.log_bytes(run, 0, size) == expected[:size]
+            chunks = offsets[JSONL] // 1000
+            assert chunks == size // 7001  # console and points of a batch commit together
+            for name, sign in (("loss", 0.5), ("acc", -1.0)):
+                p = ms.points(run, name)
+                assert np.array_equal(p.step, np.arange(chunks * 1500))
+                assert np.array_equal(p.value, np.arange(chunks * 1500) * sign)
+            committed.add(chunks)
+        assert len(committed) == 1
+        return committed.pop()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_leaves_offsets_matching_the_data(home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    path = home / "labdeck.sqlite3"
+    done = 0
+    kills = 8
+    for attempt in range(kills):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        stamps = []
+        for line in proc.stdout:
+            stamps.append(float(line.split()[1]))
+            if len(stamps) == 3:
+                break
+        # Kill at a different point of the ingest cycle each time (attempt/kills of it).
+        period = (stamps[-1] - stamps[0]) / 2
+        time.sleep(period * attempt / kills)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        committed = check_consistent(path)
+        assert committed >= done + 3  # every writer resumed from the store and advanced
+        done = committed
