@@ -3,7 +3,8 @@
 ``AgentReader.run`` owns one agent connection from the first byte to its end: it checks
 that ``hello`` comes first, forwards samples, pings the agent, marks the host stale after
 a few silent intervals and gives up after ``dead_after`` seconds of silence, so a frozen
-peer never blocks the session thread.
+peer never blocks the session thread. With a ``WatchBook`` it also sends the session's
+watches after hello (and whatever is queued later) and forwards ``tail`` chunks.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from ssh_backend.protocol import (
     Hello,
     ProtocolError,
     Sample,
+    TailChunk,
     decode,
     encode_command,
 )
 from ssh_backend.states import HostState
+from ssh_backend.watches import WatchBook
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +115,11 @@ class AgentReader:
         heartbeat: Heartbeat,
         stop: threading.Event,
         wake: threading.Event,
+        watches: WatchBook | None = None,
     ) -> None:
         self.host = host
+        self.watches = watches
+        self._announce_watches = False
         self.listener = listener
         self.set_state = set_state
         self.heartbeat = heartbeat
@@ -124,6 +130,25 @@ class AgentReader:
         self.samples = 0
 
     def run(self, stream: AgentStream) -> StreamEnd:
+        try:
+            return self._run(stream)
+        finally:
+            if self.watches is not None:
+                self.watches.disconnected()
+
+    def _send_watches(self, stream: AgentStream) -> None:
+        """Watches to send: all of them once after hello, then whatever is queued."""
+        if self.watches is None or self.hello is None:
+            return
+        if self._announce_watches:
+            self._announce_watches = False
+            commands = self.watches.connected()
+        else:
+            commands = self.watches.take_pending()
+        for command in commands:
+            stream.write(command)
+
+    def _run(self, stream: AgentStream) -> StreamEnd:
         buffer = bytearray()
         last_rx = time.monotonic()
         next_ping = last_rx + self.heartbeat.ping_interval
@@ -146,6 +171,10 @@ class AgentReader:
                 failure = self._consume(buffer)
                 if failure:
                     return self._end("failed", failure)
+            try:
+                self._send_watches(stream)
+            except OSError as exc:
+                return self._end("eof", f"cannot write to the agent: {exc}")
             if stale and self.samples != samples_at_stale:
                 stale = False  # a sample came back and set the state again
             silent = now - last_rx
@@ -203,8 +232,11 @@ class AgentReader:
             return ""
         if self.hello is None and not isinstance(message, Hello | AgentError):
             return f"the agent on {self.host} did not say hello first"
-        if isinstance(message, Hello):
+        if isinstance(message, TailChunk):
+            self._on_tail(message)
+        elif isinstance(message, Hello):
             self.hello = message
+            self._announce_watches = True
             self.listener.on_hello(self.host, message)
             if message.needs_reboot:
                 self.set_state(HostState.NEEDS_REBOOT, message.backend_detail)
@@ -221,3 +253,14 @@ class AgentReader:
                 return f"the agent on {self.host} failed: {message.message}"
             log.warning("%s: agent reports: %s", self.host, message.message)
         return ""
+
+    def _on_tail(self, chunk: TailChunk) -> None:
+        if self.watches is not None:
+            self.watches.delivered(chunk)
+        if chunk.warning:
+            log.warning("%s: %s: %s", self.host, chunk.run_id, chunk.warning)
+        try:
+            self.listener.on_tail(self.host, chunk)
+        except Exception:
+            # A broken listener must not end the connection (and with it the samples).
+            log.exception("%s: listener failed in on_tail", self.host)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ssh_backend.protocol import Hello, Sample
+from ssh_backend.protocol import Hello, Sample, TailChunk
 from ssh_backend.states import HostState
 
 
@@ -22,6 +22,11 @@ class SessionListener(Protocol):
 
     def on_sample(self, host: str, sample: Sample) -> None:
         """A new reading of every GPU of the host."""
+
+    def on_tail(self, host: str, chunk: TailChunk) -> None:
+        """New content of a watched run's file (see ``Session.watch``). Per source,
+        chunks come in order and contiguous: each starts where the previous one ended,
+        unless it has ``reset`` set."""
 
 
 class SessionUnavailable(Exception):
@@ -51,6 +56,16 @@ class Session(Protocol):
     def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """One run-control request to the host's runctl.py, its JSON reply. Raises
         SessionUnavailable when the host cannot be reached now."""
+
+    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
+        """Have the agent tail the run's output.log, metrics.jsonl and tb/ event files
+        from ``offsets`` (source → byte offset, missing = 0); chunks arrive through
+        ``on_tail``. Queued until the agent is up and re-sent after every reconnect,
+        resuming after the last chunk delivered. Calling it again adds sources and moves
+        offsets forward, never back (``unwatch`` first for that)."""
+
+    def unwatch(self, run_id: str) -> None:
+        """Stop tailing the run."""
 
     def upload(self, run_id: str, files: dict[str, bytes]) -> None:
         """Write ``files`` (relative path → content) into the run's ``code/`` folder on

@@ -138,7 +138,7 @@ class LocalSession(WorkerSession):
         try:
             reader = AgentReader(
                 self.name, self._listener, self._set_state, self.heartbeat(),
-                self._stop, self._wake,
+                self._stop, self._wake, self.watches,
             )
             end = reader.run(stream)
             return outcome_of(end, "the local agent", stream)

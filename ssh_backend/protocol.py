@@ -5,12 +5,20 @@ first with ``hello``; the app refuses an agent whose protocol version it does no
 Decoding validates every field: a malformed line raises :class:`ProtocolError` with a
 message that says what was wrong, never a bare ``KeyError``.
 
-agent → app: ``hello``, ``sample``, ``pong``, ``error``
-app → agent: ``configure`` (interval), ``ping``, ``shutdown``
+agent → app: ``hello``, ``sample``, ``pong``, ``error``, ``tail``
+app → agent: ``configure`` (interval), ``ping``, ``shutdown``, ``watch``, ``unwatch``
+
+``watch {"run_id", "offsets": {source: byte offset}}`` asks the agent to tail a run's
+``output.log``, ``metrics.jsonl`` and every ``tb/**/events.out.tfevents.*`` from those
+offsets (a missing source starts at 0); ``unwatch {"run_id"}`` stops it. A ``tail``
+carries console bytes as base64 and points as ``[series, step|null, wall, value]`` with
+non-finite values spelled "nan" / "inf" / "-inf".
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from dataclasses import dataclass, field
@@ -96,7 +104,42 @@ class AgentError:
     fatal: bool = False
 
 
-Message = Hello | Sample | Pong | AgentError
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One value of one series. ``step`` is None when the source gave none."""
+
+    series: str
+    step: int | None
+    wall_time: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class TailChunk:
+    """New content of one file of a run's folder on a host, from byte ``start`` to ``end``.
+
+    ``source`` is ``output.log``, ``metrics.jsonl`` or ``tb/<relative path>``. For the
+    console, ``data`` holds the raw bytes; for metric files, ``points`` holds what the
+    agent parsed from complete records in [start, end). ``reset`` means the file was
+    truncated or replaced (new inode): offsets restart at ``start``. The app stores the
+    chunk and ``end`` as the new offset in one transaction.
+    """
+
+    run_id: str
+    source: str
+    inode: int
+    start: int
+    end: int
+    data: bytes = b""
+    points: tuple[MetricPoint, ...] = ()
+    # Hyper-parameters found in this chunk (labdeck.init config, TensorBoard hparams).
+    params: dict[str, Any] = field(default_factory=dict)
+    reset: bool = False
+    # A readable note for the user (a corrupt record skipped, a file unreadable).
+    warning: str = ""
+
+
+Message = Hello | Sample | Pong | AgentError | TailChunk
 
 
 @dataclass(slots=True)
@@ -241,46 +284,74 @@ def decode(line: bytes | str) -> Message:
         return Pong(id=f.int_("id"))
     if kind == "error":
         return AgentError(message=f.str_("message"), fatal=f.bool_("fatal"))
+    if kind == "tail":
+        return _tail(f)
     raise ProtocolError(f"unknown message type {kind!r}")
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _value(where: str, value: Any) -> float:
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{where}: a point's value must be a number, 'nan' or 'inf'")
+    return float(value)
+
+
+def _points(where: str, raw: Any) -> tuple[MetricPoint, ...]:
+    if not isinstance(raw, list):
+        raise ProtocolError(f"{where}: field 'points' must be a list")
+    points = []
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 4:
+            raise ProtocolError(f"{where}: a point must be [series, step, wall, value]")
+        series, step, wall, value = item
+        if not isinstance(series, str) or not series:
+            raise ProtocolError(f"{where}: a point's series must be a non-empty string")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise ProtocolError(f"{where}: a point's step must be an integer or null")
+        if isinstance(wall, bool) or not isinstance(wall, int | float) or not math.isfinite(wall):
+            raise ProtocolError(f"{where}: a point's wall time must be a finite number")
+        points.append(MetricPoint(series, step, float(wall), _value(where, value)))
+    return tuple(points)
+
+
+def _tail(f: _Fields) -> TailChunk:
+    start, end, inode = f.int_("start"), f.int_("end"), f.int_("inode")
+    if start < 0 or end < start or inode < 0:
+        raise ProtocolError(f"tail: bad byte range [{start}, {end}) or inode {inode}")
+    data = b""
+    if f.obj.get("data") is not None:
+        try:
+            data = base64.b64decode(f.str_("data"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("tail: field 'data' is not base64") from None
+    params = f.obj.get("params") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("tail: field 'params' must be an object")
+    return TailChunk(
+        run_id=f.str_("run_id"),
+        source=f.str_("source"),
+        inode=inode,
+        start=start,
+        end=end,
+        data=data,
+        points=_points("tail", f.obj.get("points") or []),
+        params=params,
+        reset=f.bool_("reset"),
+        warning=f.opt_str("warning") or "",
+    )
+
+
+COMMANDS = ("configure", "ping", "shutdown", "watch", "unwatch")
+
+
 def encode_command(kind: str, **fields: Any) -> bytes:
-    """One app → agent command line: ``configure``, ``ping`` or ``shutdown``."""
-    if kind not in ("configure", "ping", "shutdown"):
+    """One app → agent command line: ``configure``, ``ping``, ``shutdown``, ``watch``
+    (``run_id``, ``offsets``) or ``unwatch`` (``run_id``)."""
+    if kind not in COMMANDS:
         raise ValueError(f"unknown command {kind!r}")
     return (json.dumps({"type": kind, **fields}, separators=(",", ":")) + "\n").encode()
 
-
-@dataclass(frozen=True, slots=True)
-class MetricPoint:
-    """One value of one series. ``step`` is None when the source gave none."""
-
-    series: str
-    step: int | None
-    wall_time: float
-    value: float
-
-
-@dataclass(frozen=True, slots=True)
-class TailChunk:
-    """New content of one file of a run's folder on a host, from byte ``start`` to ``end``.
-
-    ``source`` is ``output.log``, ``metrics.jsonl`` or ``tb/<relative path>``. For the
-    console, ``data`` holds the raw bytes; for metric files, ``points`` holds what the
-    agent parsed from complete records in [start, end). ``reset`` means the file was
-    truncated or replaced (new inode): offsets restart at ``start``. The app stores the
-    chunk and ``end`` as the new offset in one transaction.
-    """
-
-    run_id: str
-    source: str
-    inode: int
-    start: int
-    end: int
-    data: bytes = b""
-    points: tuple[MetricPoint, ...] = ()
-    # Hyper-parameters found in this chunk (labdeck.init config, TensorBoard hparams).
-    params: dict[str, Any] = field(default_factory=dict)
-    reset: bool = False
-    # A readable note for the user (a corrupt record skipped, a file unreadable).
-    warning: str = ""

@@ -150,7 +150,7 @@ class HostSession(WorkerSession):
             stream = ChannelStream(channel, self.timeouts.channel)
             reader = AgentReader(
                 self.name, self._listener, self._set_state, self.heartbeat(),
-                self._stop, self._wake,
+                self._stop, self._wake, self.watches,
             )
             end = reader.run(stream)
             return self._outcome(end, stream, conn)

@@ -18,6 +18,7 @@ from ssh_backend.connect import Timeouts
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.states import HostState
+from ssh_backend.watches import WatchBook
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class WorkerSession:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._attempts = 0
+        # Runs whose files the agent tails; re-sent on every new agent connection.
+        self.watches = WatchBook()
 
     @property
     def name(self) -> str:
@@ -129,6 +132,15 @@ class WorkerSession:
     def reconnect_now(self) -> None:
         """Reconnect at once: after a key was trusted, a setting fixed, or on request."""
         self._wake.set()
+
+    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
+        """Tail run ``run_id``'s files from ``offsets``: sent now if the agent is up,
+        else once it is, and again after every reconnect (see WatchBook)."""
+        self.watches.watch(run_id, offsets)
+
+    def unwatch(self, run_id: str) -> None:
+        """Stop tailing ``run_id`` (and forget its offsets)."""
+        self.watches.unwatch(run_id)
 
     def _set_state(self, state: HostState, detail: str = "") -> None:
         with self._state_lock:

@@ -69,6 +69,7 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.core.ingest import Ingestor
     from app.core.lab import build_monitor
 
     if args.poll <= 0:
@@ -84,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
     monitor = build_monitor(store)
     dispatcher = Dispatcher(store, monitor, DispatchOptions(poll_s=args.poll))
     dispatcher.add_listener(_Printer(dispatcher))
+    # Runs' consoles and curves are tailed into the store too (labdeck logs/metrics).
+    ingestor = Ingestor(store, monitor)
+    dispatcher.add_listener(ingestor)
     try:
         hosts = monitor.names()
         if not hosts:
             warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
             return 1
+        ingestor.start()
         monitor.start()
         dispatcher.start()
         say(f"dispatching to {len(hosts)} host{'s' if len(hosts) != 1 else ''}: "
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         # The dispatcher first: nothing new is launched while the sessions close.
         dispatcher.stop()
+        ingestor.stop()  # stores what was received while the sessions are still up
         monitor.stop()
         store.close()
         for sig, handler in previous.items():

@@ -48,6 +48,7 @@ class _Persisting:
 
 def open_window(argv: list[str]) -> int:
     from app.core.dispatcher import Dispatcher
+    from app.core.ingest import Ingestor
     from app.core.lab import build_monitor
     from app.ui.main import run_gui
     from app.ui.main_window import HostActions
@@ -55,6 +56,7 @@ def open_window(argv: list[str]) -> int:
     with Store.open() as store:
         persisting = _Persisting(store)
         dispatchers: list[Dispatcher] = []
+        ingestors: list[Ingestor] = []
 
         def monitor_factory(trust: TrustDecider) -> ClusterMonitor:
             persisting.monitor = build_monitor(store, trust=trust)
@@ -63,6 +65,11 @@ def open_window(argv: list[str]) -> int:
             dispatcher = Dispatcher(store, persisting.monitor)
             dispatcher.start()
             dispatchers.append(dispatcher)
+            # Runs' consoles and curves are tailed into the store while the window is open.
+            ingestor = Ingestor(store, persisting.monitor)
+            dispatcher.add_listener(ingestor)
+            ingestor.start()
+            ingestors.append(ingestor)
             return persisting.monitor
 
         actions = HostActions(
@@ -74,3 +81,5 @@ def open_window(argv: list[str]) -> int:
         finally:
             for dispatcher in dispatchers:
                 dispatcher.stop()
+            for ingestor in ingestors:
+                ingestor.stop()

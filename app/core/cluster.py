@@ -8,6 +8,7 @@ changed. Listeners (the UI bridge, the CLI) then read a consistent copy with ``h
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -17,10 +18,13 @@ from typing import Any, Protocol
 
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.hostspec import HostSpec
-from ssh_backend.protocol import GpuReading, Hello, Sample
+from ssh_backend.protocol import GpuReading, Hello, Sample, TailChunk
 from ssh_backend.states import HostState
 
 SessionFactory = Callable[[HostSpec, SessionListener], Session]
+TailListener = Callable[[str, TailChunk], None]
+
+log = logging.getLogger(__name__)
 
 # Sparklines show the last few minutes; at 10 Hz this caps memory at 6000 points per GPU.
 DEFAULT_HISTORY_S = 600.0
@@ -100,6 +104,9 @@ class _Listener:
     def on_sample(self, host: str, sample: Sample) -> None:
         self._monitor._on_sample(host, sample)
 
+    def on_tail(self, host: str, chunk: TailChunk) -> None:
+        self._monitor._on_tail(host, chunk)
+
 
 class ClusterMonitor:
     def __init__(
@@ -113,6 +120,7 @@ class ClusterMonitor:
         self._sessions: dict[str, Session] = {}
         self._history: dict[tuple[str, int], GpuHistory] = {}
         self._listeners: list[ClusterListener] = []
+        self._tail_listeners: list[TailListener] = []
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -123,6 +131,14 @@ class ClusterMonitor:
         """Stop telling ``listener`` (no error if it was not listening)."""
         # A new list, not an in-place removal: _notify iterates over a copy anyway.
         self._listeners = [known for known in self._listeners if known is not listener]
+
+    def add_tail_listener(self, fn: TailListener) -> None:
+        """Call ``fn(host, chunk)`` for every tail chunk of a watched run, on the host's
+        session thread: it must return quickly (queue the chunk, write elsewhere)."""
+        self._tail_listeners = [*self._tail_listeners, fn]
+
+    def remove_tail_listener(self, fn: TailListener) -> None:
+        self._tail_listeners = [known for known in self._tail_listeners if known is not fn]
 
     def start(self) -> None:
         with self._lock:
@@ -239,6 +255,14 @@ class ClusterMonitor:
             self._views[name] = replace(view, sample=sample, sample_received_at=now)
             self._changed.notify_all()
         self._notify("on_host_sample", name)
+
+    def _on_tail(self, name: str, chunk: TailChunk) -> None:
+        for fn in self._tail_listeners:
+            try:
+                fn(name, chunk)
+            except Exception:
+                # One broken consumer must not starve the others of the chunk.
+                log.exception("tail listener failed for %s on %s", chunk.run_id, name)
 
     def _notify(self, method: str, name: str) -> None:
         for listener in list(self._listeners):

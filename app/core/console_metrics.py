@@ -49,7 +49,7 @@ _STEP_KEYS = ("step", "global_step", "iteration", "iter", "it")
 _EPOCH = "epoch"
 # ``name=1.5`` / ``name: 1.5`` (a step or epoch may read ``3/10``: total dropped).
 _PAIR_RE = re.compile(
-    rf"(?<![\w./-])(?P<key>{_NAME})\s*(?P<sep>[=:])\s*(?P<num>{_NUMBER})"
+    rf"(?<![\w./-])(?P<key>[A-Za-z_][\w./-]*+)\s*+(?P<sep>[=:])\s*(?P<num>{_NUMBER})"
     rf"(?P<total>/\d+)?{_END}"
 )
 # ``step 100``, ``Epoch 3/10``, ``iter 7:``: only for step-like keys.
@@ -57,6 +57,10 @@ _COUNTER_RE = re.compile(
     r"(?<![\w./-])(?P<key>(?i:global_step|step|iteration|iter|it|epoch))[ \t]+"
     r"(?P<num>\d+)(?P<total>/\d+)?(?=$|[\s,;:|)\]}])"
 )
+# A separator followed by something that may start a number: the cheap first look.
+_SEP_RE = re.compile(r"[=:]\s*[-+]?(?:[\d.]|[nNiI])")
+_NAME_CHAR_RE = re.compile(r"[\w./-]")
+_KEY_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 # One ``|`` field that is ``name number`` and nothing else.
 _FIELD_RE = re.compile(rf"\s*(?P<key>{_NAME})[ \t]+(?P<num>{_NUMBER})\s*")
 _SERIES_COMMENT_RE = re.compile(rf"^\(\?#series=(?P<series>{_NAME})\)")
@@ -156,9 +160,25 @@ def _by_patterns(line: str, patterns: Sequence[MetricPattern]) -> list[ConsolePo
     return points if matched else None
 
 
+def _may_have_pair(line: str) -> bool:
+    """Whether some separator followed by a number has a name before it (a superset of
+    what ``_PAIR_RE`` finds, found without scanning the line at every position)."""
+    for m in _SEP_RE.finditer(line):
+        i = m.start() - 1
+        while i >= 0 and line[i].isspace():
+            i -= 1
+        start = i
+        while start >= 0 and _NAME_CHAR_RE.match(line, start):
+            start -= 1
+        if start < i and line[start + 1] in _KEY_START:
+            return True
+    return False
+
+
 def _builtin(line: str) -> list[ConsolePoint]:
-    if "=" not in line and ":" not in line and "|" not in line:
-        return []  # cheap: most console lines of a long log are prose
+    # Cheap looks first: most lines of a long console are prose, clock times, bars.
+    if "|" not in line and ("=" not in line and ":" not in line or not _may_have_pair(line)):
+        return []
     pairs: dict[int, tuple[str, float]] = {}  # by position in the line
     taken: list[tuple[int, int]] = []
     for m in _PAIR_RE.finditer(line):

@@ -96,6 +96,8 @@ class Ingestor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresh_now = threading.Event()
+        # One bound method, so that remove_tail_listener finds it by identity.
+        self._tail_listener = self._on_tail
 
     # -- lifecycle -----------------------------------------------------------------
     def add_listener(self, listener: RunDataListener) -> None:
@@ -107,7 +109,7 @@ class Ingestor:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._monitor.add_tail_listener(self._on_tail)
+        self._monitor.add_tail_listener(self._tail_listener)
         self._thread = threading.Thread(target=self._run, name="labdeck-ingest", daemon=True)
         self._thread.start()
 
@@ -115,6 +117,7 @@ class Ingestor:
         """Store what was received, unwatch, stop the thread. Runs go on on their hosts;
         the next start resumes from the committed offsets."""
         self._stop.set()
+        self._monitor.remove_tail_listener(self._tail_listener)
         with self._cond:
             self._cond.notify_all()
         thread = self._thread
@@ -258,9 +261,12 @@ class Ingestor:
             self._watches.data_arrived(key, mono)
         with self._cond:
             dropped, self._dropped = self._dropped, set()
-        for key in dropped | {gap.run_id for gap in result.gaps}:
+        broken = dropped | {gap.run_id for gap in result.gaps}
+        for key in (result.log_runs | result.metric_runs) - broken:
+            self._watches.in_order(key)
+        for key in broken:
             self._watches.resend(key)
-        if result.gaps or dropped:
+        if broken:
             self._refresh_now.set()
         for run_id, source, text in result.warnings:
             log.warning("run %s, %s: %s", run_id, source, text)

@@ -5,7 +5,7 @@ bytes, metric points, parameters and, for every (run, source), the new resume of
 inode. A crash at any moment leaves offsets that match the stored data exactly, so the
 agent resumes where the store left off: nothing lost, nothing stored twice.
 
-Exactly-once rules, per (run, source), against the stored offset ``O``:
+Exactly-once rules (``app.core.tailoffsets``), per (run, source), against the stored offset ``O``:
 
 - ``start == O``: stored, offset becomes ``end``.
 - ``end <= O``: already stored (a re-delivery after a reconnect): skipped silently.
@@ -20,20 +20,24 @@ Exactly-once rules, per (run, source), against the stored offset ``O``:
   re-delivery and follows the rules above. A metrics file truncated in place twice to the
   same inode cannot be told from such a repeat: its rewritten head is taken as stored.
 
-Storage, chosen by measurement (tests/bench/bench_ingest.py, this machine: 2 shared
-cores, SQLite WAL, synchronous=NORMAL; 1M points of one series):
+Storage, chosen by measurement (tests/bench/bench_ingest.py, best of 3 on this 2-core
+machine shared with other work, SQLite WAL, synchronous=NORMAL; 1M points, one series):
 
-=============================================  ==========  ==========
-layout                                          ingest 1M   read 1M
-=============================================  ==========  ==========
-(a) ``points`` rows, WITHOUT ROWID, executemany  2.6 s       1.6 s
-(b) columnar chunks (≤ 64k points a row)         0.13 s      0.011 s
-=============================================  ==========  ==========
+================================================  ===============  ===============
+layout                                             ingest 1M        read 1M
+================================================  ===============  ===============
+(a) ``points`` rows, WITHOUT ROWID, executemany    2.6 – 4.9 s      1.6 – 2.0 s
+(b) columnar chunks (64k points a row)             0.13 – 0.28 s    0.011 – 0.031 s
+================================================  ===============  ===============
 
-(b) is used (``app.core.seriesblob``); end to end from 1M ``MetricPoint``s in
-``TailChunk``s ``ingest`` takes about 0.6 s and ``points()`` 0.01–0.02 s. ``series()``
-reads a per-series summary maintained on ingest (count, first/last step, last value,
-min/max ignoring NaN), never the points. Console bytes: ``app.core.consolelog``.
+(a) misses both targets (< 2 s, < 0.2 s), so (b) is used (``app.core.seriesblob``). End
+to end, ``ingest`` of 1M ``MetricPoint``s in ``TailChunk``s takes 0.6 s (one series) to
+0.8 s (10 series × 100k), mostly turning Python objects into arrays; ``points()`` of a
+1M-point series 0.017 s; ``series()`` 0.02 ms, as it reads a summary kept on ingest
+(count, first/last step and wall time, last value, min/max ignoring NaN), never points.
+A live batch of 20 runs × (5 points + 200 console bytes) commits in 15–22 ms. Console
+bytes (``app.core.consolelog``): 100 MiB in 256 KiB chunks at 56–150 MiB/s; a 1 MiB page
+read anywhere in it 0.2 ms.
 
 SQLite stores no NaN (it becomes NULL), so NaN/inf live inside the float64 blobs; in
 the summary a NaN last value reads back as NaN and min/max skip NaN.
@@ -48,19 +52,19 @@ import json
 import math
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from app.core import consolelog, seriesblob
+from app.core import consolelog, seriesblob, tailoffsets
 from app.core.seriesblob import NO_STEP, PointsArrays
 from app.core.store import Store
+from app.core.tailoffsets import Cursor, Gap, IngestResult
 from ssh_backend.protocol import MetricPoint, TailChunk
 
 __all__ = ["Gap", "IngestResult", "MetricStore", "PointsArrays", "SeriesInfo"]
 
-CONSOLE = "output.log"
 
 # Console points for ``ingest``: run_id → points, or a parser called as
 # ``parse(run_id, new_bytes)`` with exactly the console bytes this ingest appends.
@@ -80,38 +84,6 @@ class SeriesInfo:
     max_value: float
     first_wall: float = math.nan
     last_wall: float = math.nan
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """A chunk not stored: ``reason`` is "gap" (start past the offset) or "overlap"."""
-
-    run_id: str
-    source: str
-    stored_offset: int
-    start: int
-    end: int
-    reason: str
-
-
-@dataclass(slots=True)
-class IngestResult:
-    log_runs: set[str] = field(default_factory=set)  # runs whose console grew
-    metric_runs: set[str] = field(default_factory=set)  # runs with new points or params
-    points: int = 0
-    log_bytes: int = 0
-    duplicates: int = 0  # re-delivered chunks dropped silently
-    gaps: list[Gap] = field(default_factory=list)  # re-watch these runs from offsets()
-    warnings: list[tuple[str, str, str]] = field(default_factory=list)  # run, source, text
-
-
-@dataclass(slots=True)
-class _Cursor:
-    inode: int
-    offset: int
-    reset_start: int = -1
-    reset_log_pos: int = -1
-    dirty: bool = False
 
 
 class _Points:
@@ -147,16 +119,16 @@ class MetricStore:
         result = IngestResult()
         with self._store.transaction() as db:
             conn = db.conn
-            cursors: dict[tuple[str, str], _Cursor | None] = {}
+            cursors: dict[tuple[str, str], Cursor | None] = {}
             series: dict[tuple[str, str], _Points] = {}
             appended: dict[str, list[bytes]] = {}
             params: dict[str, dict[str, Any]] = {}
             for _host, chunk in chunks:
                 key = (chunk.run_id, chunk.source)
                 if key not in cursors:
-                    cursors[key] = _load_cursor(conn, *key)
+                    cursors[key] = tailoffsets.load_cursor(conn, *key)
                 cursor = cursors[key]
-                accepted = _accept(conn, chunk, cursor, result)
+                accepted = tailoffsets.accept(conn, chunk, cursor, result)
                 if accepted is None:
                     continue
                 data, new_cursor = accepted
@@ -185,12 +157,9 @@ class MetricStore:
             for run_id, merged in params.items():
                 _merge_params(conn, run_id, merged)
                 result.metric_runs.add(run_id)
-        import time as _t
-        _t.sleep(0.01)
-        with self._store.transaction() as db:
             for (run_id, source), cursor in cursors.items():
                 if cursor is not None and cursor.dirty:
-                    _save_cursor(db.conn, run_id, source, cursor)
+                    tailoffsets.save_cursor(conn, run_id, source, cursor)
         return result
 
     def delete_run(self, run_id: str) -> None:
@@ -283,63 +252,6 @@ class MetricStore:
         return out
 
 
-# -- ingest steps ----------------------------------------------------------------------
-def _accept(
-    conn: sqlite3.Connection, chunk: TailChunk, cursor: _Cursor | None, result: IngestResult
-) -> tuple[bytes, _Cursor] | None:
-    """What of ``chunk`` to store and the cursor after it; None when nothing is stored."""
-    console = chunk.source == CONSOLE
-    if console and len(chunk.data) != chunk.end - chunk.start:
-        result.warnings.append((chunk.run_id, chunk.source, (
-            f"dropped a malformed chunk: {len(chunk.data)} bytes for "
-            f"[{chunk.start}, {chunk.end})")))
-        return None
-    stored = cursor.offset if cursor is not None else 0
-    if chunk.reset and not _repeated_reset(conn, chunk, cursor):
-        log_pos = consolelog.size(conn, chunk.run_id) if console else -1
-        new = _Cursor(chunk.inode, chunk.end, chunk.start, log_pos, dirty=True)
-        return (chunk.data if console else b""), new
-    if chunk.start > stored:
-        result.gaps.append(Gap(chunk.run_id, chunk.source, stored, chunk.start, chunk.end, "gap"))
-        return None
-    data = chunk.data if console else b""
-    if chunk.start < stored:
-        if chunk.end <= stored:
-            result.duplicates += 1
-            return None
-        if not console:
-            result.gaps.append(
-                Gap(chunk.run_id, chunk.source, stored, chunk.start, chunk.end, "overlap"))
-            return None
-        data = data[stored - chunk.start :]
-    if (cursor is not None and cursor.inode and chunk.inode and cursor.inode != chunk.inode
-            and not chunk.reset):
-        result.warnings.append((chunk.run_id, chunk.source, (
-            "the file was replaced without a reset; content before offset "
-            f"{stored} of the new file is not in Labdeck")))
-    new = _Cursor(
-        chunk.inode,
-        chunk.end,
-        cursor.reset_start if cursor is not None else -1,
-        cursor.reset_log_pos if cursor is not None else -1,
-        dirty=True,
-    )
-    return data, new
-
-
-def _repeated_reset(conn: sqlite3.Connection, chunk: TailChunk, cursor: _Cursor | None) -> bool:
-    """Is this reset chunk one whose segment is already stored (a re-delivery)?"""
-    if cursor is None or cursor.reset_start != chunk.start or cursor.inode != chunk.inode:
-        return False
-    if chunk.source != CONSOLE:
-        return True
-    overlap = min(chunk.end, cursor.offset) - chunk.start
-    if overlap <= 0:
-        return True
-    pos = cursor.reset_log_pos
-    return consolelog.read(conn, chunk.run_id, pos, pos + overlap) == chunk.data[:overlap]
-
-
 def _gather(
     series: dict[tuple[str, str], _Points], run_id: str, points: Iterable[MetricPoint]
 ) -> None:
@@ -360,9 +272,7 @@ def _gather(
 def _append_series(conn: sqlite3.Connection, run_id: str, name: str, pts: _Points) -> None:
     if not pts.values:
         return
-    steps = np.array(pts.steps, dtype=np.int64)
-    walls = np.array(pts.walls, dtype=np.float64)
-    values = np.array(pts.values, dtype=np.float64)
+    steps, walls, values = _arrays(pts)
     row = conn.execute(
         "SELECT id, count, first_step, first_wall, min_value, max_value FROM metric_series "
         "WHERE run_id = ? AND name = ?",
@@ -390,30 +300,38 @@ def _append_series(conn: sqlite3.Connection, run_id: str, name: str, pts: _Point
     )
 
 
+def _arrays(pts: _Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        return (np.array(pts.steps, dtype=np.int64), np.array(pts.walls, dtype=np.float64),
+                np.array(pts.values, dtype=np.float64))
+    except (OverflowError, TypeError, ValueError):
+        # A step beyond int64 or a value that is no number must not make the whole batch
+        # fail forever (it would be re-sent and fail again): keep the point, lose the field.
+        return (np.array([_int64_or_none(v) for v in pts.steps], dtype=np.int64),
+                np.array([_float_or_nan(v) for v in pts.walls], dtype=np.float64),
+                np.array([_float_or_nan(v) for v in pts.values], dtype=np.float64))
+
+
+def _int64_or_none(value: object) -> int:
+    try:
+        step = int(value)  # type: ignore[call-overload]
+    except (OverflowError, TypeError, ValueError):
+        return NO_STEP
+    return step if NO_STEP < step <= np.iinfo(np.int64).max else NO_STEP
+
+
+def _float_or_nan(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return math.nan
+
+
 def _merge_params(conn: sqlite3.Connection, run_id: str, merged: dict[str, Any]) -> None:
     conn.executemany(
         "INSERT INTO run_params (run_id, key, value) VALUES (?, ?, ?) "
         "ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value",
         [(run_id, str(k), json.dumps(v, default=str)) for k, v in merged.items()],
-    )
-
-
-def _load_cursor(conn: sqlite3.Connection, run_id: str, source: str) -> _Cursor | None:
-    row = conn.execute(
-        "SELECT inode, offset, reset_start, reset_log_pos FROM tail_offsets "
-        "WHERE run_id = ? AND source = ?",
-        [run_id, source],
-    ).fetchone()
-    return None if row is None else _Cursor(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-
-
-def _save_cursor(conn: sqlite3.Connection, run_id: str, source: str, c: _Cursor) -> None:
-    conn.execute(
-        "INSERT INTO tail_offsets (run_id, source, inode, offset, reset_start, reset_log_pos) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, source) DO UPDATE SET "
-        "inode = excluded.inode, offset = excluded.offset, "
-        "reset_start = excluded.reset_start, reset_log_pos = excluded.reset_log_pos",
-        [run_id, source, c.inode, c.offset, c.reset_start, c.reset_log_pos],
     )
 
 

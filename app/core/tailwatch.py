@@ -7,7 +7,11 @@ drained), then unwatched. At start the newest finished runs are drained the same
 so output written while no Labdeck was looking (a network cut, the app closed) still
 arrives. The session keeps the watch dict and re-sends it on every reconnect; this module
 moves the resume point it holds to what is committed, not merely received, at a modest
-rate, and at once after a gap so the agent sends the missing part again.
+rate (the agent keeps its place on a repeated watch: it is ahead of what is committed).
+After a gap (a chunk dropped, a failed transaction) the run is unwatched and watched
+again from the committed offsets, which makes the agent read the missing part again;
+chunks it had sent before that arrive as stale gaps, so this happens at most once per
+``resend_s`` until data flows in order again.
 
 Runs are keyed by their id on the host (``host_run_id``: a retry has its own folder),
 which is also the id their curves and console are stored under.
@@ -41,6 +45,8 @@ class WatchOptions:
     rewatch_s: float = 10.0
     # At start, drain at most this many of the newest finished runs.
     drain_max: int = 50
+    # At most one forced re-read per run this often (see the module docstring).
+    resend_s: float = 2.0
 
 
 @dataclass(slots=True)
@@ -55,6 +61,7 @@ class Watch:
     online_since: float | None = None
     last_data: float = 0.0
     rewatch: bool = False
+    forced_at: float = -1e9
 
 
 def patterns_of(run: Run) -> tuple[MetricPattern, ...]:
@@ -90,10 +97,16 @@ class Watches:
             watch.last_data = now
 
     def resend(self, key: str) -> None:
-        """Re-watch ``key`` from the committed offsets at the next refresh (a gap)."""
+        """Make the agent read ``key`` again from the committed offsets (a gap)."""
         watch = self.by_key.get(key)
         if watch is not None:
             watch.rewatch = True
+
+    def in_order(self, key: str) -> None:
+        """Data of ``key`` was stored with no gap: a pending re-read is not needed."""
+        watch = self.by_key.get(key)
+        if watch is not None:
+            watch.rewatch = False
 
     def refresh(self) -> None:
         """Bring the watches in line with the store and the hosts (reads the store)."""
@@ -145,15 +158,22 @@ class Watches:
                 self.drained.add(watch.key)
                 self._drop(watch)
                 return
+        if watch.rewatch and now - watch.forced_at >= self.options.resend_s:
+            if watch.sent is not None:
+                session.unwatch(watch.key)  # a fresh watch on the agent starts over
+            watch.forced_at = now
+            watch.sent = None
         committed: dict[str, int] | None = None
-        due = watch.sent is None or watch.rewatch
+        due = watch.sent is None
         if not due and now - watch.sent_at >= self.options.rewatch_s:
             committed = self.offsets(watch.key)
             due = committed != watch.sent
         if due:
             offsets = committed if committed is not None else self.offsets(watch.key)
             session.watch(watch.key, offsets)
-            watch.sent, watch.sent_at, watch.rewatch = offsets, now, False
+            watch.sent, watch.sent_at = offsets, now
+            if watch.forced_at == now:
+                watch.rewatch = False
 
     def _drop(self, watch: Watch) -> None:
         self.by_key.pop(watch.key, None)

@@ -182,7 +182,9 @@ class GpuUsagePlot(QWidget):
         plot.setMouseEnabled(x=True, y=False)
         plot.showGrid(x=True, y=True, alpha=0.18)
         plot.hideButtons()
-        plot.addLegend(offset=(-8, 8), labelTextColor="#3c4043", brush=(255, 255, 255, 200))
+        if row == 0:  # one legend is enough: both plots use the same colours
+            plot.addLegend(offset=(-8, -8), labelTextColor="#3c4043",
+                           brush=(255, 255, 255, 220))
         for name in ("left", "bottom"):
             plot.getAxis(name).setTextPen("#3c4043")
             plot.getAxis(name).setPen("#9aa0a6")

@@ -79,6 +79,8 @@ class ParamsView(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setMinimumSectionSize(120)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)

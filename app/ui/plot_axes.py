@@ -50,9 +50,11 @@ class RelativeTimeAxis(pg.AxisItem):
         return [format_duration(v * scale) for v in values]
 
 
-def format_count(value: float) -> str:
-    """Steps as people say them: 950, 12k, 1.25M."""
-    a = abs(value)
+def format_count(value: float, magnitude: float | None = None) -> str:
+    """Steps as people say them: 950, 12k, 1.25M (unit chosen by ``magnitude``)."""
+    a = abs(value) if magnitude is None else abs(magnitude)
+    if value == 0:
+        return "0"
     if a >= 1e9:
         return f"{value / 1e9:.4g}G"
     if a >= 1e6:
@@ -70,7 +72,9 @@ class StepAxis(pg.AxisItem):
         self.enableAutoSIPrefix(False)
 
     def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
-        return [format_count(v * scale) for v in values]
+        # One unit for the whole axis: "2k 4k … 10k", not "2000 4000 … 10k".
+        top = max((abs(v * scale) for v in values), default=0.0)
+        return [format_count(v * scale, top) for v in values]
 
 
 def step_axis() -> pg.AxisItem:

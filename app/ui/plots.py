@@ -26,6 +26,7 @@ from app.ui.data_worker import DataWorker
 from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, format_count, format_duration
 from app.ui.plot_controls import PlotControls
 from app.ui.series_table import SeriesTable, format_value
+from app.ui.svg_export import export_svg
 
 DISPLAY_HZ = 5.0
 ROW_MIN_PX = 210
@@ -60,9 +61,12 @@ class CurvePanel(QWidget):
         self._runs: list[tuple[str, str]] = []  # (run id, label)
         self._t0: dict[str, float] = {}
         self._plots: dict[str, pg.PlotItem] = {}
+        self._master: pg.PlotItem | None = None  # the one plot that autoranges x
+        self._syncing = False
         self._items: dict[Trace, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._vlines: dict[str, pg.InfiniteLine] = {}
         self._frames: dict[Trace, CurveFrame] = {}
+        self._series_colors: dict[str, int] = {}
         self._data_dirty = True
         self._view_dirty = False
         self._inflight = False
@@ -158,10 +162,23 @@ class CurvePanel(QWidget):
         cols = self._columns(max(1, len(self._plots)))
         return max(100, int(self._layout.width() / cols) - 60)
 
+    def settled(self) -> bool:
+        """Nothing pending: what is drawn matches the data, the view and its width."""
+        return (not self._inflight and not self._data_dirty and not self._view_dirty
+                and not self._range_timer.isActive() and self.frames_applied > 0
+                and self._requested_pixels == self.pixels()
+                and self._requested_range == self._visible_x_range())
+
     def reset_zoom(self) -> None:
+        self._follow_x()
         for plot in self._plots.values():
-            plot.enableAutoRange()
+            plot.enableAutoRange(y=True)
         self._view_dirty = True
+
+    def _follow_x(self) -> None:
+        """Let x follow the data again: the first plot autoranges, the others follow it."""
+        for plot in self._plots.values():
+            plot.enableAutoRange(x=plot is self._master)
 
     def stop(self) -> None:
         self._timer.stop()
@@ -172,7 +189,7 @@ class CurvePanel(QWidget):
         pyqtgraph.exporters.ImageExporter(self._layout.ci).export(str(path))
 
     def export_svg(self, path: str | Path) -> None:
-        pyqtgraph.exporters.SVGExporter(self._layout.ci).export(str(path))
+        export_svg(self._layout.ci, path)
 
     # -- requests to the worker -------------------------------------------------------------
     def _tick(self) -> None:
@@ -209,6 +226,9 @@ class CurvePanel(QWidget):
         self._inflight = False
         infos, frames = result
         beta = self.controls.smoothing
+        new = {f.series for f in frames} - set(self._plots)
+        for name in sorted(new, key=series_order):
+            self._add_plot(name)
         for frame in frames:
             raw, smooth = self._ensure_items(frame.run_id, frame.series)
             self._frames[(frame.run_id, frame.series)] = frame
@@ -217,18 +237,25 @@ class CurvePanel(QWidget):
             smooth.setData(frame.x_smooth, frame.y_smooth)
         labels = dict(self._runs)
         colors = {key: self._color(*key) for key in self._items}
-        self.table.update_infos(infos, labels, colors)
+        rows = self.table.rowCount()
+        self.table.update_infos(infos, labels, colors, series_order)
+        if self.table.rowCount() != rows:
+            # Room for the table's rows (up to six), the plots take the rest.
+            total = sum(self.splitter.sizes())
+            table = self.table.wanted_height()
+            self.splitter.setSizes([max(total - table, ROW_MIN_PX), table])
         if self._plots:
             self._stack.setCurrentWidget(self._scroll)
         self.frames_applied += 1
+        # New plots get their real width only once laid out: check the resolution again.
+        self._range_timer.start()
         self.frame_drawn.emit()
 
     def _visible_x_range(self) -> tuple[float, float] | None:
         """None while x follows the data (autorange), else what the user zoomed to."""
-        plot = next(iter(self._plots.values()), None)
-        if plot is None:
+        if self._master is None:
             return None
-        vb = plot.getViewBox()
+        vb = self._master.getViewBox()
         if vb.autoRangeEnabled()[0]:
             return None
         lo, hi = vb.viewRange()[0]
@@ -246,7 +273,8 @@ class CurvePanel(QWidget):
         faint.setAlpha(RAW_ALPHA)
         raw = pg.PlotDataItem(pen=pg.mkPen(faint, width=1))
         label = dict(self._runs).get(run_id, run_id)
-        smooth = pg.PlotDataItem(pen=pg.mkPen(c, width=1.6), name=label)
+        # A shade darker than the raw band, so it reads on top of dense noise.
+        smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=1.8), name=label)
         for item in (raw, smooth):
             # We decimate for the visible range ourselves; pyqtgraph must draw as given.
             item.setClipToView(False)
@@ -270,16 +298,20 @@ class CurvePanel(QWidget):
             axis = plot.getAxis(name)
             axis.setTextPen("#3c4043")
             axis.setPen("#9aa0a6")
-        first = next(iter(self._plots.values()), None)
-        if first is not None:
-            plot.setXLink(first)
+        if self._master is not None:
+            plot.enableAutoRange(x=False)
+            lo, hi = self._master.getViewBox().viewRange()[0]
+            plot.setXRange(lo, hi, padding=0)
         else:
-            plot.getViewBox().sigXRangeChanged.connect(self._on_x_range_changed)
+            self._master = plot
+        # Our own x link: pyqtgraph's maps screen pixels, wrong for plots of unequal width.
+        plot.getViewBox().sigXRangeChanged.connect(self._on_x_range_changed)
         vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#9aa0a6", width=1))
         vline.setVisible(False)
         plot.addItem(vline, ignoreBounds=True)
         self._vlines[series] = vline
         self._plots[series] = plot
+        self._series_colors.setdefault(series, len(self._series_colors))
         self._relayout()
         return plot
 
@@ -304,8 +336,7 @@ class CurvePanel(QWidget):
         if len(self._runs) > 1:
             index = next((i for i, (r, _) in enumerate(self._runs) if r == run_id), 0)
         else:
-            names = list(self._plots)
-            index = names.index(series) if series in names else len(names)
+            index = self._series_colors.setdefault(series, len(self._series_colors))
         return color(index)
 
     # -- user changes -------------------------------------------------------------------
@@ -315,7 +346,7 @@ class CurvePanel(QWidget):
                 plot.setAxisItems({"bottom": bottom_axis(self.controls.x_mode.value)})
                 plot.getAxis("bottom").setTextPen("#3c4043")
                 plot.getAxis("bottom").setPen("#9aa0a6")
-                plot.enableAutoRange(x=True)
+            self._follow_x()
             self._view_dirty = True
         elif what == "log_y":
             for plot in self._plots.values():
@@ -329,7 +360,17 @@ class CurvePanel(QWidget):
                     plot.legend.setVisible(self.controls.legend)
         self._tick()
 
-    def _on_x_range_changed(self, *_args: object) -> None:
+    def _on_x_range_changed(self, source: pg.ViewBox, x_range: tuple[float, float]) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            for plot in self._plots.values():
+                vb = plot.getViewBox()
+                if vb is not source:
+                    vb.setXRange(x_range[0], x_range[1], padding=0)
+        finally:
+            self._syncing = False
         self._range_timer.start()
 
     def _on_range_settled(self) -> None:

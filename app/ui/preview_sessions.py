@@ -143,6 +143,12 @@ class PreviewSession:
     def upload(self, run_id: str, files: dict[str, bytes]) -> None:
         raise SessionUnavailable(f"{self.name} is a preview and runs nothing")
 
+    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
+        """Nothing to tail: a preview runs nothing."""
+
+    def unwatch(self, run_id: str) -> None:
+        """Nothing to stop."""
+
     def _set_state(self, state: HostState, detail: str = "") -> None:
         self._state = state
         self._listener.on_state(self.name, state, detail)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -32,6 +32,8 @@ class SeriesTable(QTableWidget):
         super().__init__(0, len(COLUMNS))
         self.setHorizontalHeaderLabels(COLUMNS)
         self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignRight
+                                                    | Qt.AlignmentFlag.AlignVCenter)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setAlternatingRowColors(True)
@@ -40,14 +42,22 @@ class SeriesTable(QTableWidget):
         header.setStretchLastSection(False)
         for col in range(len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self._rows: dict[tuple[str, str], int] = {}
 
+    def wanted_height(self, max_rows: int = 6) -> int:
+        """Height that shows up to ``max_rows`` rows without scrolling."""
+        rows = min(max(self.rowCount(), 1), max_rows)
+        return (self.horizontalHeader().height() + rows * self.verticalHeader()
+                .defaultSectionSize() + 2 * self.frameWidth() + 2)
+
     def update_infos(self, infos: Mapping[str, Sequence[Any]], labels: Mapping[str, str],
-                     colors: Mapping[tuple[str, str], QColor]) -> None:
+                     colors: Mapping[tuple[str, str], QColor],
+                     order: Callable[[str], Any] = str) -> None:
         """``infos``: run id → ``SeriesInfo`` list (name, count, last_step, last/min/max)."""
         several = len(infos) > 1
         for run_id, series in infos.items():
-            for info in series:
+            for info in sorted(series, key=lambda i: order(i.name)):
                 key = (run_id, info.name)
                 row = self._rows.get(key)
                 if row is None:

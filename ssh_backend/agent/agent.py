@@ -5,7 +5,10 @@
 
 Stdlib only (plus an optional pynvml beside it), Python >= 3.8. It writes ``hello`` and
 then a ``sample`` every interval; it reads ``configure``, ``ping`` and ``shutdown``. End of
-stdin means the SSH channel closed: the agent exits at once.
+stdin means the SSH channel closed: the agent exits at once. ``watch`` / ``unwatch`` start
+and stop tailing a run's files (tails.py); a thread of its own sends the ``tail`` chunks,
+at most TAIL_BUDGET bytes per tick and never more than half of the time, so samples
+keep flowing however much a job writes.
 """
 
 import argparse
@@ -28,12 +31,15 @@ import gpu_sim  # noqa: E402
 import gpu_smi  # noqa: E402
 import hostinfo  # noqa: E402
 import leases  # noqa: E402
+import tails  # noqa: E402
 import wire  # noqa: E402
 
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 60.0
 DEFAULT_SIM_GPUS = 4
-MAX_COMMAND_BYTES = 64 * 1024
+MAX_COMMAND_BYTES = 1024 * 1024  # a watch lists an offset per event file
+TAIL_TICK_S = 0.2
+TAIL_BUDGET = 2 * 1024 * 1024  # bytes of files read per tick, over all watched runs
 
 
 def shipped(name):
@@ -145,12 +151,38 @@ class Agent:
         self.interval = clamp_interval(options.interval)
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.tails_wake = threading.Event()
         self.stdin = stdin
         self.writer = Writer(stdout, self.stop_now)
+        self.tails = tails.Tails(self.send_tail)
+        self.tails_lock = threading.Lock()
+
+    def send_tail(self, run_id, source, inode, start, end, **fields):
+        self.writer.send(wire.tail(run_id, source, inode, start, end, **fields))
+
+    def tail_loop(self):
+        """Tail the watched runs until the agent stops. A tick that spent time sending
+        (a slow link) is followed by a pause as long, so samples get their turn."""
+        while not self.stop.is_set():
+            started = time.monotonic()
+            used = 0
+            try:
+                with self.tails_lock:
+                    while used < TAIL_BUDGET and not self.stop.is_set():
+                        got = self.tails.poll(TAIL_BUDGET - used)
+                        if not got:
+                            break
+                        used += got
+            except Exception as exc:  # a tailing bug must not end the sampling
+                self.writer.send(wire.error("tailing failed: %r" % (exc,)))
+            spent = time.monotonic() - started
+            self.tails_wake.wait(max(TAIL_TICK_S, spent))
+            self.tails_wake.clear()
 
     def stop_now(self):
         self.stop.set()
         self.wake.set()
+        self.tails_wake.set()
 
     def handle(self, raw, backend):
         """One command line from the app."""
@@ -176,6 +208,13 @@ class Agent:
                 self.wake.set()
             elif kind == "shutdown":
                 self.stop_now()
+            elif kind == "watch":
+                with self.tails_lock:
+                    self.tails.watch(command.get("run_id"), command.get("offsets") or {})
+                self.tails_wake.set()
+            elif kind == "unwatch":
+                with self.tails_lock:
+                    self.tails.unwatch(command.get("run_id"))
             else:
                 raise ValueError("unknown command type %r" % (kind,))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -204,6 +243,7 @@ class Agent:
                                         % (self.options.backend, "; ".join(notes))))
         reader = threading.Thread(target=self.read_commands, args=(backend,), daemon=True)
         reader.start()
+        threading.Thread(target=self.tail_loop, daemon=True).start()
         seq = 0
         try:
             while not self.stop.is_set():

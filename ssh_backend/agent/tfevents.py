@@ -15,94 +15,12 @@ Python >= 3.8.
 
 import struct
 
+from tfcrc import FAST_CRC, WIDE, mask, masked, wide_tables
+
 # Records larger than this are skipped unparsed (graph defs, images: never scalars).
 MAX_PARSE_BYTES = 8 * 1024 * 1024
 HEADER = 12  # uint64 length + uint32 masked crc of it
 FOOTER = 4  # uint32 masked crc of the data
-
-_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-
-
-def _byte_table():
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ _POLY if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_T0 = _byte_table()
-_WIDE = []  # four 65536-entry tables, built on first use (about 10 MB)
-
-
-def _wide_tables():
-    """Slicing-by-8 folded into four 16-bit tables: four look-ups per 8 bytes. In
-    CPython the cost is the number of operations, not the table size, so this runs
-    about 1.7 times as fast as classic slicing-by-8."""
-    if not _WIDE:
-        tables = [_T0]
-        for _ in range(7):
-            prev = tables[-1]
-            tables.append([(prev[i] >> 8) ^ _T0[prev[i] & 0xFF] for i in range(256)])
-        t = tables
-        _WIDE.extend([
-            [t[7][i & 0xFF] ^ t[6][i >> 8] for i in range(65536)],
-            [t[5][i & 0xFF] ^ t[4][i >> 8] for i in range(65536)],
-            [t[3][i & 0xFF] ^ t[2][i >> 8] for i in range(65536)],
-            [t[1][i & 0xFF] ^ t[0][i >> 8] for i in range(65536)],
-        ])
-    return _WIDE
-
-
-_PAIRS = struct.Struct("<II")
-
-
-def crc32c(data, crc=0):
-    """CRC-32C (Castagnoli) of ``data``, pure Python."""
-    crc ^= 0xFFFFFFFF
-    whole = len(data) & ~7
-    if whole:
-        ta, tb, tc, td = _WIDE or _wide_tables()
-        for lo, hi in _PAIRS.iter_unpack(data[:whole]):
-            lo ^= crc
-            crc = ta[lo & 0xFFFF] ^ tb[lo >> 16] ^ tc[hi & 0xFFFF] ^ td[hi >> 16]
-    t0 = _T0
-    for byte in data[whole:]:
-        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _mask(crc):
-    """TFRecord's masked CRC: rotate right by 15 bits and add a constant."""
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def masked_crc(data):
-    return _mask(crc32c(data))
-
-
-def _load_fast_crc():
-    """A compiled CRC-32C where the host happens to have one; else the table above."""
-    try:
-        import google_crc32c  # type: ignore
-        return google_crc32c.value
-    except Exception:
-        pass
-    try:
-        import crc32c as _crc32c_mod  # type: ignore
-        return _crc32c_mod.crc32c
-    except Exception:
-        return None
-
-
-_FAST_CRC = _load_fast_crc()
-
-
-def _masked(data):
-    return _mask(_FAST_CRC(bytes(data)) if _FAST_CRC is not None else crc32c(data))
-
 
 _HEAD = struct.Struct("<III")  # length low, high, its masked crc
 _U32 = struct.Struct("<I")
@@ -356,7 +274,7 @@ def parse_event(data):
 class Batch(object):
     """What one read produced: ``end`` is the offset after the last record consumed."""
 
-    __slots__ = ("end", "points", "params", "warnings")
+    __slots__ = ("end", "params", "points", "warnings")
 
     def __init__(self, end):
         self.end = end
@@ -370,14 +288,14 @@ def _resync(buf, pos):
     right, or None. A false match has odds of 1 in 2**32 per position."""
     last = len(buf) - HEADER
     while pos <= last:
-        if _masked(buf[pos:pos + 8]) == _U32.unpack_from(buf, pos + 8)[0]:
+        if masked(buf[pos:pos + 8]) == _U32.unpack_from(buf, pos + 8)[0]:
             return pos
         pos += 1
     return None
 
 
 def _record(data, stored_crc, offset, label, prefix, batch, verify):
-    if verify and _masked(data) != stored_crc:
+    if verify and masked(data) != stored_crc:
         batch.warnings.append("%s: record at byte %d fails its checksum; skipped"
                               % (label, offset))
         return
@@ -409,16 +327,16 @@ def read_records(read_at, start, size, label, prefix="", max_bytes=1 << 20,
     buf = read_at(start, want)
     n = len(buf)
     pos = 0
-    ta, tb, tc, td = _WIDE or _wide_tables()
+    ta, tb, tc, td = WIDE or wide_tables()
     while pos + HEADER <= n and len(batch.points) < max_points:
         lo, hi, stored = _HEAD.unpack_from(buf, pos)
         length = lo | (hi << 32)
-        if _FAST_CRC is None:  # one slicing-by-8 step, inlined: this runs per record
+        if FAST_CRC is None:  # one slicing-by-8 step, inlined: this runs per record
             lo ^= 0xFFFFFFFF
             crc = (ta[lo & 0xFFFF] ^ tb[lo >> 16] ^ tc[hi & 0xFFFF] ^ td[hi >> 16]) ^ 0xFFFFFFFF
-            good = _mask(crc) == stored
+            good = mask(crc) == stored
         else:
-            good = _masked(buf[pos:pos + 8]) == stored
+            good = masked(buf[pos:pos + 8]) == stored
         if not good:
             found = _resync(buf, pos + 1)
             skip_to = found if found is not None else n - HEADER + 1

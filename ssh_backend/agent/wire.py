@@ -5,6 +5,7 @@ dict; ``encode`` turns one into a line. Numbers that are not finite become null 
 strange reading can never produce a line the app refuses.
 """
 
+import base64
 import json
 import math
 
@@ -108,3 +109,50 @@ def pong(ping_id):
 
 def error(message, fatal=False):
     return {"type": "error", "message": str(message)[:2000], "fatal": bool(fatal)}
+
+
+def value(number):
+    """A metric value for the wire: a finite float, or "nan" / "inf" / "-inf"."""
+    number = float(number)
+    if math.isfinite(number):
+        return number
+    if number != number:
+        return "nan"
+    return "inf" if number > 0 else "-inf"
+
+
+def json_safe(obj, depth=0):
+    """``obj`` with every non-finite float spelled as a string (the wire refuses NaN),
+    anything JSON cannot hold as its repr, and nesting cut at 20 levels."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else value(obj)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if depth >= 20:
+        return repr(obj)[:200]
+    if isinstance(obj, dict):
+        return dict((str(k), json_safe(v, depth + 1)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in obj]
+    return repr(obj)[:200]
+
+
+def tail(run_id, source, inode, start, end, data=b"", points=(), params=None, reset=False,
+         warning=""):
+    """New content of one watched file: bytes [start, end) (console bytes in ``data``),
+    the points and params parsed from them, and a note for the user."""
+    message = {"type": "tail", "run_id": str(run_id), "source": str(source),
+               "inode": int(inode), "start": int(start), "end": int(end),
+               "reset": bool(reset)}
+    if data:
+        message["data"] = base64.b64encode(data).decode("ascii")
+    if points:
+        message["points"] = [
+            [str(series), None if step is None else int(step),
+             num(wall) if num(wall) is not None else 0.0, value(v)]
+            for series, step, wall, v in points]
+    if params:
+        message["params"] = json_safe(params)
+    if warning:
+        message["warning"] = str(warning)[:2000]
+    return message

@@ -35,6 +35,8 @@ POLL_S = 0.05
 EXIT_REFUSED = 75
 EXIT_CANNOT_START = 127
 PR_SET_PDEATHSIG = 1
+CLIENT_DIR = ".client"  # in the run folder; holds only labdeck.py
+CLIENT_MODULE = "labdeck.py"
 
 
 def log(message):
@@ -74,10 +76,27 @@ def job_env(job, folder):
     env["LABDECK_RUN_DIR"] = folder
     env["LABDECK_RUN_ID"] = job["run_id"]
     env["LABDECK_TB_DIR"] = os.path.join(folder, rundir.TB)
+    # After the job's own entries: a module of the user's named labdeck wins.
+    paths = [p for p in (env.get("PYTHONPATH") or "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, os.path.join(folder, CLIENT_DIR)])
     if job.get("sim_host"):
         env["LABDECK_SIM_GPUS"] = indices
         env["LABDECK_SIM_HOST"] = job["sim_host"]
     return env
+
+
+def install_client(folder):
+    """Copy the ``labdeck`` client module into the run's own folder, which the job gets
+    on PYTHONPATH: a folder with nothing else in it (the agent's folder would shadow
+    modules such as ``wire``), and a copy the run keeps however the agent is updated."""
+    target = os.path.join(folder, CLIENT_DIR)
+    try:
+        os.makedirs(target, 0o700, exist_ok=True)
+        with open(os.path.join(HERE, CLIENT_MODULE), "rb") as fh:
+            source = fh.read()
+        rundir.write_atomic(os.path.join(target, CLIENT_MODULE), source)
+    except OSError as exc:
+        log("cannot install the labdeck module for the job: %s" % exc)
 
 
 def job_cwd(job, folder):
@@ -198,6 +217,7 @@ class Wrapper:
 
         try:
             os.makedirs(self.path(rundir.TB), 0o700, exist_ok=True)
+            install_client(self.folder)
             return subprocess.Popen(
                 job_argv(job), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 env=job_env(job, self.folder), cwd=job_cwd(job, self.folder),

@@ -15,7 +15,15 @@ from typing import Any
 
 from ssh_backend.events import SessionListener, SessionUnavailable
 from ssh_backend.hostspec import AgentOptions, HostSpec
-from ssh_backend.protocol import PROTOCOL_VERSION, GpuProcess, GpuReading, GpuStatic, Hello, Sample
+from ssh_backend.protocol import (
+    PROTOCOL_VERSION,
+    GpuProcess,
+    GpuReading,
+    GpuStatic,
+    Hello,
+    Sample,
+    TailChunk,
+)
 from ssh_backend.states import HostState
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
@@ -56,6 +64,7 @@ class FakeSession:
         self.started = threading.Event()
         self.stopped = threading.Event()
         self.reconnects = 0
+        self.watched: dict[str, dict[str, int]] = {}
         self._seq = 0
 
     @property
@@ -80,6 +89,16 @@ class FakeSession:
 
     def upload(self, run_id: str, files: dict[str, bytes]) -> None:
         raise SessionUnavailable(f"{self.name} is a fake and runs nothing")
+
+    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
+        """Remembered in ``watched`` for tests; nothing is tailed."""
+        self.watched[run_id] = dict(offsets)
+
+    def unwatch(self, run_id: str) -> None:
+        self.watched.pop(run_id, None)
+
+    def report_tail(self, chunk: TailChunk) -> None:
+        self._from_worker(lambda: self.listener.on_tail(self.name, chunk))
 
     def _from_worker(self, fn: Callable[[], None]) -> None:
         t = threading.Thread(target=fn, name=f"fake-{self.name}")

@@ -1,0 +1,148 @@
+"""A training job for the capture tests: writes metrics through all three sources and
+records what it wrote in ``truth.json`` in its run folder.
+
+Sources: the ``labdeck`` client (``run.log``), a TensorBoard event file (TFRecord framing
+with masked CRC-32C and ``simple_value`` summaries, written here with the stdlib) and
+console lines, among garbage, progress-bar redraws and non-UTF-8 bytes. Halfway it leaves
+a line unfinished and waits for ``~/go-<tag>`` so a test can cut the network or restart
+the app at that point. ``--big MB`` instead writes that many MB of console, fast.
+
+Run on the test host with the plain ``python3`` (stdlib only, plus the labdeck client the
+wrapper puts on PYTHONPATH).
+"""
+
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import labdeck
+
+_POLY = 0x82F63B78
+_TABLE = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ _POLY if _c & 1 else _c >> 1
+    _TABLE.append(_c)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked(data):
+    crc = crc32c(data)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def varint(n):
+    out = b""
+    while True:
+        bits = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([bits | 0x80])
+        else:
+            return out + bytes([bits])
+
+
+def field(number, wire, payload):
+    key = varint((number << 3) | wire)
+    if wire == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+
+def scalar_event(tag, step, wall, value):
+    summary_value = field(1, 2, tag.encode()) + field(2, 5, struct.pack("<f", value))
+    summary = field(1, 2, summary_value)
+    return field(1, 1, struct.pack("<d", wall)) + field(2, 0, varint(step)) + field(5, 2, summary)
+
+
+def record(event):
+    header = struct.pack("<Q", len(event))
+    return header + struct.pack("<I", masked(header)) + event + struct.pack("<I", masked(event))
+
+
+def f32(value):
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def enc(value):
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def main():
+    tag = sys.argv[1]
+    steps = int(sys.argv[2])
+    big_mb = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    out = sys.stdout.buffer
+    truth = {"client": [], "tb": [], "console": []}
+    run = labdeck.init(config={"lr": 0.001, "depth": 3})
+    tb_dir = os.path.join(os.environ["LABDECK_TB_DIR"], "train")
+    os.makedirs(tb_dir, exist_ok=True)
+    tb = open(os.path.join(tb_dir, "events.out.tfevents.1700000000.host.1.0"), "ab")
+    gate = os.path.expanduser("~/go-" + tag)
+    for step in range(steps):
+        loss = 1.0 / (step + 1)
+        if step == 3:
+            loss = float("nan")
+        elif step == 4:
+            loss = float("inf")
+        elif step == 5:
+            loss = 1e300
+        run.log({"loss": loss, "opt": {"lr": 0.001 * 0.9 ** step}}, step=step)
+        truth["client"] += [["loss", step, enc(loss)], ["opt/lr", step, 0.001 * 0.9 ** step]]
+
+        acc = f32(step / (steps + 1.0)) if step != 6 else float("nan")
+        wall = 1700000000.0 + step * 0.25
+        tb.write(record(scalar_event("tb_acc", step, wall, acc)))
+        tb.flush()
+        truth["tb"].append(["tb_acc", step, enc(acc), wall])
+
+        value = -(step ** 3) * 1.25e-7 if step != 7 else float("-inf")
+        line = "step %d | train_loss: %r" % (step, value)
+        truth["console"].append(["train_loss", step, enc(value)])
+        out.write(b"Downloading shard 3 of 12 at 12:30:01 (45%), eta 3.2s\n")
+        out.write(b"\xff\xfe\xfa binary junk \x00\x01 ::: ==\n")
+        out.write("".join("\rprogress %d/10 loss=%d" % (i, 99) for i in range(10)).encode())
+        out.write(("\rprogress done eval_loss=%r\n" % (value * 2)).encode())
+        truth["console"].append(["eval_loss", None, enc(value * 2)])
+        if step % 5 == 0:
+            out.write(("validation score=%r (best so far)\n" % (step * 0.5)).encode())
+            truth["console"].append(["val_score", None, step * 0.5])
+        if step == steps // 2:
+            out.write(line[:9].encode())  # an unfinished line while the app is away
+            out.flush()
+            while not os.path.exists(gate):
+                time.sleep(0.05)
+            out.write(line[9:].encode() + b"\n")
+        else:
+            out.write(line.encode() + b"\n")
+        out.flush()
+        time.sleep(0.02)
+    if big_mb:
+        filler = b"x" * 120 + b" the quick brown fox, 12:00:01, 50%\n"
+        block = filler * (1024 * 1024 // len(filler))
+        for i in range(big_mb):
+            out.write(block)
+            out.write(b"chunk %d big_metric=%d\n" % (i, i))
+            truth["console"].append(["big_metric", None, float(i)])
+        out.flush()
+    run.finish()
+    tb.close()
+    with open(os.path.join(os.environ["LABDECK_RUN_DIR"], "truth.json"), "w") as fh:
+        json.dump(truth, fh)
+
+
+main()
