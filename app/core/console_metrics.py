@@ -177,7 +177,7 @@ def _may_have_pair(line: str) -> bool:
 
 def _builtin(line: str) -> list[ConsolePoint]:
     # Cheap looks first: most lines of a long console are prose, clock times, bars.
-    if "|" not in line and ("=" not in line and ":" not in line or not _may_have_pair(line)):
+    if "|" not in line and (("=" not in line and ":" not in line) or not _may_have_pair(line)):
         return []
     pairs: dict[int, tuple[str, float]] = {}  # by position in the line
     taken: list[tuple[int, int]] = []

@@ -315,3 +315,5 @@ class Ingestor:
             log.exception("updating the tail watches failed")
         with self._cond:
             self._drained = set(self._watches.drained)
+        for key in [k for k in self._splitters if self._watches.lookup(k) is None]:
+            del self._splitters[key]  # rebuilt from the stored console if it comes back

@@ -247,15 +247,15 @@ class ConsoleView(QWidget):
 
     def _highlight(self, needle: str, current: QTextCursor | None) -> None:
         doc = self.text.document()
-        selections = []
+        selections: list[QTextEdit.ExtraSelection] = []
         cursor = doc.find(needle, 0)
         while not cursor.isNull() and len(selections) < MAX_HIGHLIGHTS:
             sel = QTextEdit.ExtraSelection()
-            sel.cursor = cursor  # type: ignore[misc]
+            sel.cursor = cursor
             fmt = QTextCharFormat()
             is_current = current is not None and cursor.position() == current.position()
             fmt.setBackground(CURRENT if is_current else HIGHLIGHT)
-            sel.format = fmt  # type: ignore[misc]
+            sel.format = fmt
             selections.append(sel)
             cursor = doc.find(needle, cursor)
         self.text.setExtraSelections(selections)

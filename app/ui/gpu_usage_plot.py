@@ -132,7 +132,7 @@ class GpuUsagePlot(QWidget):
         pixels = max(200, int(self.load_plot.getViewBox().width()) or 600)
 
         def work() -> dict[int, tuple[np.ndarray, ...]]:
-            out = {}
+            out: dict[int, tuple[np.ndarray, ...]] = {}
             for gpu in gpus:
                 hist = monitor.history(host, gpu)
                 entry = samples.setdefault(gpu, _Samples())

@@ -107,12 +107,15 @@ class ParamsView(QWidget):
         self.empty.setVisible(not rows)
         self._apply_filter(self.filter.text())
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        return [tuple(self.table.item(r, c).text() for c in range(3))  # type: ignore[misc]
-                for r in range(self.table.rowCount())]
+    def rows(self) -> list[tuple[str, ...]]:
+        return [tuple(self._text(r, c) for c in range(3)) for r in range(self.table.rowCount())]
+
+    def _text(self, row: int, col: int) -> str:
+        item = self.table.item(row, col)
+        return item.text() if item is not None else ""
 
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
         for r in range(self.table.rowCount()):
-            hay = " ".join(self.table.item(r, c).text().lower() for c in range(2))
+            hay = f"{self._text(r, 0)} {self._text(r, 1)}".lower()
             self.table.setRowHidden(r, bool(needle) and needle not in hay)

@@ -1,9 +1,16 @@
-"""Axis items and colours shared by the curve panels."""
+"""Axis items, colours and the crosshair readout shared by the curve panels."""
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
+
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor
+
+from app.ui.curve_data import CurveFrame, XMode
+from app.ui.series_table import format_value
 
 # Distinct on white, and readable by most colour-blind viewers (Tableau 10 order).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
@@ -36,7 +43,7 @@ class RelativeTimeAxis(pg.AxisItem):
     _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
               21600, 43200, 86400, 172800, 604800)
 
-    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802,N803
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:
         span = maxVal - minVal
         if span <= 0 or span < 5:
             return super().tickValues(minVal, maxVal, size)
@@ -46,7 +53,7 @@ class RelativeTimeAxis(pg.AxisItem):
         ticks = [first + i * major for i in range(int(span / major) + 2)]
         return [(major, [t for t in ticks if minVal <= t <= maxVal])]
 
-    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
+    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:
         return [format_duration(v * scale) for v in values]
 
 
@@ -71,7 +78,7 @@ class StepAxis(pg.AxisItem):
         super().__init__(orientation)
         self.enableAutoSIPrefix(False)
 
-    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:  # noqa: N802
+    def tickStrings(self, values: list, scale: float, spacing: float) -> list[str]:
         # One unit for the whole axis: "2k 4k … 10k", not "2000 4000 … 10k".
         top = max((abs(v * scale) for v in values), default=0.0)
         return [format_count(v * scale, top) for v in values]
@@ -87,3 +94,26 @@ def bottom_axis(mode: str) -> pg.AxisItem:
     if mode == "relative":
         return RelativeTimeAxis("bottom")
     return step_axis()
+
+
+def readout_text(x: float, mode: XMode, frames: Mapping[tuple[str, str], CurveFrame],
+                 labels: Mapping[str, str]) -> str:
+    """The crosshair's line: x, then the nearest smoothed value of every trace."""
+    if mode is XMode.WALL:
+        head = datetime.datetime.fromtimestamp(x).strftime("%Y-%m-%d %H:%M:%S")
+    elif mode is XMode.RELATIVE:
+        head = format_duration(x)
+    else:
+        head = f"step {format_count(round(x))}"
+    parts = [head]
+    several = len(labels) > 1
+    for (run_id, series), frame in frames.items():
+        xs = frame.x_smooth
+        if xs.size == 0:
+            continue
+        i = int(np.clip(np.searchsorted(xs, x), 0, xs.size - 1))
+        if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+            i -= 1
+        name = f"{labels.get(run_id, run_id)}/{series}" if several else series
+        parts.append(f"{name} {format_value(float(frame.y_smooth[i]))}")
+    return " · ".join(parts)

@@ -9,7 +9,6 @@ range, so pyqtgraph's own clipping and downsampling stay off.
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,13 +22,14 @@ from PySide6.QtWidgets import QLabel, QScrollArea, QSplitter, QStackedWidget, QV
 
 from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, XMode
 from app.ui.data_worker import DataWorker
-from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, format_count, format_duration
+from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, readout_text
 from app.ui.plot_controls import PlotControls
-from app.ui.series_table import SeriesTable, format_value
+from app.ui.series_table import SeriesTable
 from app.ui.svg_export import export_svg
 
 DISPLAY_HZ = 5.0
 ROW_MIN_PX = 210
+WIDE_PEN_RUNS = 3
 EMPTY_TEXT = ("No metrics yet.\nPrint lines like “step 100 loss=0.31”, call labdeck.log(…), "
               "or write TensorBoard events to $LABDECK_TB_DIR.")
 
@@ -273,8 +273,11 @@ class CurvePanel(QWidget):
         faint.setAlpha(RAW_ALPHA)
         raw = pg.PlotDataItem(pen=pg.mkPen(faint, width=1))
         label = dict(self._runs).get(run_id, run_id)
-        # A shade darker than the raw band, so it reads on top of dense noise.
-        smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=1.8), name=label)
+        # A shade darker than the raw band, so it reads on top of dense noise. Wide pens
+        # cost ~8x a 1 px one to draw (Qt strokes them): only while few runs are shown.
+        width = 1.8 if len(self._runs) <= WIDE_PEN_RUNS else 1.0
+        smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=width), name=label,
+                                 antialias=width == 1.0)
         for item in (raw, smooth):
             # We decimate for the visible range ourselves; pyqtgraph must draw as given.
             item.setClipToView(False)
@@ -379,11 +382,11 @@ class CurvePanel(QWidget):
             self._view_dirty = True
             self._tick()
 
-    def resizeEvent(self, event: object) -> None:  # noqa: N802
+    def resizeEvent(self, event: object) -> None:
         super().resizeEvent(event)  # type: ignore[arg-type]
         self._range_timer.start()
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self._layout and event.type() == QEvent.Type.Leave:
             for vline in self._vlines.values():
                 vline.setVisible(False)
@@ -404,23 +407,4 @@ class CurvePanel(QWidget):
 
     def readout(self, x: float) -> str:
         """``step 1.2k · loss 0.312 · lr 3e-04``: nearest smoothed value of each trace."""
-        mode = self.controls.x_mode
-        if mode is XMode.WALL:
-            head = datetime.datetime.fromtimestamp(x).strftime("%Y-%m-%d %H:%M:%S")
-        elif mode is XMode.RELATIVE:
-            head = format_duration(x)
-        else:
-            head = f"step {format_count(round(x))}"
-        parts = [head]
-        several = len(self._runs) > 1
-        labels = dict(self._runs)
-        for (run_id, series), frame in self._frames.items():
-            xs = frame.x_smooth
-            if xs.size == 0:
-                continue
-            i = int(np.clip(np.searchsorted(xs, x), 0, xs.size - 1))
-            if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
-                i -= 1
-            name = f"{labels.get(run_id, run_id)}/{series}" if several else series
-            parts.append(f"{name} {format_value(float(frame.y_smooth[i]))}")
-        return " · ".join(parts)
+        return readout_text(x, self.controls.x_mode, self._frames, dict(self._runs))

@@ -299,7 +299,7 @@ class RunWindow(QWidget):
         self.status.setText(f"{exc} — check that the Labdeck store is readable and retry.")
 
     # -- closing ------------------------------------------------------------------------
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
 

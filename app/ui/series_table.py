@@ -40,10 +40,12 @@ class SeriesTable(QTableWidget):
         header = self.horizontalHeader()
         header.setMinimumSectionSize(80)
         header.setStretchLastSection(False)
-        for col in range(len(COLUMNS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        # Sized once per update (resizeColumnsToContents): ResizeToContents would measure
+        # every row again for each changed cell, 100 ms a frame with 20 runs.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self._rows: dict[tuple[str, str], int] = {}
+        self._changed = False
 
     def wanted_height(self, max_rows: int = 6) -> int:
         """Height that shows up to ``max_rows`` rows without scrolling."""
@@ -71,6 +73,9 @@ class SeriesTable(QTableWidget):
                 step = info.last_step
                 self._set(row, 4, "–" if step is None else f"{int(step):,}", step)
                 self._set(row, 5, f"{int(info.count):,}", info.count)
+        if self._changed:
+            self.resizeColumnsToContents()
+            self._changed = False
 
     def row_of(self, run_id: str, series: str) -> int | None:
         return self._rows.get((run_id, series))
@@ -94,6 +99,8 @@ class SeriesTable(QTableWidget):
             self.setItem(row, col, item)
         if item.text() != text:
             item.setText(text)
-        item.setData(VALUE_ROLE, value)
-        if color is not None:
+            self._changed = True
+        if item.data(VALUE_ROLE) != value:
+            item.setData(VALUE_ROLE, value)
+        if color is not None and item.foreground().color() != color:
             item.setForeground(color)

@@ -38,7 +38,7 @@ def close_paths_explicitly(d: str) -> str:
 
 def export_svg(item: Any, path: str | Path) -> None:
     """Write ``item`` (a ``GraphicsLayout``, ``PlotItem``…) as SVG to ``path``."""
-    module = sys.modules["pyqtgraph.exporters.SVGExporter"]
+    module: Any = sys.modules["pyqtgraph.exporters.SVGExporter"]
     original = module.correctCoordinates
 
     def tolerant(node: Any, defs: Any, item: Any, options: Any) -> Any:

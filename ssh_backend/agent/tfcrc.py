@@ -20,7 +20,7 @@ def _byte_table():
     return table
 
 
-_T0 = _byte_table()
+T0 = _byte_table()
 WIDE = []  # four 65536-entry tables, built on first use (about 10 MB)
 
 
@@ -29,10 +29,10 @@ def wide_tables():
     CPython the cost is the number of operations, not the table size, so this runs
     about 1.7 times as fast as classic slicing-by-8."""
     if not WIDE:
-        tables = [_T0]
+        tables = [T0]
         for _ in range(7):
             prev = tables[-1]
-            tables.append([(prev[i] >> 8) ^ _T0[prev[i] & 0xFF] for i in range(256)])
+            tables.append([(prev[i] >> 8) ^ T0[prev[i] & 0xFF] for i in range(256)])
         t = tables
         WIDE.extend([
             [t[7][i & 0xFF] ^ t[6][i >> 8] for i in range(65536)],
@@ -55,7 +55,7 @@ def crc32c(data, crc=0):
         for lo, hi in _PAIRS.iter_unpack(data[:whole]):
             lo ^= crc
             crc = ta[lo & 0xFFFF] ^ tb[lo >> 16] ^ tc[hi & 0xFFFF] ^ td[hi >> 16]
-    t0 = _T0
+    t0 = T0
     for byte in data[whole:]:
         crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF

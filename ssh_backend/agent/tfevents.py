@@ -15,7 +15,7 @@ Python >= 3.8.
 
 import struct
 
-from tfcrc import FAST_CRC, WIDE, mask, masked, wide_tables
+from tfcrc import FAST_CRC, T0, WIDE, mask, masked, wide_tables
 
 # Records larger than this are skipped unparsed (graph defs, images: never scalars).
 MAX_PARSE_BYTES = 8 * 1024 * 1024
@@ -24,6 +24,7 @@ FOOTER = 4  # uint32 masked crc of the data
 
 _HEAD = struct.Struct("<III")  # length low, high, its masked crc
 _U32 = struct.Struct("<I")
+_PAIRS = struct.Struct("<II")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
@@ -311,6 +312,55 @@ def _record(data, stored_crc, offset, label, prefix, batch, verify):
         batch.params.update(params)
 
 
+def _fast_record(buf, start, end, verify, points, names, prefix):
+    """The common record, checked and decoded inline: an Event of wall_time, step and a
+    summary of one value, a simple_value or a float32 scalar tensor without metadata.
+    True when it was that (and its point is appended); False sends it the long way,
+    which also reports any error. About half the cost of the general path."""
+    if end - start < 20 or buf[start] != 0x09:
+        return False
+    if verify:
+        if FAST_CRC is not None:
+            return False
+        ta, tb, tc, td = WIDE
+        t0 = T0
+        crc = 0xFFFFFFFF
+        whole = start + ((end - start) & ~7)
+        for lo, hi in _PAIRS.iter_unpack(buf[start:whole]):
+            lo ^= crc
+            crc = ta[lo & 0xFFFF] ^ tb[lo >> 16] ^ tc[hi & 0xFFFF] ^ td[hi >> 16]
+        for byte in buf[whole:end]:
+            crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+        if mask(crc ^ 0xFFFFFFFF) != _U32.unpack_from(buf, end)[0]:
+            return False
+    pos = start + 9
+    step = 0
+    if buf[pos] == 0x10:
+        step, pos = _varint(buf, pos + 1)
+        if step >= 1 << 63:
+            step -= 1 << 64
+    if pos + 6 > end or buf[pos] != 0x2A or buf[pos + 2] != 0x0A or buf[pos + 4] != 0x0A:
+        return False
+    tag_len = buf[pos + 5]
+    value_len = buf[pos + 3]
+    if buf[pos + 1] != value_len + 2 or tag_len >= 0x80:
+        return False
+    tag_end = pos + 6 + tag_len
+    if value_len == tag_len + 7 and tag_end + 5 == end and buf[tag_end] == 0x15:
+        value = _F32.unpack_from(buf, tag_end + 1)[0]
+    elif value_len == tag_len + 14 and tag_end + 12 == end and buf[tag_end] == 0x42 \
+            and buf[tag_end + 1] == 10 and buf[tag_end + 2:tag_end + 8] == _TENSOR_F32:
+        value = _F32.unpack_from(buf, tag_end + 8)[0]
+    else:
+        return False
+    key = buf[pos + 6:tag_end]
+    series = names.get(key)
+    if series is None:
+        series = names[key] = prefix + bytes(key).decode("utf-8", "replace")
+    points.append([series, step, _F64.unpack_from(buf, start + 1)[0], value])
+    return True
+
+
 def read_records(read_at, start, size, label, prefix="", max_bytes=1 << 20,
                  max_points=5000, verify=True):
     """Parse the complete records of a file from byte ``start``.
@@ -328,7 +378,9 @@ def read_records(read_at, start, size, label, prefix="", max_bytes=1 << 20,
     n = len(buf)
     pos = 0
     ta, tb, tc, td = WIDE or wide_tables()
-    while pos + HEADER <= n and len(batch.points) < max_points:
+    points = batch.points
+    names = {}  # tag bytes → series name, decoded once per read
+    while pos + HEADER <= n and len(points) < max_points:
         lo, hi, stored = _HEAD.unpack_from(buf, pos)
         length = lo | (hi << 32)
         if FAST_CRC is None:  # one slicing-by-8 step, inlined: this runs per record
@@ -347,6 +399,10 @@ def read_records(read_at, start, size, label, prefix="", max_bytes=1 << 20,
             continue
         total = HEADER + length + FOOTER
         if pos + total <= n:
+            if _fast_record(buf, pos + HEADER, pos + HEADER + length, verify, points, names,
+                            prefix):
+                pos += total
+                continue
             data = buf[pos + HEADER:pos + HEADER + length]
             crc = _U32.unpack_from(buf, pos + HEADER + length)[0]
             _record(data, crc, start + pos, label, prefix, batch, verify)

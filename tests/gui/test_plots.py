@@ -79,7 +79,7 @@ def test_one_curve_pair_per_series_decimated_with_table(panel, stored) -> None:
     assert 200 < px < 1100
     for info in ms.series(key):
         raw, smooth = panel.items(key, info.name)
-        x, y = smooth.getData()
+        x, _y = smooth.getData()
         assert 2 < len(x) <= 2 * px + 4
         assert x[0] == 0 and x[-1] == N - 1  # first and last points exact
         xr, yr = raw.getData()
@@ -132,7 +132,7 @@ def test_x_modes_and_log_scale(qtbot, panel, stored) -> None:
 
 
 def test_zoom_refetches_detail_for_the_visible_range(qtbot, panel, stored) -> None:
-    ms, key = stored
+    _ms, key = stored
     _raw, smooth = panel.items(key, "train/loss")
     before = smooth.getData()[0]
     coarse = int(np.count_nonzero((before >= 1000) & (before <= 1400)))

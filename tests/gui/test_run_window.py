@@ -85,7 +85,7 @@ def window(qtbot, world):
 
 
 def test_header_tabs_and_curves(window: RunWindow, world) -> None:
-    runstore, ms, run_id, key = world
+    _runstore, ms, run_id, key = world
     assert window.windowTitle() == "bert-base-lr1e-4 — running"
     assert window.state_chip.text() == "running"
     assert window.place_label.text() == "gpu-a:0,1"

@@ -111,15 +111,15 @@ def main():
         truth["tb"].append(["tb_acc", step, enc(acc), wall])
 
         value = -(step ** 3) * 1.25e-7 if step != 7 else float("-inf")
-        line = "step %d | train_loss: %r" % (step, value)
+        line = f"step {step} | train_loss: {value!r}"
         truth["console"].append(["train_loss", step, enc(value)])
         out.write(b"Downloading shard 3 of 12 at 12:30:01 (45%), eta 3.2s\n")
         out.write(b"\xff\xfe\xfa binary junk \x00\x01 ::: ==\n")
-        out.write("".join("\rprogress %d/10 loss=%d" % (i, 99) for i in range(10)).encode())
-        out.write(("\rprogress done eval_loss=%r\n" % (value * 2)).encode())
+        out.write("".join(f"\rprogress {i}/10 loss=99" for i in range(10)).encode())
+        out.write(f"\rprogress done eval_loss={value * 2!r}\n".encode())
         truth["console"].append(["eval_loss", None, enc(value * 2)])
         if step % 5 == 0:
-            out.write(("validation score=%r (best so far)\n" % (step * 0.5)).encode())
+            out.write(f"validation score={step * 0.5!r} (best so far)\n".encode())
             truth["console"].append(["val_score", None, step * 0.5])
         if step == steps // 2:
             out.write(line[:9].encode())  # an unfinished line while the app is away

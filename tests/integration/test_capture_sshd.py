@@ -14,6 +14,10 @@ import hashlib
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,8 +38,9 @@ from ssh_backend.connect import Timeouts
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.factory import open_session
 from ssh_backend.hostspec import HostSpec
+from ssh_backend.states import HostState
 from tests.conftest import Lab
-from tests.harness.labapp import LabApp, run_dirs
+from tests.harness.labapp import REPO, LabApp, run_dirs
 from tests.harness.sshd import SshdHost
 
 pytestmark = [pytest.mark.sshd]
@@ -59,6 +64,22 @@ class App:
         self.services: LabServices | None = None
         self.ssh_config = labapp.root / "empty_ssh_config"
         self.ssh_config.write_text("")
+        self.states: list[HostState] = []
+        self._lock = threading.Lock()
+
+    # ClusterListener: the host states seen, to tell that a connection was re-made.
+    def on_host_changed(self, name: str) -> None:
+        view = self.services.monitor.host(name) if self.services else None
+        if view is not None:
+            with self._lock:
+                if not self.states or self.states[-1] is not view.state:
+                    self.states.append(view.state)
+
+    def on_host_sample(self, name: str) -> None:
+        pass
+
+    def on_host_removed(self, name: str) -> None:
+        pass
 
     def start(self) -> LabServices:
         known = known_hosts()
@@ -71,6 +92,7 @@ class App:
         monitor.set_hosts(self.store.hosts())
         self.services = build_services(
             self.store, monitor, dispatch=DispatchOptions(poll_s=0.5), ingest=self.ingest)
+        monitor.add_listener(self)
         self.services.start()
         return self.services
 
@@ -193,12 +215,16 @@ def test_capture_survives_a_frozen_host_and_a_dropped_connection(
     app.start()
     wait(lambda: stored_count(app, host_run_id(labapp.run(run_id)), "train_loss") >= 10,
          40, "the first half to be stored")
+    seen = len(app.states)
     host.freeze()  # the host hangs: the app drops the connection and retries meanwhile
     try:
         (host.home / "go-freeze").touch()  # the job writes its second half meanwhile
-        time.sleep(SHORT.dead_after + 2.0)
+        wait(lambda: any(s is not HostState.ONLINE for s in app.states[seen:]), 20,
+             "the app to give up on the frozen connection")
+        time.sleep(1.0)
     finally:
         host.thaw()
+    wait(lambda: app.states[-1] is HostState.ONLINE, 30, "a new connection")
     wait(lambda: labapp.run(run_id).state is RunState.SUCCEEDED, 40, "the run to finish")
     assert app.services is not None
     key = host_run_id(labapp.run(run_id))
@@ -223,6 +249,10 @@ def test_capture_survives_an_app_restart_while_the_run_ends(
         return stored_count(app, key, "train_loss") >= 15
 
     wait(halfway, 40, "the first half to be stored")
+    assert app.services is not None
+    ms = app.services.ingestor.metricstore
+    wait(lambda: ms.log_bytes(key, max(0, ms.log_size(key) - 9)) == b"step 15 |", 20,
+         "the unfinished line to be stored")
     app.stop()  # closed with an unfinished console line stored
     (host.home / "go-restart").touch()
     wait(lambda: (run_dirs(host)[key] / "exit_code").exists(), 30, "the job to end")
@@ -261,4 +291,48 @@ def test_a_large_fast_log_streams_through_in_bounded_memory(
     grown = peak_rss_mib() - before
     truth = check_capture(app, host, run_id)
     assert len([p for p in truth["console"] if p[0] == "big_metric"]) == 64
+    print(f"peak RSS grew by {grown:.1f} MiB while 64 MiB streamed through")
     assert grown < 48, f"peak RSS grew by {grown:.0f} MiB while 64 MiB streamed through"
+
+
+@pytest.mark.timeout(90)
+def test_logs_follow_prints_the_console_exactly_and_ctrl_c_exits_130(
+    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, App]]
+) -> None:
+    """``labdeck logs -f`` tails the run itself (a second ingestor on the same store,
+    beside the app's): its output is the run's console byte for byte, it exits 0 once
+    the run ended, and the store still holds every point exactly once."""
+    host = lab.hosts[0]
+    labapp, app = make_app(host)
+    run_id = submit(labapp, tmp_path, "follow", steps=20)
+    app.start()
+    wait(lambda: labapp.run(run_id).state is RunState.RUNNING, 40, "the run to start")
+
+    def follow() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "app", "logs", "-f", run_id],
+                                cwd=REPO, env=labapp.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    follower, quitter = follow(), follow()
+    try:
+        key = host_run_id(labapp.run(run_id))
+        log = run_dirs(host)[key] / "output.log"
+        wait(lambda: log.exists() and log.stat().st_size > 1000, 20, "some output")
+        time.sleep(2.0)  # both are following by now
+        quitter.send_signal(signal.SIGINT)
+        _out, err = quitter.communicate(timeout=20)
+        assert quitter.returncode == 130, err
+        assert err.decode().strip().endswith("labdeck: interrupted"), err
+        (host.home / "go-follow").touch()
+        out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 0, err
+        assert out == log.read_bytes()
+    finally:
+        for proc in (follower, quitter):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    wait(lambda: labapp.run(run_id).state is RunState.SUCCEEDED, 30, "the run to finish")
+    wait(lambda: app.services is not None and app.services.ingestor.drained(key), 30,
+         "the app to drain the run")
+    check_capture(app, host, run_id)

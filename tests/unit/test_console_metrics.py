@@ -4,6 +4,7 @@ byte-stream splitter whose carry survives any chunking and a restart."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,8 @@ from app.core.console_metrics import (
     parse_lines,
     pattern_problems,
 )
+from app.core.jobfile import parse_job_text
+from app.core.jobspec import JobFileError, JobSpec
 
 
 def same(a: list[tuple[str, int | None, float]], b: list[tuple[str, int | None, float]]) -> bool:
@@ -226,3 +229,42 @@ def test_arbitrary_text_never_raises(text: str, raw: bytes) -> None:
         assert isinstance(point[0], str) and isinstance(point[2], float)
     ConsoleSplitter().feed(raw)
     ConsoleSplitter.from_log_tail(raw, at_file_start=False).feed(raw)
+
+
+def test_job_files_give_patterns_as_regexes_or_series_mappings(tmp_path: Path) -> None:
+    text = (
+        "command: python3 train.py\n"
+        "metric_patterns:\n"
+        "  - '(?P<name>\\w+) is (?P<value>\\S+)'\n"
+        "  - val_loss: 'val (?P<value>\\S+) at (?P<step>\\d+)'\n"
+    )
+    (spec,) = parse_job_text(text, fmt="yaml", source="job.yaml", base_dir=tmp_path)
+    assert spec.metric_patterns == (
+        "(?P<name>\\w+) is (?P<value>\\S+)",
+        fixed_series_pattern("val_loss", "val (?P<value>\\S+) at (?P<step>\\d+)"),
+    )
+    assert parse_lines(["val 0.5 at 7", "acc is 1"], spec.metric_patterns) == [
+        ("val_loss", 7, 0.5), ("acc", None, 1.0)]
+    # The spec survives the store's JSON round trip.
+    assert JobSpec.from_dict(spec.to_dict()).metric_patterns == spec.metric_patterns
+    single = parse_job_text("command: x\nmetric_patterns: {acc: 'acc (?P<value>\\S+)'}\n",
+                            fmt="yaml", source="j.yaml", base_dir=tmp_path)
+    assert single[0].metric_patterns == (fixed_series_pattern("acc", "acc (?P<value>\\S+)"),)
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("'('", "not a valid regular expression"),
+        ("'(?P<value>x)'", "needs a named group (?P<name>"),
+        ("[{'bad name': 'x (?P<value>y)'}]", "is not a usable series name"),
+        ("[{ok: 3}]", "ok: must be a regular expression"),
+        ("7", "must be a regular expression, a list of them"),
+    ],
+)
+def test_job_file_pattern_problems_are_reported(tmp_path: Path, value: str, needle: str) -> None:
+    with pytest.raises(JobFileError) as caught:
+        parse_job_text(f"command: x\nmetric_patterns: {value}\n", fmt="yaml",
+                       source="j.yaml", base_dir=tmp_path)
+    assert any(p.startswith("j.yaml: metric_patterns: ") and needle in p
+               for p in caught.value.problems), caught.value.problems
