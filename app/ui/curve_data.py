@@ -211,3 +211,14 @@ def x_values(step: np.ndarray, wall: np.ndarray, mode: XMode, t0: float) -> np.n
     first = int(np.argmax(~missing))
     filled[:first] = step[first]
     return filled
+
+
+def series_order(name: str) -> tuple[int, str]:
+    """Losses first, learning rates last, the rest by name in between."""
+    low = name.lower()
+    tail = low.rsplit("/", 1)[-1]
+    if "loss" in low:
+        return (0, low)
+    if tail in ("lr", "learning_rate", "learning-rate") or tail.startswith("lr_"):
+        return (2, low)
+    return (1, low)

@@ -13,14 +13,13 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, XMode
+from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, series_order
 from app.ui.data_worker import DataWorker
 from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, readout_text
 from app.ui.plot_controls import PlotControls
@@ -34,17 +33,6 @@ EMPTY_TEXT = ("No metrics yet.\nPrint lines like “step 100 loss=0.31”, call 
               "or write TensorBoard events to $LABDECK_TB_DIR.")
 
 Trace = tuple[str, str]  # (run id, series name)
-
-
-def series_order(name: str) -> tuple[int, str]:
-    """Losses first, learning rates last, the rest by name in between."""
-    low = name.lower()
-    tail = low.rsplit("/", 1)[-1]
-    if "loss" in low:
-        return (0, low)
-    if tail in ("lr", "learning_rate", "learning-rate") or tail.startswith("lr_"):
-        return (2, low)
-    return (1, low)
 
 
 class CurvePanel(QWidget):

@@ -239,7 +239,8 @@ def test_a_failed_transaction_is_parsed_again_once_stored(
     rig.ws1.tail(console(run_id, 9, b"ss=2\n"))
     assert ingestor.wait_idle(5)
     assert failures and ingestor.metricstore.offsets(run_id) == {"output.log": 9}
-    # The run is re-watched from the committed offset; the agent sends it again.
+    # Unwatched and watched again from the committed offset: the agent reads it again.
+    wait_for(lambda: rig.ws1.unwatches == [run_id], what="the unwatch")
     wait_for(lambda: rig.ws1.last_watch(run_id) == {"output.log": 9}, what="a re-watch")
     rig.ws1.tail(console(run_id, 9, b"ss=2\n"))
     assert ingestor.wait_idle(5)
@@ -266,7 +267,8 @@ def test_a_full_queue_drops_and_the_gap_is_sent_again(rig: Rig) -> None:
     ms = ingestor.metricstore
     stored = ms.offsets(run_id)["output.log"]
     assert stored < len(data)  # some were dropped
-    # What the agent does on the re-watch: send again from the committed offset.
+    # What the agent does on unwatch + watch: send again from the committed offset.
+    wait_for(lambda: run_id in rig.ws1.unwatches, what="the unwatch")
     wait_for(lambda: rig.ws1.last_watch(run_id) == {"output.log": stored}, what="re-watch")
     rig.ws1.tail(*[c for c in chunks if c.end > stored])
     assert ingestor.wait_idle(5)
