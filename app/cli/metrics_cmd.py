@@ -114,6 +114,8 @@ def _follow(store: Store, run: Run, pos: int, out: IO[bytes]) -> int:
     ingestor.start()
     try:
         ended = run.state.finished
+        if ended:  # drain what no Labdeck fetched yet, then stop
+            ingestor.assume_finished(key)
         next_status = 0.0
         while True:
             news.wait(0.5)

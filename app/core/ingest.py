@@ -57,6 +57,19 @@ class IngestOptions:
     watch: WatchOptions = field(default_factory=WatchOptions)
 
 
+def _sources(batch: list[tuple[str, TailChunk]]) -> dict[str, set[str]]:
+    """Run → the sources that have chunks in ``batch``."""
+    return {key: set(ends) for key, ends in _last_ends(batch).items()}
+
+
+def _last_ends(batch: list[tuple[str, TailChunk]]) -> dict[str, dict[str, int]]:
+    """Run → source → where the last chunk of that source in ``batch`` ends."""
+    out: dict[str, dict[str, int]] = {}
+    for _host, chunk in batch:
+        out.setdefault(chunk.run_id, {})[chunk.source] = chunk.end
+    return out
+
+
 def _weight(chunk: TailChunk) -> int:
     """Memory a queued chunk holds, roughly: its bytes, ~64 bytes a point."""
     return len(chunk.data) + 64 * len(chunk.points) + 256
@@ -87,7 +100,7 @@ class Ingestor:
         self._pending_bytes = 0
         self._pending_points = 0
         self._busy = False
-        self._dropped: set[str] = set()
+        self._dropped: set[tuple[str, str]] = set()  # (run, source) of dropped chunks
         # Per run: the console splitter and the stored console size it has seen.
         self._splitters: dict[str, tuple[ConsoleSplitter, int]] = {}
         self._assumed: set[str] = set()
@@ -166,7 +179,7 @@ class Ingestor:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     # Dropped: the next chunk of this file is a gap and triggers a re-watch.
-                    self._dropped.add(chunk.run_id)
+                    self._dropped.add((chunk.run_id, chunk.source))
                     return
                 self._cond.wait(left)
             if self._stop.is_set():
@@ -246,26 +259,36 @@ class Ingestor:
             log.exception("storing %d tail chunks failed", len(batch))
             for key in keys:
                 self._splitters.pop(key, None)
-                self._watches.resend(key)
+            for key, sources in _sources(batch).items():
+                self._watches.resend(key, sources)
             self._stop.wait(0.5)
             return
         finally:
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
-        self._after_commit(result, keys)
+        self._after_commit(result, batch)
 
-    def _after_commit(self, result: IngestResult, keys: set[str]) -> None:
+    def _after_commit(self, result: IngestResult, batch: list[tuple[str, TailChunk]]) -> None:
+        keys = {chunk.run_id for _host, chunk in batch}
         mono = time.monotonic()
         for key in keys:
             self._watches.data_arrived(key, mono)
         with self._cond:
             dropped, self._dropped = self._dropped, set()
-        broken = dropped | {gap.run_id for gap in result.gaps}
-        for key in (result.log_runs | result.metric_runs) - broken:
-            self._watches.in_order(key)
-        for key in broken:
-            self._watches.resend(key)
+        broken: dict[str, set[str]] = {}
+        for key, source in dropped | {(gap.run_id, gap.source) for gap in result.gaps}:
+            broken.setdefault(key, set()).add(source)
+        for key, ends in _last_ends(batch).items():
+            if self._watches.broken(key):
+                # Repaired when the store holds all that arrived: not a stale gap, nor a
+                # duplicate of data from before the hole.
+                stored = self.metricstore.offsets(key)
+                repaired = {source for source, end in ends.items()
+                            if stored.get(source, 0) >= end} - broken.get(key, set())
+                self._watches.in_order(key, repaired)
+        for key, sources in broken.items():
+            self._watches.resend(key, sources)
         if broken:
             self._refresh_now.set()
         for run_id, source, text in result.warnings:

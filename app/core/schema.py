@@ -174,12 +174,24 @@ def _m3_metrics_and_console(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m4_run_notes_and_archive(db: sqlite_utils.Database) -> None:
+    # What the runs table lets a user add to a run: a free-text note, and "archived"
+    # (hidden from the table by default, never deleted). updated_at moves with both, so
+    # the table's change poll (WHERE updated_at >= ?) finds them through its index.
+    db.execute("ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0")
+    # The table's default listing (not archived, newest first) read off one covering index.
+    db.execute("CREATE INDEX runs_archived_id ON runs (archived, id)")
+    db.execute("CREATE INDEX runs_updated ON runs (updated_at)")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: list[Migration] = [
     _m1_hosts_and_settings,
     _m2_runs_and_reservations,
     _m3_metrics_and_console,
+    _m4_run_notes_and_archive,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

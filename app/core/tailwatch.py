@@ -11,7 +11,7 @@ rate (the agent keeps its place on a repeated watch: it is ahead of what is comm
 After a gap (a chunk dropped, a failed transaction) the run is unwatched and watched
 again from the committed offsets, which makes the agent read the missing part again;
 chunks it had sent before that arrive as stale gaps, so this happens at most once per
-``resend_s`` until data flows in order again.
+``resend_s`` until every broken source's data is stored in order again.
 
 Runs are keyed by their id on the host (``host_run_id``: a retry has its own folder),
 which is also the id their curves and console are stored under.
@@ -28,7 +28,7 @@ from app.core.cluster import ClusterMonitor
 from app.core.console_metrics import MetricPattern, compile_patterns
 from app.core.hostcalls import host_run_id
 from app.core.runs import FINISHED, Run
-from app.core.runstore import RunStore
+from app.core.runstore import ACTIVE, RunStore
 from ssh_backend.states import HostState
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class Watch:
     sent_at: float = 0.0
     online_since: float | None = None
     last_data: float = 0.0
-    rewatch: bool = False
+    # Sources with data missing in the store (a dropped chunk, a gap, a failed write).
+    broken: set[str] = field(default_factory=set)
     forced_at: float = -1e9
 
 
@@ -96,43 +97,57 @@ class Watches:
         if watch is not None:
             watch.last_data = now
 
-    def resend(self, key: str) -> None:
-        """Make the agent read ``key`` again from the committed offsets (a gap)."""
+    def resend(self, key: str, sources: set[str]) -> None:
+        """Data of ``sources`` of ``key`` is missing in the store: have the agent read
+        them again from the committed offsets."""
         watch = self.by_key.get(key)
         if watch is not None:
-            watch.rewatch = True
+            watch.broken |= sources
 
-    def in_order(self, key: str) -> None:
-        """Data of ``key`` was stored with no gap: a pending re-read is not needed."""
+    def broken(self, key: str) -> bool:
+        watch = self.by_key.get(key)
+        return watch is not None and bool(watch.broken)
+
+    def in_order(self, key: str, sources: set[str]) -> None:
+        """Data of ``sources`` of ``key`` was stored in order: nothing of them is missing."""
         watch = self.by_key.get(key)
         if watch is not None:
-            watch.rewatch = False
+            watch.broken -= sources
+
+    def _wanted(self) -> dict[str, tuple[Run, bool]]:
+        """Run key → (run, finished) for every run that should be watched now."""
+        if self.only is not None:
+            found = (self.runstore.get(run_id) for run_id in sorted(self.only))
+            mine = [r for r in found if r is not None]
+            live = [r for r in mine if r.state in ACTIVE]
+            ended = [r for r in mine if r.state.finished]
+        else:
+            live = self.runstore.active()
+            ended = self.runstore.list_runs(FINISHED, limit=self.options.drain_max)
+        wanted = {host_run_id(run): (run, False) for run in live if run.host}
+        for run in ended:
+            key = host_run_id(run) if run.host else ""
+            if key and key not in self.drained:
+                wanted.setdefault(key, (run, True))
+        for key in [k for k in self.by_key if k not in wanted]:
+            # Finished but past the newest few: still drained before it is let go.
+            known = self.runstore.get(self.by_key[key].run_id)
+            if known is not None and known.state.finished and host_run_id(known) == key:
+                wanted[key] = (known, True)
+        return wanted
 
     def refresh(self) -> None:
         """Bring the watches in line with the store and the hosts (reads the store)."""
         now = time.monotonic()
-        wanted: dict[str, tuple[Run, bool]] = {}
-        for run in self.runstore.active():
-            if run.host and (self.only is None or run.id in self.only):
-                wanted[host_run_id(run)] = (run, False)
-        for run in self.runstore.list_runs(FINISHED, limit=self.options.drain_max):
-            key = host_run_id(run) if run.host else ""
-            if key and key not in self.drained and (self.only is None or run.id in self.only):
-                wanted.setdefault(key, (run, True))
+        wanted = self._wanted()
         for key in [k for k in self.by_key if k not in wanted]:
-            # Finished but past the newest few: still drained before it is let go.
-            found = self.runstore.get(self.by_key[key].run_id)
-            if found is not None and found.state.finished and host_run_id(found) == key:
-                wanted[key] = (found, True)
-            else:
-                self._drop(self.by_key[key])
+            self._drop(self.by_key[key])
         for key, (run, finished) in wanted.items():
             watch = self.by_key.get(key)
             if watch is None:
                 assert run.host is not None
                 watch = self.by_key[key] = Watch(key, run.id, run.host, patterns_of(run))
-            finished = finished or key in self.assumed_finished
-            if finished and watch.finished_at is None:
+            if (finished or key in self.assumed_finished) and watch.finished_at is None:
                 watch.finished_at = now
             self._tend(watch, now)
 
@@ -158,7 +173,7 @@ class Watches:
                 self.drained.add(watch.key)
                 self._drop(watch)
                 return
-        if watch.rewatch and now - watch.forced_at >= self.options.resend_s:
+        if watch.broken and now - watch.forced_at >= self.options.resend_s:
             if watch.sent is not None:
                 session.unwatch(watch.key)  # a fresh watch on the agent starts over
             watch.forced_at = now
@@ -172,8 +187,6 @@ class Watches:
             offsets = committed if committed is not None else self.offsets(watch.key)
             session.watch(watch.key, offsets)
             watch.sent, watch.sent_at = offsets, now
-            if watch.forced_at == now:
-                watch.rewatch = False
 
     def _drop(self, watch: Watch) -> None:
         self.by_key.pop(watch.key, None)

@@ -108,8 +108,9 @@ class Rig:
     def ws1(self) -> TailSession:
         return self.sessions["ws1"]
 
-    def ingestor(self, options: IngestOptions = FAST) -> Ingestor:
-        ingestor = Ingestor(self.store, self.monitor, options)
+    def ingestor(self, options: IngestOptions = FAST, only: set[str] | None = None
+                 ) -> Ingestor:
+        ingestor = Ingestor(self.store, self.monitor, options, only=only)
         ingestor.add_listener(lambda run_id, kinds: self.heard.append((run_id, kinds)))
         ingestor.start()
         self.ingestors.append(ingestor)
@@ -324,4 +325,47 @@ def test_stop_stores_what_was_received_and_unwatches(rig: Rig) -> None:
     rig.ws1.tail(console(run_id, 0, b"loss=1\n"))
     ingestor.stop()
     assert ingestor.metricstore.log_bytes(run_id) == b"loss=1\n"
+    assert rig.ws1.unwatches == [run_id]
+
+
+def test_following_one_run_watches_only_it_even_long_after_it_finished(rig: Rig) -> None:
+    old = rig.running()
+    rig.finish(old)
+    other = rig.running()
+    quick = IngestOptions(batch_s=0.02, refresh_s=0.05,
+                          watch=WatchOptions(linger_s=0.3, quiet_s=0.2, drain_max=0))
+    everything = rig.ingestor(quick)
+    following = rig.ingestor(quick, only={old})
+    wait_for(lambda: following.drained(old), what="the followed run's drain")
+    assert not everything.drained(old)  # past drain_max: not drained at start
+    with rig.ws1.lock:
+        watched = {run_id for run_id, _offsets in rig.ws1.watches}
+    assert watched == {old, other}  # other: by the unrestricted ingestor only
+    everything.stop()
+    following.stop()
+    assert rig.ws1.unwatches.count(other) == 1
+
+
+def test_a_dropped_last_console_chunk_is_read_again_while_metrics_flow_on(rig: Rig) -> None:
+    run_id = rig.running()
+    options = IngestOptions(batch_s=0.02, refresh_s=0.05, max_pending_bytes=4096,
+                            full_wait_s=0.1, watch=FAST.watch)
+    ingestor = rig.ingestor(options)
+    wait_for(lambda: rig.ws1.last_watch(run_id) is not None, what="watch")
+    parts = [(b"loss=%d " % i) * 375 + b"\n" for i in range(3)]  # ~3 kB each
+    chunks = [console(run_id, sum(map(len, parts[:i])), part) for i, part in enumerate(parts)]
+    with rig.store.transaction():
+        rig.ws1.tail(*chunks)  # the third does not fit while the writer waits: dropped
+        rig.ws1.tail(points_chunk(run_id, 0, 30, MetricPoint("acc", 1, 1.0, 0.5)))
+    assert ingestor.wait_idle(5)
+    ms = ingestor.metricstore
+    assert ms.offsets(run_id) == {"output.log": len(parts[0]) + len(parts[1]),
+                                  "metrics.jsonl": 30}
+    # The metrics arrived in order, but the console is still missing its end: re-read.
+    wait_for(lambda: rig.ws1.unwatches == [run_id], what="the unwatch")
+    wait_for(lambda: rig.ws1.last_watch(run_id) == ms.offsets(run_id), what="the re-watch")
+    rig.ws1.tail(chunks[2])
+    assert ingestor.wait_idle(5)
+    assert ms.log_bytes(run_id) == b"".join(parts)
+    time.sleep(0.5)  # repaired: no further re-read
     assert rig.ws1.unwatches == [run_id]

@@ -1,0 +1,199 @@
+"""How a run's fields look in the runs table: cell text, tooltips, state colours and icons."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPainterPath, QPen, QPixmap
+
+from app.core.runs import RunState
+from app.ui.plot_axes import format_duration
+from app.ui.run_window import STATE_COLORS
+from app.ui.runs_query import RunRow
+from app.ui.series_table import format_value
+
+ACTIVE = (RunState.LAUNCHING, RunState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    kind: str  # "base", "metric" or "param"
+    key: str  # a BASE_COLUMNS key, a metric name, a parameter key
+    title: str
+
+
+def dark_palette() -> bool:
+    return QGuiApplication.palette().base().color().lightness() < 128
+
+
+def state_color(state: RunState, dark: bool = False) -> QColor:
+    color = QColor(STATE_COLORS.get(state, "#5f6368"))
+    # The light theme's colours are too dark to read on a dark base: lift them.
+    return color.lighter(175) if dark else color
+
+
+def short_time(t: float | None, now: float | None = None) -> str:
+    """``14:03`` today, ``3 Mar 14:03`` this year, ``2024-03-03`` before."""
+    if not t:
+        return ""
+    when = datetime.datetime.fromtimestamp(t)
+    today = datetime.datetime.fromtimestamp(time.time() if now is None else now)
+    if when.date() == today.date():
+        return when.strftime("%H:%M")
+    if when.year == today.year:
+        return f"{when.day} {when.strftime('%b %H:%M')}"
+    return when.strftime("%Y-%m-%d")
+
+
+def full_time(t: float | None) -> str:
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def duration(row: RunRow, now: float | None = None) -> float | None:
+    if row.started_at is None:
+        return None
+    end = row.ended_at if row.ended_at is not None else (time.time() if now is None else now)
+    return max(0.0, end - row.started_at)
+
+
+def place(row: RunRow) -> str:
+    if not row.host:
+        hosts = row.spec.get("hosts") or []
+        return f"→ {', '.join(hosts)}" if hosts else ""
+    return f"{row.host}:{','.join(str(g) for g in row.gpus)}" if row.gpus else row.host
+
+
+def state_text(row: RunRow) -> str:
+    if row.cancel_requested and row.state in ACTIVE:
+        return "cancelling"
+    return row.state.value
+
+
+def param_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format_value(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def display(row: RunRow, column: Column, now: float | None = None) -> str:
+    if column.kind == "metric":
+        value = row.metrics.get(column.key)
+        return "" if value is None else format_value(value)
+    if column.kind == "param":
+        return param_text(row.params.get(column.key))
+    key = column.key
+    if key == "name":
+        return row.name
+    if key == "state":
+        return state_text(row)
+    if key == "place":
+        return place(row)
+    if key == "user":
+        return row.user
+    if key == "submitted":
+        return short_time(row.created_at, now)
+    if key == "started":
+        return short_time(row.started_at, now)
+    if key == "duration":
+        seconds = duration(row, now)
+        return "" if seconds is None else format_duration(seconds)
+    if key == "tags":
+        return ", ".join(row.tags)
+    if key == "note":
+        return row.note.splitlines()[0] if row.note else ""
+    return ""
+
+
+def tooltip(row: RunRow, column: Column) -> str | None:
+    key = column.key if column.kind == "base" else ""
+    if key == "name":
+        return f"{row.name}\nid {row.id}" + (f" (attempt {row.attempt + 1})" if row.attempt else "")
+    if key == "state":
+        parts = [state_text(row)]
+        if row.exit_code is not None:
+            parts.append(f"exit code {row.exit_code}")
+        if row.reason:
+            parts.append(row.reason)
+        return " · ".join(parts)
+    if key == "submitted":
+        queued = f"\nqueued again {full_time(row.queued_at)}" if row.attempt else ""
+        return f"submitted {full_time(row.created_at)}{queued}"
+    if key == "started":
+        end = f"\nended {full_time(row.ended_at)}" if row.ended_at else ""
+        return f"started {full_time(row.started_at)}{end}" if row.started_at else None
+    if key == "note":
+        return row.note or None
+    if column.kind == "metric":
+        value = row.metrics.get(column.key)
+        return None if value is None else f"last {column.key} = {value!r}"
+    return None
+
+
+def is_numeric(row: RunRow, column: Column) -> bool:
+    if column.kind == "metric" or (column.kind == "base" and column.key == "duration"):
+        return True
+    if column.kind == "param":
+        value = row.params.get(column.key)
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return False
+
+
+@cache
+def state_icon(state: RunState, dark: bool = False) -> QIcon:
+    """A 16 px glyph per state: ring = waiting, dot = running, mark = how it ended."""
+    size, ratio = 16, 2.0
+    pixmap = QPixmap(int(size * ratio), int(size * ratio))
+    pixmap.setDevicePixelRatio(ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    color = state_color(state, dark)
+    p = QPainter(pixmap)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    box = QRectF(2.5, 2.5, 11, 11)
+    if state in (RunState.QUEUED, RunState.LAUNCHING):
+        p.setPen(QPen(color, 1.8))
+        p.drawEllipse(box)
+        if state is RunState.LAUNCHING:
+            p.setBrush(color)
+            p.drawPie(box, 90 * 16, 180 * 16)
+    else:
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(color)
+        p.drawEllipse(box)
+        mark = QPen(QColor("#1e1e1e") if dark else QColor("white"), 1.8)
+        mark.setCapStyle(Qt.PenCapStyle.RoundCap)
+        p.setPen(mark)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        c = box.center()
+        if state is RunState.SUCCEEDED:
+            path = QPainterPath(QPointF(c.x() - 3, c.y()))
+            path.lineTo(c.x() - 0.8, c.y() + 2.4)
+            path.lineTo(c.x() + 3.2, c.y() - 2.4)
+            p.drawPath(path)
+        elif state is RunState.FAILED:
+            p.drawLine(QPointF(c.x() - 2.5, c.y() - 2.5), QPointF(c.x() + 2.5, c.y() + 2.5))
+            p.drawLine(QPointF(c.x() - 2.5, c.y() + 2.5), QPointF(c.x() + 2.5, c.y() - 2.5))
+        elif state is RunState.CANCELLED:
+            p.drawLine(QPointF(c.x() - 3, c.y()), QPointF(c.x() + 3, c.y()))
+        elif state is RunState.LOST:
+            p.drawPoint(QPointF(c.x(), c.y() + 2.8))
+            path = QPainterPath(QPointF(c.x() - 2, c.y() - 1.5))
+            path.cubicTo(c.x() - 2, c.y() - 4.5, c.x() + 2.5, c.y() - 4.5, c.x() + 2.2, c.y() - 1.8)
+            path.lineTo(c.x(), c.y() + 0.8)
+            p.drawPath(path)
+    p.end()
+    return QIcon(pixmap)
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,446 @@
+"""``RunsTableModel``: the runs table over the store, fast at 100k runs.
+
+A query (filter + sort, ``app.ui.runs_query``) yields the matching ids in display order:
+that list is the model's rows. Row contents are read by id, a block of ``BLOCK`` rows at a
+time, when the view first asks for one of them, and kept in a bounded cache. Every read
+runs on the ``DataWorker``; a row not read yet shows an ellipsis for a frame.
+
+Updates never reset the model. A change (dispatcher event, poll of the store's change
+token) re-reads the id list and the changed rows off the GUI thread, diffs the id lists
+there, and the GUI thread applies the result as row removals/insertions, a layout change
+(rows moved; selection kept), and ``dataChanged`` for exactly the rows that changed.
+New metric values from the ingestor touch only the metric columns of cached rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QByteArray,
+    QMimeData,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+
+from app.core.metricstore import MetricStore
+from app.core.store import Store
+from app.ui import runs_format as fmt
+from app.ui import runs_query as rq
+from app.ui.data_worker import DataWorker
+from app.ui.runs_diff import Plan, plan_changes
+from app.ui.runs_format import Column
+
+RUN_IDS_MIME = "application/x-labdeck-run-ids"
+RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+RUN_ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+BLOCK = 128
+CACHE_ROWS = 8192
+WANTED_BLOCKS = 6  # more than a screenful: blocks scrolled past meanwhile are dropped
+POLL_MS = 3000  # runs changed by another process (the CLI, a second Labdeck)
+REFRESH_DELAY_MS = 150  # a burst of dispatcher events becomes one refresh
+METRICS_DELAY_MS = 1000
+Index = QModelIndex | QPersistentModelIndex
+_NO_INDEX = QModelIndex()
+
+
+def base_columns() -> list[Column]:
+    return [Column("base", key, title) for key, title in rq.BASE_COLUMNS]
+
+
+class RunsTableModel(QAbstractTableModel):
+    query_applied = Signal()  # a new id list is in place (query, sort or refresh)
+    rows_loaded = Signal()  # rows read from the store arrived
+    failed = Signal(str)  # a read failed: a sentence for the status bar
+
+    def __init__(self, store: Store, metricstore: MetricStore, worker: DataWorker,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._store, self._metricstore, self._worker = store, metricstore, worker
+        self._query = rq.RunsQuery()
+        self._ids: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._rows: OrderedDict[str, rq.RunRow] = OrderedDict()
+        self._columns = base_columns()
+        self._generation = 0
+        self._loaded = False
+        self._token: rq.ChangeToken | None = None
+        self._wanted: OrderedDict[int, None] = OrderedDict()
+        self._rows_busy = False
+        self._changed: set[str] = set()
+        self._refresh_busy = False
+        self._metrics_dirty: set[str] = set()
+        self._dark = fmt.dark_palette()
+        self._fetch_timer = self._timer(0, self._fetch_wanted)
+        self._refresh_timer = self._timer(REFRESH_DELAY_MS, self._refresh)
+        self._metrics_timer = self._timer(METRICS_DELAY_MS, self._refresh_metrics)
+        self._poll = QTimer(self, interval=POLL_MS)
+        self._poll.timeout.connect(lambda: self.request_refresh())
+        self._tick = QTimer(self, interval=1000)
+        self._tick.timeout.connect(self._tick_durations)
+
+    def _timer(self, ms: int, slot: Any) -> QTimer:
+        timer = QTimer(self, interval=ms, singleShot=True)
+        timer.timeout.connect(slot)
+        return timer
+
+    # -- the Qt model interface ----------------------------------------------------------
+    def rowCount(self, parent: Index = _NO_INDEX) -> int:
+        return 0 if parent.isValid() else len(self._ids)
+
+    def columnCount(self, parent: Index = _NO_INDEX) -> int:
+        return 0 if parent.isValid() else len(self._columns)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
+            return None
+        column = self._columns[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.title
+        if role == Qt.ItemDataRole.ToolTipRole and column.kind != "base":
+            return (f"last value of the metric {column.key}" if column.kind == "metric"
+                    else f"the parameter {column.key}")
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                | Qt.ItemFlag.ItemIsDragEnabled)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r = index.row()
+        run_id = self._ids[r]
+        if role == RUN_ID_ROLE:
+            return run_id
+        row = self._rows.get(run_id)
+        if row is None:
+            self._want(r // BLOCK)
+            return "…" if role == Qt.ItemDataRole.DisplayRole and index.column() == 0 else None
+        column = self._columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return fmt.display(row, column)
+        if role == RUN_ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return fmt.tooltip(row, column)
+        is_state = column.kind == "base" and column.key == "state"
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if is_state:
+                return fmt.state_color(row.state, self._dark)
+            return None
+        if role == Qt.ItemDataRole.DecorationRole and is_state:
+            return fmt.state_icon(row.state, self._dark)
+        if role == Qt.ItemDataRole.TextAlignmentRole and fmt.is_numeric(row, column):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        if not 0 <= column < len(self._columns):
+            return
+        c = self._columns[column]
+        key = rq.SortKey(c.kind, c.key) if c.kind != "base" else rq.SortKey(c.key)
+        self.set_query(dataclasses.replace(
+            self._query, sort=key, descending=order == Qt.SortOrder.DescendingOrder))
+
+    def mimeTypes(self) -> list[str]:
+        return [RUN_IDS_MIME]
+
+    def mimeData(self, indexes: Sequence[Index]) -> QMimeData:
+        rows = sorted({i.row() for i in indexes if i.isValid()})
+        data = QMimeData()
+        payload = json.dumps([self._ids[r] for r in rows]).encode()
+        data.setData(RUN_IDS_MIME, QByteArray(payload))
+        return data
+
+    def supportedDragActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+    # -- what the page reads ---------------------------------------------------------------
+    def query(self) -> rq.RunsQuery:
+        return self._query
+
+    def columns(self) -> list[Column]:
+        return list(self._columns)
+
+    def column_of(self, kind: str, key: str) -> int:
+        for i, c in enumerate(self._columns):
+            if (c.kind, c.key) == (kind, key):
+                return i
+        return -1
+
+    def run_id(self, row: int) -> str:
+        return self._ids[row]
+
+    def row_of(self, run_id: str) -> int | None:
+        return self._pos.get(run_id)
+
+    def run_row(self, run_id: str) -> rq.RunRow | None:
+        """The cached row of ``run_id`` (None until it was read)."""
+        return self._rows.get(run_id)
+
+    def is_loaded(self) -> bool:
+        return self._loaded
+
+    # -- queries -------------------------------------------------------------------------
+    def set_query(self, query: rq.RunsQuery) -> None:
+        """Show ``query``'s runs (read off the GUI thread; applied when they arrive)."""
+        if query == self._query and self._loaded:
+            return
+        self._query = query
+        self._generation += 1
+        generation, old = self._generation, self._ids
+        store, ms = self._store, self._metricstore
+
+        def work() -> tuple[Any, ...]:
+            token = rq.change_token(store)
+            ids = rq.fetch_ids(store, query)
+            rows = rq.fetch_rows(store, ms, ids[:BLOCK])
+            same = len(ids) == len(old) and set(ids) == set(old)
+            return generation, old, token, ids, {k: i for i, k in enumerate(ids)}, rows, same
+
+        self._worker.submit("runs-query", work, self._apply_query, self._on_error)
+
+    def _apply_query(self, result: tuple[Any, ...]) -> None:
+        generation, old, token, ids, pos, rows, same = result
+        if generation != self._generation:
+            return
+        self._store_rows(rows.values())
+        if same and old is self._ids and self._ids:
+            self._relayout(ids, pos)  # only the order changed: keep the selection
+        else:
+            self.beginResetModel()
+            self._ids, self._pos = ids, pos
+            self._wanted.clear()
+            self.endResetModel()
+        self._token = token
+        self._loaded = True
+        for timer in (self._poll, self._tick):
+            if not timer.isActive():
+                timer.start()
+        self.query_applied.emit()
+
+    def _relayout(self, ids: list[str], pos: dict[str, int]) -> None:
+        self.layoutAboutToBeChanged.emit()
+        before = self.persistentIndexList()
+        after = []
+        for index in before:
+            new = pos.get(self._ids[index.row()]) if index.row() < len(self._ids) else None
+            after.append(self.index(new, index.column()) if new is not None else _NO_INDEX)
+        self._ids, self._pos = ids, pos
+        self.changePersistentIndexList(before, after)
+        self.layoutChanged.emit()
+
+    # -- rows on demand --------------------------------------------------------------------
+    def _want(self, block: int) -> None:
+        self._wanted.pop(block, None)
+        self._wanted[block] = None
+        while len(self._wanted) > WANTED_BLOCKS:
+            self._wanted.popitem(last=False)
+        if not self._rows_busy and not self._fetch_timer.isActive():
+            self._fetch_timer.start()
+
+    def _fetch_wanted(self) -> None:
+        ids: list[str] = []
+        for block in reversed(self._wanted):  # the latest request first
+            ids += [i for i in self._ids[block * BLOCK:(block + 1) * BLOCK]
+                    if i not in self._rows]
+        self._wanted.clear()
+        if not ids:
+            return
+        self._rows_busy = True
+        store, ms = self._store, self._metricstore
+        self._worker.submit("runs-rows", lambda: rq.fetch_rows(store, ms, ids),
+                            self._apply_rows, self._on_rows_error)
+
+    def _apply_rows(self, rows: dict[str, rq.RunRow]) -> None:
+        self._rows_busy = False
+        self._emit_rows_changed(self._store_rows(rows.values()))
+        if self._wanted:
+            self._fetch_timer.start()
+        self.rows_loaded.emit()
+
+    def _on_rows_error(self, exc: BaseException) -> None:
+        self._rows_busy = False
+        self._on_error(exc)
+
+    def _store_rows(self, rows: Iterable[rq.RunRow]) -> list[str]:
+        """Cache ``rows`` (an older read never replaces a newer one); returns what changed."""
+        changed = []
+        for row in rows:
+            known = self._rows.get(row.id)
+            if known is not None and known.updated_at > row.updated_at:
+                continue
+            self._rows[row.id] = row
+            self._rows.move_to_end(row.id)
+            changed.append(row.id)
+        while len(self._rows) > CACHE_ROWS:
+            self._rows.popitem(last=False)
+        return changed
+
+    def _emit_rows_changed(self, ids: Iterable[str], first: int = 0, last: int = -1) -> None:
+        """``dataChanged`` over each run of consecutive rows among ``ids``."""
+        rows = sorted(r for r in (self._pos.get(i) for i in ids) if r is not None)
+        last = self.columnCount() - 1 if last < 0 else last
+        start = prev = None
+        for r in [*rows, None]:
+            if r is not None and prev is not None and r == prev + 1:
+                prev = r
+                continue
+            if start is not None and prev is not None:
+                self.dataChanged.emit(self.index(start, first), self.index(prev, last))
+            start = prev = r
+
+    # -- updates ---------------------------------------------------------------------------
+    def notify_runs_changed(self, run_ids: Iterable[str]) -> None:
+        """Runs changed in the store (GUI thread): re-read them soon, once per burst."""
+        self.request_refresh(run_ids)
+
+    def request_refresh(self, run_ids: Iterable[str] = ()) -> None:
+        self._changed.update(run_ids)
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _refresh(self) -> None:
+        if not self._loaded:
+            return
+        if self._refresh_busy:  # one at a time; this one follows when it ends
+            self._refresh_timer.start()
+            return
+        forced, self._changed = set(self._changed), set()
+        generation, old, token, query = self._generation, self._ids, self._token, self._query
+        cached = frozenset(self._rows)
+        store, ms = self._store, self._metricstore
+
+        def work() -> tuple[Any, ...] | None:
+            new_token = rq.change_token(store)
+            if new_token == token and not forced:
+                return None
+            since = token.last_update if token is not None else 0.0
+            changed = set(rq.changed_since(store, since)) | forced
+            ids = rq.fetch_ids(store, query) if new_token != token else old
+            plan = plan_changes(old, ids)
+            rows = rq.fetch_rows(store, ms, [i for i in changed if i in cached])
+            return generation, old, new_token, ids, plan, rows, forced
+
+        self._refresh_busy = True
+        self._worker.submit("runs-refresh", work, self._apply_refresh, self._on_refresh_error)
+
+    def _on_refresh_error(self, exc: BaseException) -> None:
+        self._refresh_busy = False
+        self._on_error(exc)
+
+    def _apply_refresh(self, result: tuple[Any, ...] | None) -> None:
+        self._refresh_busy = False
+        if result is None:
+            return
+        generation, old, token, ids, plan, rows, forced = result
+        if generation != self._generation or old is not self._ids:
+            self.request_refresh(forced)  # the list moved on meanwhile: read again
+            return
+        self._apply_plan(plan, ids)
+        self._token = token
+        self._emit_rows_changed(self._store_rows(rows.values()))
+        if plan.kind != "same":
+            self.query_applied.emit()
+
+    def _apply_plan(self, plan: Plan, ids: list[str]) -> None:
+        if plan.kind == "same":
+            return
+        if plan.kind == "reset":
+            self.beginResetModel()
+            self._ids, self._pos = ids, plan.positions
+            self.endResetModel()
+            return
+        for first, last in reversed(plan.removed):
+            self.beginRemoveRows(_NO_INDEX, first, last)
+            self._ids = self._ids[:first] + self._ids[last + 1:]
+            self.endRemoveRows()
+        if plan.reordered:
+            kept = list(plan.reordered)
+            self._relayout(kept, {run_id: i for i, run_id in enumerate(kept)})
+        for first, last in plan.inserted:
+            self.beginInsertRows(_NO_INDEX, first, last)
+            self._ids = self._ids[:first] + ids[first:last + 1] + self._ids[first:]
+            self.endInsertRows()
+        self._ids, self._pos = ids, plan.positions
+
+    def notify_metrics(self, host_keys: Iterable[str]) -> None:
+        """New metric points for these run keys (their ids on the host)."""
+        if not any(c.kind == "metric" for c in self._columns):
+            return
+        for key in host_keys:
+            run_id = key.rsplit("-a", 1)[0] if "-a" in key else key
+            if run_id in self._rows:
+                self._metrics_dirty.add(run_id)
+        if self._metrics_dirty and not self._metrics_timer.isActive():
+            self._metrics_timer.start()
+
+    def _refresh_metrics(self) -> None:
+        rows = [self._rows[i] for i in self._metrics_dirty if i in self._rows]
+        self._metrics_dirty.clear()
+        if not rows:
+            return
+        ms = self._metricstore
+        self._worker.submit("runs-metrics", lambda: rq.metric_values(ms, rows),
+                            self._apply_metrics, self._on_error)
+
+    def _apply_metrics(self, values: dict[str, dict[str, float]]) -> None:
+        changed = []
+        for run_id, metrics in values.items():
+            row = self._rows.get(run_id)
+            if row is not None and row.metrics != metrics:
+                row.metrics = metrics
+                changed.append(run_id)
+        metric_cols = [i for i, c in enumerate(self._columns) if c.kind == "metric"]
+        if changed and metric_cols:
+            self._emit_rows_changed(changed, metric_cols[0], metric_cols[-1])
+
+    def _tick_durations(self) -> None:
+        """Durations of active runs grow every second: repaint that one column."""
+        col = self.column_of("base", "duration")
+        active = [i for i, row in self._rows.items() if row.state in fmt.ACTIVE]
+        if col >= 0 and active:
+            self._emit_rows_changed(active, col, col)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.failed.emit(f"Could not read the runs: {exc}")
+
+    # -- columns ---------------------------------------------------------------------------
+    def set_extra_columns(self, metrics: Sequence[str], params: Sequence[str]) -> None:
+        """Show these metric and parameter columns (before Tags/Note), in this order."""
+        base = base_columns()
+        split = [c.key for c in base].index("tags")
+        wanted = (base[:split] + [Column("metric", m, m) for m in dict.fromkeys(metrics)]
+                  + [Column("param", p, p) for p in dict.fromkeys(params)] + base[split:])
+        current = self._columns
+        for i in reversed(range(len(current))):
+            if current[i] not in wanted:
+                self.beginRemoveColumns(_NO_INDEX, i, i)
+                self._columns = current = current[:i] + current[i + 1:]
+                self.endRemoveColumns()
+        for j, column in enumerate(wanted):
+            if j >= len(current) or current[j] != column:
+                self.beginInsertColumns(_NO_INDEX, j, j)
+                self._columns = current = [*current[:j], column, *current[j:]]
+                self.endInsertColumns()
+        sort = self._query.sort
+        if sort.kind in ("metric", "param") and self.column_of(sort.kind, sort.arg) < 0:
+            self.sort(self.column_of("base", "submitted"), Qt.SortOrder.DescendingOrder)
+
+    def stop(self) -> None:
+        for timer in (self._poll, self._tick, self._fetch_timer, self._refresh_timer,
+                      self._metrics_timer):
+            timer.stop()
