@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Sets up everything Labdeck needs on a fresh Debian/Ubuntu machine, then either opens the
 # app or runs the whole test suite with its quality gates.
-#   bash installer/dev.sh app [labdeck args…]   set up, then open Labdeck
+#   bash installer/dev.sh app                   set up, then open Labdeck on the demo lab
+#   bash installer/dev.sh app [labdeck args…]   set up, then run labdeck with those args
 #   bash installer/dev.sh test [pytest args…]   set up, then ruff, mypy, import-linter, pytest
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 mode="${1:-}"; shift || true
 
-# System packages: sshd for the lab-in-a-box tests, Qt's runtime libraries, a font.
+# System packages: sshd for the lab-in-a-box tests, Qt's runtime libraries, a font,
+# dbus-daemon for the desktop-notification test's private session bus.
 sys_pkgs=(openssh-server openssh-client libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0
-          libfontconfig1 libdbus-1-3 fonts-dejavu-core iproute2 util-linux python3-venv
+          libfontconfig1 libdbus-1-3 dbus fonts-dejavu-core iproute2 util-linux python3-venv
           libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
           libxcb-shape0 libxcb-xinerama0 libxcb-xkb1)
 missing=()
@@ -43,6 +45,9 @@ fi
 
 case "$mode" in
     app)
+        # Without arguments: the demo lab (simulated workstations, its own data folder),
+        # so a fresh machine shows Labdeck at work without a GPU workstation.
+        (($#)) || set -- --demo
         exec .venv/bin/labdeck "$@"
         ;;
     test)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import app
-from app.cli import gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd
+from app.cli import desktop_cmd, gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 from app.core.store import StoreError
@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the window offscreen against a simulated lab, check it, and exit",
     )
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the demo lab: simulated workstations and runs, in a Labdeck home of its "
+        "own (never your real lab); with a command, the command acts on the demo lab",
+    )
+    parser.add_argument(
         "--screenshot",
         type=Path,
         metavar="PATH",
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd.add_parser(commands)
     serve_cmd.add_parser(commands)
     metrics_cmd.add_parser(commands)
+    desktop_cmd.add_parser(commands)
     return parser
 
 
@@ -100,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "args"):
             parser.error("'--' only goes with: labdeck submit SCRIPT [options] -- ARGS")
         args.args = [*args.args, *passthrough]
+    if args.demo:
+        from app.core.demo import use_demo_home
+
+        use_demo_home()  # before logging starts: the demo logs into its own home
     log_path = setup_logging()
     log.info("labdeck %s: %s", app.__version__, args.command or "window")
     try:
@@ -125,8 +136,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             # Qt is imported here and only here: the subcommands stay headless.
             from app.ui.selftest import run_self_test
 
-            return run_self_test(args.screenshot)
+            return run_self_test(args.screenshot, demo=args.demo)
         check_display()
+        if args.demo:
+            return _open_demo_window()
         from app.cli.window import open_window
 
         return open_window(sys.argv[:1])
@@ -134,3 +147,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise UsageError("--self-test and --screenshot do not combine with a command")
     result: int = args.run(args)
     return result
+
+
+def _open_demo_window() -> int:
+    """The window on the demo lab: hosts and first sweep prepared, the other user started
+    (and stopped again when the window closes)."""
+    from app.cli.window import open_window
+    from app.core.demo import prepare_demo
+    from app.core.store import Store
+
+    with Store.open() as store:
+        lab = prepare_demo(store)
+    try:
+        return open_window(sys.argv[:1])
+    finally:
+        lab.stop()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMessageLogContext, Qt, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
@@ -13,6 +14,26 @@ from app.ui.resources import app_icon
 
 APP_NAME = "Labdeck"
 DESKTOP_FILE = "org.labdeck.Labdeck"
+
+_qt_log = logging.getLogger("qt")
+_QT_LEVELS = {
+    QtMsgType.QtDebugMsg: logging.DEBUG,
+    QtMsgType.QtInfoMsg: logging.INFO,
+    QtMsgType.QtWarningMsg: logging.WARNING,
+    QtMsgType.QtCriticalMsg: logging.ERROR,
+    QtMsgType.QtFatalMsg: logging.CRITICAL,
+}
+
+
+def _qt_message_to_log(kind: QtMsgType, context: QMessageLogContext, message: str) -> None:
+    """Qt's own warnings (missing plugins, fonts, painter misuse) go to Labdeck's log file."""
+    category = context.category or "qt"
+    _qt_log.log(_QT_LEVELS.get(kind, logging.WARNING), "[%s] %s", category, message)
+
+
+def capture_qt_messages() -> None:
+    """Route Qt's messages into logging (idempotent)."""
+    qInstallMessageHandler(_qt_message_to_log)
 
 
 def use_offscreen_if_headless() -> None:
@@ -31,6 +52,9 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     if isinstance(existing, QApplication):
         app = existing
     else:
+        # Only for the application this creates: an existing one (a test's) keeps the
+        # message handler its owner installed.
+        capture_qt_messages()
         # Fractional scale factors (150 %) render crisply instead of rounding up to 2x.
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough

@@ -19,7 +19,7 @@ from app.ui.plot_axes import PALETTE
 
 MIN_CONTRAST = 3.0
 # On dark backgrounds saturated mid tones look dim next to light text: ask for more.
-DARK_CONTRAST = 4.5
+DARK_CONTRAST = 3.6
 _LIGHTNESS_STEP = 0.015
 
 

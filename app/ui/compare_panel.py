@@ -63,8 +63,9 @@ class ComparePanel(CurvePanel):
 
     def set_color_indices(self, indices: Mapping[str, int]) -> None:
         """Run key → palette index; curves already drawn take their new colour."""
-        self._indices = dict(indices)
-        self._restyle_traces()
+        if dict(indices) != self._indices:
+            self._indices = dict(indices)
+            self._restyle_traces()
 
     def run_color(self, key: str) -> QColor:
         return run_color(self._indices.get(key, 0), self.theme.background)

@@ -55,6 +55,7 @@ class ParamTable(QTableWidget):
         self.customContextMenuRequested.connect(self._on_context_menu)
         self._runs: list[ParamRun] = []
         self._names: list[str] = []
+        self._shown: object = None
         self.show_all = False
         self.total = 0  # parameters across the runs
         self.differ = 0  # of which differ
@@ -63,11 +64,18 @@ class ParamTable(QTableWidget):
         """The runs (one row each, in this order) and their parameters."""
         if show_all is not None:
             self.show_all = show_all
+        shown = (self.show_all, [(r.run_id, r.label, r.color.name(), sorted(r.params.items()))
+                                 for r in runs])
+        if shown == self._shown:
+            return  # live runs re-read this every second: keep the scroll and column widths
+        self._shown = shown
         self._runs = list(runs)
         params = [c.params for c in self._runs]
         every = sorted({name for p in params for name in p})
         diff = set(differing(params)) if len(params) > 1 else set()
-        self._names = every if self.show_all else [n for n in every if n in diff]
+        # One run differs from nothing: then its parameters are simply listed.
+        listed = self.show_all or len(params) < 2
+        self._names = every if listed else [n for n in every if n in diff]
         self.total, self.differ = len(every), len(diff)
         self.setRowCount(len(self._runs))
         self.setColumnCount(1 + len(self._names))
@@ -109,7 +117,7 @@ class ParamTable(QTableWidget):
     def summary(self) -> str:
         runs = len(self._runs)
         if runs < 2:
-            return f"{self.total} parameters"
+            return f"{self.total} parameters" + (" (add runs to compare)" if runs else "")
         if not self.differ:
             return f"All {self.total} parameters are the same in these {runs} runs"
         return f"{self.differ} of {self.total} parameters differ"
@@ -119,11 +127,16 @@ class ParamTable(QTableWidget):
         return item.text() if item is not None else ""
 
     def _on_context_menu(self, pos: QPoint) -> None:
-        row = self.rowAt(pos.y())
+        menu = self.context_menu(self.rowAt(pos.y()))
+        if menu is not None:
+            menu.exec(self.viewport().mapToGlobal(pos))
+
+    def context_menu(self, row: int) -> QMenu | None:
+        """The menu of a run's row: "Remove" takes the run out of the comparison."""
         if not 0 <= row < len(self._runs):
-            return
+            return None
         run = self._runs[row]
         menu = QMenu(self)
         menu.addAction(f"Remove “{run.label}” from the comparison",
                        lambda: self.remove_requested.emit([run.run_id]))
-        menu.exec(self.viewport().mapToGlobal(pos))
+        return menu

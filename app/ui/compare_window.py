@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QFileDialog, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app.ui.background import run_in_background
 from app.ui.compare_data import (
@@ -126,7 +126,7 @@ class CompareWindow(QWidget):
         self.show_all.toggled.connect(self._on_show_all)
         self.metrics.chosen_changed.connect(self._on_metrics_chosen)
         self.curves.run_toggled.connect(self._on_plot_legend_toggled)
-        self.curves.colors_changed.connect(self._render)
+        self.curves.colors_changed.connect(self._on_colors_changed)
         self.curves.controls.changed.connect(self._on_controls_changed)
 
         self.setAcceptDrops(True)
@@ -249,8 +249,6 @@ class CompareWindow(QWidget):
                                              s.params) for s in snaps])
         self.ui.params_summary.setText(self.params.summary())
         self.stats.set_rows(stat_rows(snaps, labels), colors)
-        if self.stats.rows:
-            self.stats.recolor(colors)
         count = len(self._ids)
         self.ui.title.setText(f"Comparing {count} run{'s' if count != 1 else ''}")
         names = ", ".join(labels[s.run_id] for s in snaps[:4]) + ("…" if len(snaps) > 4 else "")
@@ -258,6 +256,10 @@ class CompareWindow(QWidget):
         if self._missing:
             self.ui.status.setText(f"{len(self._missing)} of these runs are no longer in the "
                                    "store (deleted); they are left out.")
+
+    def _on_colors_changed(self) -> None:
+        self._render()
+        self.stats.recolor({s.run_id: self.curves.run_color(s.key) for s in self._snaps.values()})
 
     # -- user actions ---------------------------------------------------------------------
     def _on_legend_toggled(self, run_id: str, visible: bool) -> None:

@@ -63,7 +63,7 @@ class RunsTableModel(QAbstractTableModel):
     failed = Signal(str)  # a read failed: a sentence for the status bar
 
     def __init__(self, store: Store, metricstore: MetricStore, worker: DataWorker,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, poll_ms: int = POLL_MS) -> None:
         super().__init__(parent)
         self._store, self._metricstore, self._worker = store, metricstore, worker
         self._query = rq.RunsQuery()
@@ -83,7 +83,8 @@ class RunsTableModel(QAbstractTableModel):
         self._fetch_timer = self._timer(0, self._fetch_wanted)
         self._refresh_timer = self._timer(REFRESH_DELAY_MS, self._refresh)
         self._metrics_timer = self._timer(METRICS_DELAY_MS, self._refresh_metrics)
-        self._poll = QTimer(self, interval=POLL_MS)
+        self._poll = QTimer(self, interval=max(poll_ms, 1))
+        self._polling = poll_ms > 0
         self._poll.timeout.connect(lambda: self.request_refresh())
         self._tick = QTimer(self, interval=1000)
         self._tick.timeout.connect(self._tick_durations)
@@ -107,6 +108,9 @@ class RunsTableModel(QAbstractTableModel):
         column = self._columns[section]
         if role == Qt.ItemDataRole.DisplayRole:
             return column.title
+        if role == Qt.ItemDataRole.TextAlignmentRole and (
+                column.kind != "base" or column.key == "duration"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column.kind != "base":
             return (f"last value of the metric {column.key}" if column.kind == "metric"
                     else f"the parameter {column.key}")
@@ -194,6 +198,9 @@ class RunsTableModel(QAbstractTableModel):
     def is_loaded(self) -> bool:
         return self._loaded
 
+    def cached_count(self) -> int:
+        return len(self._rows)
+
     # -- queries -------------------------------------------------------------------------
     def set_query(self, query: rq.RunsQuery) -> None:
         """Show ``query``'s runs (read off the GUI thread; applied when they arrive)."""
@@ -227,9 +234,10 @@ class RunsTableModel(QAbstractTableModel):
             self.endResetModel()
         self._token = token
         self._loaded = True
-        for timer in (self._poll, self._tick):
-            if not timer.isActive():
-                timer.start()
+        if self._polling and not self._poll.isActive():
+            self._poll.start()
+        if not self._tick.isActive():
+            self._tick.start()
         self.query_applied.emit()
 
     def _relayout(self, ids: list[str], pos: dict[str, int]) -> None:

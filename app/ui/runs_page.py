@@ -31,6 +31,7 @@ from app.ui import runs_query as rq
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from app.ui.run_window import RunDataBridge
+from app.ui.runs_actions import RunsActions
 from app.ui.runs_model import RUN_ID_ROLE, RunsTableModel
 
 SETTINGS_KEY = "runs_table.columns"
@@ -109,7 +110,10 @@ class RunsPage(QWidget):
         self.metric_choices: list[str] = []
         self.param_choices: list[str] = []
         self._stopped = False
+        self._on_stop: list[Callable[[], None]] = []
+        self._settings_loaded = False
         self.last_message = ""
+        self.run_actions: RunsActions | None = None
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setClearButtonEnabled(True)
@@ -121,9 +125,9 @@ class RunsPage(QWidget):
             self.state_box.addItem(label, states)
         self.host_box = QComboBox()
         self.tag_box = QComboBox()
-        for box, label in ((self.host_box, "All hosts"), (self.tag_box, "All tags")):
-            box.addItem(label, "")
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for combo, label in ((self.host_box, "All hosts"), (self.tag_box, "All tags")):
+            combo.addItem(label, "")
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.archived_box = QCheckBox("Archived")
         self.archived_box.setToolTip("Also show archived runs")
         self.columns_button = QToolButton()
@@ -185,7 +189,7 @@ class RunsPage(QWidget):
         self.view.selectionModel().selectionChanged.connect(self._show_count)
         self.model.query_applied.connect(self._show_count)
         self.model.query_applied.connect(self._refresh_choices)
-        self.model.columnsInserted.connect(lambda *_: self._size_columns())
+        self.model.columnsInserted.connect(lambda _p, first, last: self._size_columns(first, last))
         self.model.failed.connect(self.show_message)
         self._load_settings()
 
@@ -203,6 +207,8 @@ class RunsPage(QWidget):
         if self._stopped:
             return
         self._stopped = True
+        for fn in self._on_stop:
+            fn()
         self._filter_timer.stop()
         self.model.stop()
         self.worker.stop()
@@ -294,13 +300,14 @@ class RunsPage(QWidget):
             self.worker.submit("runs-save-columns",
                                lambda: store.set_setting(SETTINGS_KEY, value), None, None)
 
-    def _size_columns(self) -> None:
-        for i, column in enumerate(self.model.columns()):
+    def _size_columns(self, first: int = 0, last: int = -1) -> None:
+        columns = self.model.columns()
+        for i in range(first, len(columns) if last < 0 else last + 1):
+            column = columns[i]
             width = _WIDTHS.get(column.key, 90) if column.kind == "base" else 90
             self.view.setColumnWidth(i, width)
 
     def _load_settings(self) -> None:
-        self._settings_loaded = False
         store = self.ctx.store
 
         def loaded(value: Any) -> None:
@@ -326,16 +333,18 @@ class _RunEvents(QObject):
 def install_runs_page(window: Any, ctx: AppContext,
                       open_runs: Callable[[list[str]], None] | None = None,
                       submit_dialog: Callable[[dict[str, Any]], Any] | None = None) -> RunsPage:
-    """Add the Runs tab (and its menu and shortcuts) to ``window`` (a ``MainWindow``)."""
-    from app.ui.runs_actions import RunsActions  # the actions import this module
+    """Add the Runs tab, its "Runs" menu and its shortcuts to ``window`` (a ``MainWindow``).
 
+    ``open_runs(ids)``: one id → the run's window, several → a comparison.
+    ``submit_dialog(spec)``: the submit dialog pre-filled with a spec (clone and edit).
+    """
     page = RunsPage(ctx)
-    page.actions = RunsActions(page, ctx, submit_dialog)  # type: ignore[attr-defined]
+    page.run_actions = actions = RunsActions(page, ctx, submit_dialog)
     if open_runs is not None:
         page.open_runs_requested.connect(open_runs)
     page.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
     window.add_page(page, "Runs")
-    page.actions.install_menu(window.menuBar())  # type: ignore[attr-defined]
+    actions.install_menu(window.menuBar())
     connect_events(page, ctx)
     window.closed.connect(page.stop)
     return page
@@ -343,7 +352,7 @@ def install_runs_page(window: Any, ctx: AppContext,
 
 def connect_events(page: RunsPage, ctx: AppContext) -> None:
     """Live updates: run state changes from the dispatcher, new metric values from the
-    ingestor. Both are dropped again when the page stops."""
+    ingestor; both listeners are removed when the page stops."""
     if ctx.services is None:
         return
     dispatcher, ingestor = ctx.services.dispatcher, ctx.services.ingestor
@@ -359,12 +368,4 @@ def connect_events(page: RunsPage, ctx: AppContext) -> None:
         dispatcher.remove_listener(events)
         ingestor.remove_listener(data)
 
-    page.destroyed.connect(detach)
-    page.model.destroyed.connect(detach)
-    original_stop = page.stop
-
-    def stop() -> None:
-        detach()
-        original_stop()
-
-    page.stop = stop  # type: ignore[method-assign]
+    page._on_stop.append(detach)

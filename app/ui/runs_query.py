@@ -286,6 +286,20 @@ def column_choices(store: Store) -> tuple[list[str], list[str]]:
 
 
 # -- annotations and delete ---------------------------------------------------------------
+def read_annotations(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """run id → {"tags", "note", "archived"} as stored now (what an undo puts back)."""
+    out: dict[str, dict[str, Any]] = {}
+    with store.lock:
+        for k in range(0, len(run_ids), _CHUNK):
+            part = list(run_ids[k:k + _CHUNK])
+            for run_id, tags, note, archived in store.db.conn.execute(
+                    f"SELECT id, tags, note, archived FROM runs "  # noqa: S608
+                    f"WHERE id IN ({','.join('?' * len(part))})", part):
+                out[run_id] = {"tags": json.loads(tags), "note": note,
+                               "archived": bool(archived)}
+    return out
+
+
 def set_note(store: Store, run_id: str, note: str) -> None:
     with store.transaction() as db:
         db.conn.execute("UPDATE runs SET note = ?, updated_at = ? WHERE id = ?",

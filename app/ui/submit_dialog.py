@@ -37,11 +37,10 @@ from PySide6.QtWidgets import (
 
 from app.core.jobspec import JobSpec
 from app.core.snapshot import read_snapshot
-from app.core.store import Store
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
-from app.ui.submit_form import Built, build, edited_specs, flag_names
-from app.ui.submit_items import SubmitItem, folder_item, load_items
+from app.ui.submit_form import Built, build, describe_ids, edited_specs, flag_names
+from app.ui.submit_items import SubmitItem, folder_item, gpu_counts, load_items
 from app.ui.submit_settings import SharedSettings
 from app.ui.sweep_editor import ParamTable
 
@@ -52,29 +51,6 @@ QLabel#problems { color: #c62828; }
 QLabel#count { font-weight: bold; }
 QLabel#hint { color: palette(placeholder-text); margin-top: 12px; }
 """
-
-
-def gpu_counts(store: Store, monitor: Any) -> tuple[list[str], dict[str, int | None]]:
-    """Host names in the store, and each one's GPU count where known (seen by the monitor,
-    or simulated); reads the store, so call it on a worker."""
-    names: list[str] = []
-    counts: dict[str, int | None] = {}
-    for spec in store.hosts():
-        names.append(spec.name)
-        view = monitor.host(spec.name) if monitor is not None else None
-        if view is not None and view.hello is not None:
-            counts[spec.name] = len(view.hello.gpus)
-        elif spec.simulated:
-            counts[spec.name] = spec.agent.sim_gpus
-        else:
-            counts[spec.name] = None
-    return names, counts
-
-
-def describe_ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:3])
-    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
-    return f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''}: {shown}{more}"
 
 
 class SubmitDialog(QDialog):
@@ -146,6 +122,7 @@ class SubmitDialog(QDialog):
         self.runs_view = QTreeWidget()
         self.runs_view.setHeaderLabels(["Run", "Command"])
         self.runs_view.setRootIsDecorated(False)
+        self.runs_view.setAlternatingRowColors(True)
         self.runs_view.setColumnWidth(0, 220)
         self.tabs = QTabWidget()
         self.tabs.addTab(params_page, "Parameters")
@@ -213,8 +190,11 @@ class SubmitDialog(QDialog):
         self.hosts, self.gpu_counts, self.items = result
         self.settings.set_hosts(self.hosts)
         first = next((i.base for i in self.items if i.base is not None), None)
-        if first is not None:
-            self.settings.fill(first)
+        # Nothing readable (a broken job file): show the defaults, and nothing to edit.
+        self.settings.fill(first if first is not None else JobSpec(name=""))
+        for _label, widget in (*self.settings.placement_rows,
+                               *self.settings.environment_rows):
+            widget.setEnabled(first is not None)
         if self._pin is not None:
             self.settings.pin(*self._pin)
         self._fill_item()
@@ -271,7 +251,8 @@ class SubmitDialog(QDialog):
             return "Nothing to queue."
         if len(self.items) > 1:
             names = ", ".join(f"<b>{i.label}</b>" for i in self.items)
-            text = f"{len(self.items)} files, one run each (a job file: its runs): {names}"
+            text = (f"{len(self.items)} files: {names}. One run per script or folder, and "
+                    "each job file's own runs; settings changed here apply to all of them.")
         else:
             item = self.items[0]
             where = f" — <code>{item.path}</code>" if item.path is not None else ""
@@ -323,10 +304,18 @@ class SubmitDialog(QDialog):
 
     def _show_problems(self, problems: list[str]) -> None:
         self.problems_area.setVisible(bool(problems))
-        self.problems_label.setText("\n".join(f"• {p}" for p in problems))
+        shown = problems
+        for item in self.items:
+            if item.path is not None:  # the file's name is enough where the header has it
+                shown = [p.replace(f"{item.path}: ", f"{item.label}: ", 1) for p in shown]
+        self.problems_label.setText("\n".join(f"• {p}" for p in shown))
         marked: dict[QWidget, list[str]] = {}
+        # A job file that could not be read is not shown in the form: its problems name
+        # the file and its lines, and no field of the form is to blame.
+        unread = tuple(str(i.path) for i in self.items if i.base is None and i.path)
         for problem in problems:
-            widget = self._widget_for(problem)
+            widget = None if unread and problem.startswith(unread) else \
+                self._widget_for(problem)
             if widget is not None:
                 marked.setdefault(widget, []).append(problem)
         for widget in self._markable():

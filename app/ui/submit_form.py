@@ -282,3 +282,9 @@ def _labelled(item: SubmitItem, problem: str, count: int) -> str:
     if count == 1 or item.kind == "jobfile" or problem.startswith(item.label):
         return problem
     return f"{item.label}: {problem}"
+
+
+def describe_ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:3])
+    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    return f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''}: {shown}{more}"

@@ -4,7 +4,7 @@ Plain Python, run on a worker thread (it parses scripts and job files and lists 
 A script or folder becomes an editable base spec plus the options its argparse calls
 declare; a job file becomes its runs, or the problems that keep it from being queued; a
 spec being cloned comes back with its parameters taken out of the command, so the dialog
-can show them in its table.
+can show them in its table. The store's hosts and their GPU counts are read here too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.core.argparams import ScriptArg, apply_params, detect_script_args, form
 from app.core.jobfile import JOB_FILE_SUFFIXES, load_job_file
 from app.core.jobspec import INTERPRETERS, JobFileError, JobSpec, spec_from_script
 from app.core.snapshot import SKIP_DIRS
+from app.core.store import Store
 
 ACCEPTED = "Labdeck queues .py and .sh scripts, folders and .yaml/.yml/.toml job files"
 MAX_ENTRIES = 200
@@ -210,3 +211,20 @@ def value_text(value: Any) -> str:
     read back as a sweep)."""
     text = format_value(value)
     return f'"{text}"' if isinstance(value, str) and "," in text else text
+
+
+def gpu_counts(store: Store, monitor: Any) -> tuple[list[str], dict[str, int | None]]:
+    """Host names in the store, and each one's GPU count where known (seen by the monitor,
+    or simulated); reads the store, so call it on a worker."""
+    names: list[str] = []
+    counts: dict[str, int | None] = {}
+    for spec in store.hosts():
+        names.append(spec.name)
+        view = monitor.host(spec.name) if monitor is not None else None
+        if view is not None and view.hello is not None:
+            counts[spec.name] = len(view.hello.gpus)
+        elif spec.simulated:
+            counts[spec.name] = spec.agent.sim_gpus
+        else:
+            counts[spec.name] = None
+    return names, counts

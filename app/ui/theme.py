@@ -69,6 +69,8 @@ class ThemeManager(QObject):
         self.mode = "system"
         self.effective = ""
         self.actions: dict[str, QAction] = {}  # View ▸ Theme, set by install_theme
+        self.chosen = False  # the user picked a mode in this session
+        self.loaded = False  # the stored choice was read (install_theme)
         self._light = app.style().standardPalette()
         app.styleHints().colorSchemeChanged.connect(self._on_system_changed)
 
@@ -82,8 +84,10 @@ class ThemeManager(QObject):
                 {"system": Qt.ColorScheme.Unknown, "light": Qt.ColorScheme.Light,
                  "dark": Qt.ColorScheme.Dark}[mode])
         self.apply()
-        if save and self._save is not None:
-            self._save(mode)
+        if save:
+            self.chosen = True
+            if self._save is not None:
+                self._save(mode)
 
     def apply(self) -> None:
         effective = system_scheme() if self.mode == "system" else self.mode
@@ -162,6 +166,9 @@ def install_theme(window: MainWindow, ctx: AppContext,
     actions["system"].setChecked(True)
 
     def loaded(mode: object) -> None:
+        manager.loaded = True
+        if manager.chosen:  # picked from the menu before the store answered: keep it
+            return
         chosen = mode if isinstance(mode, str) and mode in MODES else "system"
         actions[chosen].setChecked(True)
         manager.set_mode(chosen, save=False)

@@ -23,6 +23,7 @@ import wire
 TRACE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim_trace.json")
 ENV_GPUS = "LABDECK_SIM_GPUS"
 ENV_HOST = "LABDECK_SIM_HOST"
+ENV_USER = "LABDECK_SIM_USER"
 SCAN_EVERY_S = 1.0
 COOL_TAU_S = 15.0
 
@@ -83,6 +84,7 @@ class SimBackend:
         self._proc = proc
         self._scanned_at = None
         self._by_gpu = {}
+        self._sim_users = {}
         self._gpus = [_Gpu(i, host_id) for i in range(count)]
         trace = self._trace
         self.detail = "simulated from %s (driver %s)" % (trace["source"], trace["driver"])
@@ -100,15 +102,19 @@ class SimBackend:
         self._scanned_at = now
         me = os.getpid()
         claims = {}
+        sim_users = {}
         for pid in procinfo.own_pids(self._proc):
             if pid == me:
                 continue
-            env = procinfo.environ_of(pid, (ENV_GPUS, ENV_HOST), self._proc)
+            env = procinfo.environ_of(pid, (ENV_GPUS, ENV_HOST, ENV_USER), self._proc)
             if ENV_GPUS not in env or env.get(ENV_HOST) != self._host_id:
                 continue
             indices = parse_gpu_list(env[ENV_GPUS], len(self._gpus))
             if indices:
                 claims[pid] = indices
+                if env.get(ENV_USER):
+                    sim_users[pid] = env[ENV_USER]
+        self._sim_users = sim_users
         # A launcher and the job it starts share the environment; like NVML, list only
         # the process that does the work (the one with no claiming child).
         parents = set()
@@ -190,6 +196,7 @@ class SimBackend:
                 if n:
                     extra_mem += mem or 0.0
                 user, command = procinfo.describe(pid, self._proc)
+                user = self._sim_users.get(pid, user)
                 processes.append(wire.gpu_process(pid, user, command, mem))
             values["mem_used_mib"] += extra_mem
         return wire.gpu_reading(

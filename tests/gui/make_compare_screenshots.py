@@ -118,6 +118,10 @@ def shoot(app: QApplication, ctx: AppContext, ids: list[str], path: Path) -> Non
         plots = window.curves.shown_plots()
         if len(plots) != 4 or len(window.curves.run_keys()) != 5:
             raise RuntimeError(f"expected 4 plots of 5 runs, got {plots}")
+        # pyqtgraph sizes an axis to its tick labels while painting: paint once, let the
+        # layout follow, then take the picture.
+        window.grab()
+        wait(app, window, 0.3)
         window.grab().save(str(path))
     finally:
         window.close()

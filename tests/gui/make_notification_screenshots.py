@@ -49,6 +49,19 @@ def _wait(predicate, timeout_s: float = 5.0) -> None:
 
 
 def render(out_dir: Path) -> list[Path]:
+    saved = {k: os.environ.get(k)
+             for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "LABDECK_HOME")}
+    try:
+        return _render(out_dir)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _render(out_dir: Path) -> list[Path]:
     app = create_application([])
     for name in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"):  # show the in-app toast
         os.environ.pop(name, None)
@@ -92,7 +105,6 @@ def render(out_dir: Path) -> list[Path]:
         world.monitor.stop()
         world.store.close()
         world.window.deleteLater()
-        os.environ.pop("LABDECK_HOME", None)
     return written
 
 

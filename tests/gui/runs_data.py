@@ -68,7 +68,7 @@ def fill_runs(store: Store, n: int, seed: int = 7, now: float | None = None,
             count = spec["gpus"]
             first = rng.randrange(0, 8 - count + 1)
             gpus = list(range(first, first + count))
-            started = created + rng.uniform(5, 600)
+            started = min(created + rng.uniform(5, 600), now - 5.0)
         if state.finished:
             ended = min(now, started + rng.uniform(120, 6 * 3600)) if started else now
             exit_code = {RunState.SUCCEEDED: 0, RunState.FAILED: 1}.get(state)

@@ -46,7 +46,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     runstore, ms = RunStore(store), MetricStore(store)
     ids = []
     for i, params in enumerate(PARAMS):
-        run_id = start_run(runstore, name=f"resnet-lr{params['lr']:g}", params=params)
+        run_id = start_run(runstore, name=f"resnet-lr{params['lr']:g}", params=params,
+                           gpus=(i,))
         add_points(ms, key_of(runstore, run_id), training_curves(N, seed=i))
         ids.append(run_id)
     fake = FakeLab()
@@ -240,7 +241,7 @@ def test_runs_added_by_drop_and_removed(qtbot, window, lab) -> None:
     panel = window.curves
     before = {k: panel.run_color(k) for k in _keys(lab)}
     new_id = start_run(lab.runstore, name="vit-lr3e-4",
-                       params={"lr": 3e-4, "batch": 128, "seed": 0})
+                       params={"lr": 3e-4, "batch": 128, "seed": 0}, gpus=(5,))
     add_points(lab.ms, key_of(lab.runstore, new_id), training_curves(N, seed=9))
 
     refused = QMimeData()
@@ -277,6 +278,12 @@ def test_runs_added_by_drop_and_removed(qtbot, window, lab) -> None:
     assert window.run_ids() == [lab.ids[0], lab.ids[2]]
     assert window.legend.run_ids() == [lab.ids[0], lab.ids[2]]
     assert window.params.param_names() == ["lr", "seed"]
+    # And the parameter table's, on a run's row.
+    menu = window.params.context_menu(window.params.run_ids().index(lab.ids[2]))
+    next(a for a in menu.actions() if a.text().startswith("Remove")).trigger()
+    _settle(qtbot, window)
+    assert window.run_ids() == [lab.ids[0]]
+    assert window.params.param_names() == ["batch", "lr", "seed"]  # one run: all listed
 
 
 def test_live_points_extend_the_curves(qtbot, window, lab) -> None:
@@ -299,7 +306,7 @@ def test_live_points_extend_the_curves(qtbot, window, lab) -> None:
     qtbot.waitUntil(lambda: window.stats.value_at(run_id, "val/acc", "Points") == N + extra,
                     timeout=10_000)
     assert window.stats.value_at(run_id, "lr", "Last step") == N + extra - 1
-    lo, hi = panel.plot_for("val/acc").getViewBox().viewRange()[0]
+    _lo, hi = panel.plot_for("val/acc").getViewBox().viewRange()[0]
     assert hi >= N + extra - 1
 
 
@@ -325,7 +332,7 @@ def test_layout_is_remembered_per_set_of_metrics(qtbot, window, lab) -> None:
         again.close()
 
     # Runs with other metrics start from the defaults.
-    other = start_run(lab.runstore, name="other", params={"lr": 1.0})
+    other = start_run(lab.runstore, name="other", params={"lr": 1.0}, gpus=(6,))
     add_points(lab.ms, key_of(lab.runstore, other),
                {"loss": (np.arange(50), np.linspace(2, 1, 50))})
     fresh = _open(qtbot, lab, [other])

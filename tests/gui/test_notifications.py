@@ -101,7 +101,7 @@ def test_real_toast_shows_and_its_click_opens_the_run(qtbot, world: World,
     assert world.window.isActiveWindow() and notifier.settings.quiet_when_focused
     notifier.set_settings(NotifySettings(quiet_when_focused=False))
 
-    event, channel = finish_and_wait(qtbot, world, notifier, RunState.FAILED, exit_code=1,
+    _event, channel = finish_and_wait(qtbot, world, notifier, RunState.FAILED, exit_code=1,
                                      reason="NaN loss at step 399")
     assert channel == "toast"
     toast = notifier.channels[2].toast

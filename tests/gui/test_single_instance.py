@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from app.ui.single_instance import SingleInstance, server_name
 
 pytestmark = pytest.mark.gui

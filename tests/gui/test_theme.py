@@ -23,15 +23,20 @@ def world(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     w = make_world(tmp_path)
     qtbot.addWidget(w.window)
     yield w
+    w.window.closed.emit()  # stops the theme's worker
     w.monitor.stop()
     w.store.close()
 
 
 @pytest.fixture
 def restore_light():
-    yield
+    """Leave the process as it was: later tests must not inherit a theme."""
     app = QApplication.instance()
-    ThemeManager(app).set_mode("light", save=False)
+    palette = QPalette(app.palette())
+    plot_defaults = {k: pg.getConfigOption(k) for k in ("background", "foreground")}
+    yield
+    app.setPalette(palette)
+    pg.setConfigOptions(**plot_defaults)
 
 
 def _window_color() -> QColor:
@@ -43,7 +48,7 @@ def test_switching_to_dark_changes_palette_and_plots(qtbot, world, restore_light
     qtbot.addWidget(plot)
     plot.setBackground("w")
     manager = install_theme(world.window, world.ctx)
-    qtbot.waitUntil(lambda: manager.effective != "", timeout=5000)
+    qtbot.waitUntil(lambda: manager.loaded, timeout=5000)
     light_window = _window_color()
     assert light_window.lightness() > 128
 
@@ -51,7 +56,9 @@ def test_switching_to_dark_changes_palette_and_plots(qtbot, world, restore_light
         manager.actions["dark"].trigger()
     assert blocker.args == ["dark"] and manager.effective == "dark"
     assert _window_color().lightness() < 80
-    assert world.window.palette().color(QPalette.ColorRole.Base).lightness() < 80
+    # Widgets hear of the new application palette through a posted event.
+    qtbot.waitUntil(lambda: world.window.palette().color(QPalette.ColorRole.Base)
+                    .lightness() < 80, timeout=2000)
     # The existing plot and the defaults for new ones follow.
     assert plot.backgroundBrush().color() == QColor(PLOT_COLORS["dark"][0])
     assert pg.getConfigOption("background") == PLOT_COLORS["dark"][0]
@@ -65,7 +72,6 @@ def test_switching_to_dark_changes_palette_and_plots(qtbot, world, restore_light
     assert plot.backgroundBrush().color() == QColor(PLOT_COLORS["light"][0])
     with pytest.raises(ValueError, match="unknown theme"):
         manager.set_mode("sepia")
-    world.window.closed.emit()  # stops the theme's worker
 
 
 def test_stored_choice_is_applied_at_install(qtbot, world, restore_light) -> None:
@@ -73,7 +79,6 @@ def test_stored_choice_is_applied_at_install(qtbot, world, restore_light) -> Non
     manager = install_theme(world.window, world.ctx)
     qtbot.waitUntil(lambda: manager.effective == "dark", timeout=5000)
     assert manager.mode == "dark" and manager.actions["dark"].isChecked()
-    world.window.closed.emit()
 
 
 def test_system_mode_follows_the_platform_scheme(qtbot, restore_light) -> None:
@@ -97,3 +102,12 @@ def test_notification_screenshots_render_light_and_dark(qtbot, tmp_path: Path,
     # The menu bar's background: light is light, dark is dark.
     assert light.pixelColor(600, 5).lightness() > 180
     assert dark.pixelColor(600, 5).lightness() < 80
+
+
+def test_a_choice_made_before_the_store_answers_is_kept(qtbot, world, restore_light) -> None:
+    world.store.set_setting("theme", "light")
+    manager = install_theme(world.window, world.ctx)
+    manager.actions["dark"].trigger()
+    qtbot.waitUntil(lambda: manager.loaded, timeout=5000)
+    assert manager.effective == "dark"
+    qtbot.waitUntil(lambda: world.store.get_setting("theme") == "dark", timeout=5000)
