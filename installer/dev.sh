@@ -13,7 +13,9 @@ mode="${1:-}"; shift || true
 sys_pkgs=(openssh-server openssh-client libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0
           libfontconfig1 libdbus-1-3 dbus fonts-dejavu-core iproute2 util-linux python3-venv
           libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
-          libxcb-shape0 libxcb-xinerama0 libxcb-xkb1)
+          libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+          libwayland-client0 libwayland-cursor0 libwayland-egl1
+          desktop-file-utils appstream)
 missing=()
 for p in "${sys_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -102,8 +102,9 @@ def desktop_entry_text(template: str, argv: list[str]) -> str:
 def planned_files(resources: Path, data_dir: Path) -> list[tuple[Path, Path]]:
     """(source, destination) pairs; the .desktop entry is written separately."""
     linux = resources / "linux"
+    metainfo = f"{app.APP_ID}.metainfo.xml"
     pairs = [
-        (linux / f"{app.APP_ID}.metainfo.xml", data_dir / "metainfo" / f"{app.APP_ID}.metainfo.xml"),
+        (linux / metainfo, data_dir / "metainfo" / metainfo),
         (linux / f"{app.APP_ID}.mime.xml", data_dir / "mime" / "packages" / f"{app.APP_ID}.xml"),
     ]
     hicolor = resources / "icons" / "hicolor"

@@ -53,9 +53,17 @@ def ensure_private_dir(path: Path) -> None:
 
 
 def touch_private(path: Path) -> None:
-    """Create ``path`` as an empty 0600 file if missing, and tighten it if it exists."""
+    """Create ``path`` as an empty 0600 file if missing, and tighten it if it exists.
+
+    An existing file is never opened here: closing any descriptor of an SQLite database
+    drops every POSIX lock this process holds on it, including those of a live connection
+    in another thread (sqlite.org/howtocorrupt.html, section 2.2).
+    """
     ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return
     os.close(fd)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)

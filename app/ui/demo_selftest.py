@@ -20,6 +20,7 @@ from app.ui.selftest import SIZE, _fail, render_checked
 
 DEMO_WAIT_S = 60.0
 STORE_POLL_S = 0.5
+SETTLE_S = 4.0
 
 
 def run_demo_self_test(app: QApplication, screenshot: Path | None) -> int:
@@ -51,6 +52,13 @@ def run_demo_self_test(app: QApplication, screenshot: Path | None) -> int:
                 return _fail(f"the demo lab did not come alive within {DEMO_WAIT_S:.0f} s: "
                              f"{busy} GPUs busy, {free} free, {training} training, "
                              f"{running} runs running")
+            # A few more seconds, so the sparklines have a history and more runs started.
+            settle = time.monotonic() + SETTLE_S
+            while time.monotonic() < settle:
+                app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+                time.sleep(0.02)
+            counts = gpu_counts(services.monitor.hosts())
+            running = runstore.count([RunState.RUNNING])
             busy, free, training = counts
             return render_checked(
                 app, window, screenshot,

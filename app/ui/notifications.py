@@ -65,6 +65,8 @@ class Notifier(QObject):
         self.tray = tray
         self._is_focused = is_focused or window.isActiveWindow
         self.settings = NotifySettings()
+        self.settings_loaded = False
+        self._settings_chosen = False  # set_settings ran: a late load must not undo it
         self._tracker = FinishTracker()
         self._free_watch = FreeGpuWatch()
         self._stall_watch = StallWatch()
@@ -88,7 +90,7 @@ class Notifier(QObject):
         self._watch_timer.setInterval(int(WATCH_INTERVAL_S * 1000))
         self._watch_timer.timeout.connect(self.check_watches)
         store = ctx.store
-        self._worker.submit("settings", lambda: load_settings(store), self._apply_settings)
+        self._worker.submit("settings", lambda: load_settings(store), self._on_settings_read)
         window.closed.connect(self.close)
 
     # -- dispatcher thread ------------------------------------------------------------
@@ -189,6 +191,11 @@ class Notifier(QObject):
                 self.publish(stalled)
 
     # -- settings ---------------------------------------------------------------------
+    def _on_settings_read(self, settings: object) -> None:
+        self.settings_loaded = True
+        if not self._settings_chosen:
+            self._apply_settings(settings)
+
     def _apply_settings(self, settings: object) -> None:
         if not isinstance(settings, NotifySettings):
             return
@@ -201,6 +208,7 @@ class Notifier(QObject):
 
     def set_settings(self, settings: NotifySettings) -> None:
         """Use ``settings`` now and store them (on the worker)."""
+        self._settings_chosen = True
         self._apply_settings(settings)
         store = self._ctx.store
         self._worker.submit("save-settings", lambda: save_settings(store, settings))

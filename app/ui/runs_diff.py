@@ -26,7 +26,8 @@ class Plan:
     reordered: tuple[str, ...] = ()
 
 
-def _ranges(rows: Sequence[int]) -> tuple[tuple[int, int], ...]:
+def ranges(rows: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Ascending row numbers as (first, last) runs of consecutive ones."""
     out: list[tuple[int, int]] = []
     for r in rows:
         if out and out[-1][1] == r - 1:
@@ -43,8 +44,8 @@ def plan_changes(old: Sequence[str], new: Sequence[str]) -> Plan:
     old_set = set(old)
     kept_old = [run_id for run_id in old if run_id in positions]
     kept_new = [run_id for run_id in new if run_id in old_set]
-    removed = _ranges([i for i, run_id in enumerate(old) if run_id not in positions])
-    inserted = _ranges([i for i, run_id in enumerate(new) if run_id not in old_set])
+    removed = ranges([i for i, run_id in enumerate(old) if run_id not in positions])
+    inserted = ranges([i for i, run_id in enumerate(new) if run_id not in old_set])
     if len(removed) + len(inserted) > MAX_RANGES:
         return Plan("reset", positions=positions)
     reordered = tuple(kept_new) if kept_old != kept_new else ()

@@ -37,7 +37,7 @@ from app.core.store import Store
 from app.ui import runs_format as fmt
 from app.ui import runs_query as rq
 from app.ui.data_worker import DataWorker
-from app.ui.runs_diff import Plan, plan_changes
+from app.ui.runs_diff import Plan, plan_changes, ranges
 from app.ui.runs_format import Column
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
@@ -63,7 +63,8 @@ class RunsTableModel(QAbstractTableModel):
     failed = Signal(str)  # a read failed: a sentence for the status bar
 
     def __init__(self, store: Store, metricstore: MetricStore, worker: DataWorker,
-                 parent: QObject | None = None, poll_ms: int = POLL_MS) -> None:
+                 parent: QObject | None = None, poll_ms: int = POLL_MS,
+                 tick_ms: int = 1000) -> None:
         super().__init__(parent)
         self._store, self._metricstore, self._worker = store, metricstore, worker
         self._query = rq.RunsQuery()
@@ -86,7 +87,8 @@ class RunsTableModel(QAbstractTableModel):
         self._poll = QTimer(self, interval=max(poll_ms, 1))
         self._polling = poll_ms > 0
         self._poll.timeout.connect(lambda: self.request_refresh())
-        self._tick = QTimer(self, interval=1000)
+        self._tick = QTimer(self, interval=max(tick_ms, 1))
+        self._ticking = tick_ms > 0
         self._tick.timeout.connect(self._tick_durations)
 
     def _timer(self, ms: int, slot: Any) -> QTimer:
@@ -236,7 +238,7 @@ class RunsTableModel(QAbstractTableModel):
         self._loaded = True
         if self._polling and not self._poll.isActive():
             self._poll.start()
-        if not self._tick.isActive():
+        if self._ticking and not self._tick.isActive():
             self._tick.start()
         self.query_applied.emit()
 
@@ -285,7 +287,8 @@ class RunsTableModel(QAbstractTableModel):
         self._on_error(exc)
 
     def _store_rows(self, rows: Iterable[rq.RunRow]) -> list[str]:
-        """Cache ``rows`` (an older read never replaces a newer one); returns what changed."""
+        """Cache ``rows`` (an older read never replaces a newer one); returns the ids whose
+        contents differ from what was cached (re-reading a row is not a change)."""
         changed = []
         for row in rows:
             known = self._rows.get(row.id)
@@ -293,23 +296,18 @@ class RunsTableModel(QAbstractTableModel):
                 continue
             self._rows[row.id] = row
             self._rows.move_to_end(row.id)
-            changed.append(row.id)
+            if row != known:
+                changed.append(row.id)
         while len(self._rows) > CACHE_ROWS:
             self._rows.popitem(last=False)
         return changed
 
     def _emit_rows_changed(self, ids: Iterable[str], first: int = 0, last: int = -1) -> None:
         """``dataChanged`` over each run of consecutive rows among ``ids``."""
-        rows = sorted(r for r in (self._pos.get(i) for i in ids) if r is not None)
+        rows = sorted({r for r in (self._pos.get(i) for i in ids) if r is not None})
         last = self.columnCount() - 1 if last < 0 else last
-        start = prev = None
-        for r in [*rows, None]:
-            if r is not None and prev is not None and r == prev + 1:
-                prev = r
-                continue
-            if start is not None and prev is not None:
-                self.dataChanged.emit(self.index(start, first), self.index(prev, last))
-            start = prev = r
+        for top, bottom in ranges(rows):
+            self.dataChanged.emit(self.index(top, first), self.index(bottom, last))
 
     # -- updates ---------------------------------------------------------------------------
     def notify_runs_changed(self, run_ids: Iterable[str]) -> None:
@@ -433,17 +431,18 @@ class RunsTableModel(QAbstractTableModel):
         split = [c.key for c in base].index("tags")
         wanted = (base[:split] + [Column("metric", m, m) for m in dict.fromkeys(metrics)]
                   + [Column("param", p, p) for p in dict.fromkeys(params)] + base[split:])
-        current = self._columns
-        for i in reversed(range(len(current))):
-            if current[i] not in wanted:
-                self.beginRemoveColumns(_NO_INDEX, i, i)
-                self._columns = current = current[:i] + current[i + 1:]
-                self.endRemoveColumns()
-        for j, column in enumerate(wanted):
-            if j >= len(current) or current[j] != column:
-                self.beginInsertColumns(_NO_INDEX, j, j)
-                self._columns = current = [*current[:j], column, *current[j:]]
-                self.endInsertColumns()
+        # Whole ranges at a time: each signal makes every view (and Qt's model tester)
+        # look at the model again.
+        gone = [i for i, c in enumerate(self._columns) if c not in wanted]
+        for first, last in reversed(ranges(gone)):
+            self.beginRemoveColumns(_NO_INDEX, first, last)
+            self._columns = self._columns[:first] + self._columns[last + 1:]
+            self.endRemoveColumns()
+        new = [j for j, c in enumerate(wanted) if c not in self._columns]
+        for first, last in ranges(new):
+            self.beginInsertColumns(_NO_INDEX, first, last)
+            self._columns = self._columns[:first] + wanted[first:last + 1] + self._columns[first:]
+            self.endInsertColumns()
         sort = self._query.sort
         if sort.kind in ("metric", "param") and self.column_of(sort.kind, sort.arg) < 0:
             self.sort(self.column_of("base", "submitted"), Qt.SortOrder.DescendingOrder)

@@ -74,7 +74,7 @@ def _render(out_dir: Path) -> list[Path]:
         notifier = install_notifications(world.window, world.ctx, lambda run_id: None)
         world.window.resize(*SIZE)
         world.window.show()
-        _wait(lambda: not notifier._worker.is_busy()
+        _wait(lambda: notifier.settings_loaded
               and world.window.cluster_view.summary().free == 4)
         notifier.set_settings(NotifySettings(quiet_when_focused=False))
         now = time.time()

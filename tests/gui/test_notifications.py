@@ -39,7 +39,7 @@ def make_notifier(qtbot, world: World, channels, focused: bool = False,
     opened = opened if opened is not None else []
     notifier = Notifier(world.window, world.ctx, opened.append, channels=channels,
                         is_focused=lambda: focused)
-    qtbot.waitUntil(lambda: not notifier._worker.is_busy(), timeout=5000)  # settings read
+    qtbot.waitUntil(lambda: notifier.settings_loaded, timeout=5000)
     return notifier
 
 
@@ -94,7 +94,7 @@ def test_real_toast_shows_and_its_click_opens_the_run(qtbot, world: World,
     opened: list[str] = []
     notifier = install_notifications(world.window, world.ctx, opened.append)
     world.window.show()
-    qtbot.waitUntil(lambda: not notifier._worker.is_busy(), timeout=5000)
+    qtbot.waitUntil(lambda: notifier.settings_loaded, timeout=5000)
     assert [c.name for c in notifier.channels] == ["tray", "desktop", "toast"]
     assert not notifier.channels[0].available()  # offscreen: no system tray
     assert not notifier.channels[1].available()  # no session bus

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import select
 import shutil
 import signal
 import subprocess
@@ -318,7 +320,12 @@ def test_logs_follow_prints_the_console_exactly_and_ctrl_c_exits_130(
         key = host_run_id(labapp.run(run_id))
         log = run_dirs(host)[key] / "output.log"
         wait(lambda: log.exists() and log.stat().st_size > 1000, 20, "some output")
-        time.sleep(2.0)  # both are following by now
+        # Interrupt only once it is following: its first console bytes say so (a signal
+        # during start-up would test the interpreter's imports, not labdeck).
+        assert quitter.stdout is not None
+        ready, _, _ = select.select([quitter.stdout], [], [], 30)
+        assert ready, "labdeck logs -f printed nothing within 30 s"
+        assert os.read(quitter.stdout.fileno(), 65536)
         quitter.send_signal(signal.SIGINT)
         _out, err = quitter.communicate(timeout=20)
         assert quitter.returncode == 130, err

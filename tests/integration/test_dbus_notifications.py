@@ -131,7 +131,7 @@ def world(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def _notifier(qtbot, world, opened: list[str]):
     notifier = install_notifications(world.window, world.ctx, opened.append)
-    qtbot.waitUntil(lambda: not notifier._worker.is_busy(), timeout=5000)
+    qtbot.waitUntil(lambda: notifier.settings_loaded, timeout=5000)
     notifier.set_settings(NotifySettings(quiet_when_focused=False))
     assert not notifier.channels[0].available()  # offscreen: no system tray
     assert notifier.channels[1].available()
