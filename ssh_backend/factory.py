@@ -20,10 +20,15 @@ def open_session(
     trust: TrustDecider | None = None,
     ssh_config: Path | None = None,
     timeouts: Timeouts | None = None,
+    local_home: Path | None = None,
 ) -> Session:
-    """A not yet started session for ``spec``; call ``start()`` on it."""
+    """A not yet started session for ``spec``; call ``start()`` on it.
+
+    ``local_home`` gives a local host its own HOME (the demo lab keeps its workstations'
+    run folders apart from the user's real ``~/.labdeck``); None inherits this HOME.
+    """
     if spec.local:
-        return LocalSession(spec, listener, timeouts=timeouts)
+        return LocalSession(spec, listener, timeouts=timeouts, home=local_home)
     return HostSession(
         spec,
         listener,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import app
-from app.cli import desktop_cmd, gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd
+from app.cli import desktop_cmd, gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd, window
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 from app.core.store import StoreError
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(commands)
     metrics_cmd.add_parser(commands)
     desktop_cmd.add_parser(commands)
+    window.add_parser(commands)
     return parser
 
 
@@ -142,7 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _open_demo_window()
         from app.cli.window import open_window
 
-        return open_window(sys.argv[:1])
+        return open_window()
     if args.self_test or args.screenshot is not None:
         raise UsageError("--self-test and --screenshot do not combine with a command")
     result: int = args.run(args)
@@ -159,6 +160,6 @@ def _open_demo_window() -> int:
     with Store.open() as store:
         lab = prepare_demo(store)
     try:
-        return open_window(sys.argv[:1])
+        return open_window()
     finally:
         lab.stop()

@@ -8,8 +8,13 @@ window's worker threads, never from the GUI thread.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
+from pathlib import Path
+from typing import Any
 
+from app.cli.common import UsageError, check_display, say
 from app.core import hosts
 from app.core.cluster import ClusterMonitor
 from app.core.store import Store, StoreError
@@ -46,40 +51,77 @@ class _Persisting:
             raise ValueError("; ".join(problems))
 
 
-def open_window(argv: list[str]) -> int:
-    from app.core.dispatcher import Dispatcher
-    from app.core.ingest import Ingestor
-    from app.core.lab import build_monitor
-    from app.ui.main import run_gui
-    from app.ui.main_window import HostActions
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "open",
+        help="open the window and queue scripts, folders or job files (the submit dialog)",
+        description="Open Labdeck with the submit dialog pre-filled for FILE… (what the "
+        "file manager's 'Open with Labdeck' does). A running Labdeck window takes them "
+        "over instead of a second window opening.",
+    )
+    parser.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    parser.set_defaults(run=_run_open)
 
+
+def _run_open(args: argparse.Namespace) -> int:
+    check_display()
+    missing = [str(f) for f in args.files if not f.exists()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    return open_window([str(f.resolve()) for f in args.files])
+
+
+def open_window(files: list[str] | None = None) -> int:
+    """The window over the stored hosts, with the dispatcher and the ingestor running
+    while it is open; ``files`` open the submit dialog. If a Labdeck window is already
+    open on this home, the files go to it and this call returns at once."""
+    from app.core.lab import LabServices, build_services
+    from app.core.metricstore import MetricStore
+    from app.core.runstore import RunStore
+    from app.ui.context import AppContext
+    from app.ui.main import run_gui
+    from app.ui.main_window import HostActions, MainWindow
+    from app.ui.shell import install_features
+    from app.ui.single_instance import SingleInstance
+
+    files = files or []
+    instance = SingleInstance()
+    if instance.try_forward(files):
+        say("Labdeck is already open: handed over to its window")
+        return 0
     with Store.open() as store:
         persisting = _Persisting(store)
-        dispatchers: list[Dispatcher] = []
-        ingestors: list[Ingestor] = []
+        services: list[LabServices] = []
 
         def monitor_factory(trust: TrustDecider) -> ClusterMonitor:
-            persisting.monitor = build_monitor(store, trust=trust)
+            lab = build_services(store, trust=trust)
             # The queue is dispatched while the window is open (or by `labdeck serve`,
             # whichever holds the queue lock); runs go on on their hosts after it closes.
-            dispatcher = Dispatcher(store, persisting.monitor)
-            dispatcher.start()
-            dispatchers.append(dispatcher)
-            # Runs' consoles and curves are tailed into the store while the window is open.
-            ingestor = Ingestor(store, persisting.monitor)
-            dispatcher.add_listener(ingestor)
-            ingestor.start()
-            ingestors.append(ingestor)
-            return persisting.monitor
+            # Consoles and curves are tailed into the store meanwhile. The window starts
+            # the monitor itself once it can show host-key prompts.
+            lab.ingestor.start()
+            lab.dispatcher.start()
+            services.append(lab)
+            persisting.monitor = lab.monitor
+            return lab.monitor
+
+        def on_window(window: MainWindow) -> None:
+            ctx = AppContext(store, RunStore(store), MetricStore(store),
+                             services[0] if services else None)
+            features = install_features(window, ctx)
+            if instance.listen():
+                instance.received.connect(features.queue_files)
+            features.queue_files(files)
 
         actions = HostActions(
             add_host=persisting.add_host, import_hosts=persisting.import_hosts
         )
         log.info("opening the window with %d stored hosts", len(store.hosts()))
         try:
-            return run_gui(argv, monitor_factory=monitor_factory, actions=actions)
+            return run_gui(sys.argv[:1], monitor_factory=monitor_factory, actions=actions,
+                           on_window=on_window)
         finally:
-            for dispatcher in dispatchers:
-                dispatcher.stop()
-            for ingestor in ingestors:
-                ingestor.stop()
+            # run_gui stopped the monitor; stop what was started beside it.
+            for lab in services:
+                lab.dispatcher.stop()
+                lab.ingestor.stop()

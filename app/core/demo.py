@@ -26,6 +26,7 @@ from app.core import paths
 from app.core.cluster import HostView
 from app.core.hosts import spec_from_args
 from app.core.jobspec import JobSpec, spec_from_script
+from app.core.lab import LOCAL_HOST_HOMES_KEY
 from app.core.runstore import RunStore
 from app.core.store import Store
 from app.core.sweep import expand_grid, sweep_name
@@ -173,6 +174,7 @@ def prepare_demo(store: Store) -> DemoLab:
     first = not store.get_setting(PREPARED_KEY)
     specs = host_specs()
     if first:
+        store.set_setting(LOCAL_HOST_HOMES_KEY, str(paths.home() / "hosts"))
         for spec in specs:
             if spec.name not in known:
                 store.add_host(spec, tags=["demo"])

@@ -22,6 +22,10 @@ from ssh_backend.factory import open_session
 from ssh_backend.hostkeys import KnownHosts, TrustDecider
 from ssh_backend.hostspec import HostSpec
 
+# A store setting: local hosts get HOME = <this folder>/<host name> (set by the demo lab,
+# so its simulated workstations never write into the user's real ~/.labdeck).
+LOCAL_HOST_HOMES_KEY = "local_host_homes"
+
 
 def known_hosts() -> KnownHosts:
     """Labdeck's own trusted keys plus the user's ``~/.ssh/known_hosts`` (read only)."""
@@ -42,9 +46,15 @@ def build_monitor(
     """
     known = known_hosts()
     config = ssh_config if ssh_config is not None else paths.user_ssh_config()
+    homes_root = store.get_setting(LOCAL_HOST_HOMES_KEY) if store is not None else None
 
     def factory(spec: HostSpec, listener: SessionListener) -> Session:
-        return open_session(spec, listener, known_hosts=known, trust=trust, ssh_config=config)
+        local_home = None
+        if spec.local and homes_root:
+            local_home = Path(homes_root) / spec.name
+            paths.ensure_private_dir(local_home)
+        return open_session(spec, listener, known_hosts=known, trust=trust, ssh_config=config,
+                            local_home=local_home)
 
     monitor = ClusterMonitor(factory)
     if hosts is None:

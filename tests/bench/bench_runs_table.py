@@ -1,0 +1,177 @@
+"""Open the Runs page over 100k runs: time to first paint (target < 0.5 s), scrolling, and
+the same table as a ``QStandardItemModel`` filled with every row (target: ≥ 10× slower).
+
+Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python tests/bench/bench_runs_table.py [N]``.
+Not a pytest module: timings on a shared machine are for reading, not asserting. The
+store is built once with direct INSERTs (``tests/gui/runs_data.py``) and kept in
+/tmp/labdeck-bench-runs-N.sqlite3 for the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "gui"))
+sys.path.insert(0, str(ROOT))
+
+from PySide6.QtCore import QAbstractItemModel, QElapsedTimer, QEventLoop, Qt, QTimer
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QApplication, QTableView
+from runs_data import fill_runs
+
+from app.core.metricstore import MetricStore
+from app.core.runstore import RunStore
+from app.core.store import Store
+from app.ui import runs_format as fmt
+from app.ui import runs_query as rq
+from app.ui.context import AppContext
+from app.ui.runs_model import RunsTableModel
+from app.ui.runs_page import RunsPage
+
+SIZE = (1280, 800)
+
+
+def spin_until(cond, timeout_s: float = 30.0) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not cond():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not met")
+        loop = QEventLoop()
+        QTimer.singleShot(1, loop.quit)
+        loop.exec()
+
+
+def visible_rows(view: QTableView) -> range:
+    top = view.rowAt(0)
+    bottom = view.rowAt(view.viewport().height() - 1)
+    bottom = view.model().rowCount() - 1 if bottom < 0 else bottom
+    return range(max(top, 0), bottom + 1)
+
+
+def shown(view: QTableView) -> bool:
+    model = view.model()
+    return all(model.index(r, 0).data() != "…" for r in visible_rows(view))
+
+
+def build_store(n: int) -> Store:
+    path = Path(f"/tmp/labdeck-bench-runs-{n}.sqlite3")
+    if not path.exists():
+        t = time.perf_counter()
+        with Store.open(path) as store:
+            fill_runs(store, n, seed=1)
+        print(f"built a store of {n:,} runs in {time.perf_counter() - t:.1f} s: {path}")
+    return Store.open(path)
+
+
+def open_page(ctx: AppContext) -> tuple[RunsPage, float, float]:
+    """(page, seconds to the first painted screen of real rows, longest GUI-thread
+    stretch meanwhile)."""
+    gaps: list[float] = []
+    clock = QElapsedTimer()
+    beat = QTimer(interval=0)
+    clock.start()
+
+    def tick() -> None:
+        gaps.append(clock.restart() / 1000)
+
+    beat.timeout.connect(tick)
+    t0 = time.perf_counter()
+    page = RunsPage(ctx)
+    page.resize(*SIZE)
+    page.show()
+    beat.start()
+    spin_until(lambda: page.model.is_loaded() and shown(page.view))
+    page.view.viewport().repaint()
+    first_paint = time.perf_counter() - t0
+    beat.stop()
+    return page, first_paint, max(gaps, default=0.0)
+
+
+def scroll_steps(view: QTableView, rows: list[int]) -> tuple[list[float], list[float]]:
+    """Per step: GUI time to scroll and paint (placeholders allowed), and time until
+    every visible row shows its data."""
+    frame, complete = [], []
+    for row in rows:
+        t = time.perf_counter()
+        view.scrollTo(view.model().index(row, 0), QTableView.ScrollHint.PositionAtTop)
+        view.viewport().repaint()
+        frame.append(time.perf_counter() - t)
+        spin_until(lambda: shown(view))
+        view.viewport().repaint()
+        complete.append(time.perf_counter() - t)
+    return frame, complete
+
+
+def standard_model(store: Store, metricstore: MetricStore) -> tuple[QStandardItemModel, float]:
+    """Every run read and turned into items, as a naive table would do."""
+    t = time.perf_counter()
+    ids = rq.fetch_ids(store, rq.RunsQuery())
+    rows = rq.fetch_rows(store, metricstore, ids)
+    columns = [fmt.Column("base", key, title) for key, title in rq.BASE_COLUMNS]
+    model = QStandardItemModel(len(ids), len(columns))
+    model.setHorizontalHeaderLabels([c.title for c in columns])
+    now = time.time()
+    for r, run_id in enumerate(ids):
+        row = rows[run_id]
+        for c, column in enumerate(columns):
+            model.setItem(r, c, QStandardItem(fmt.display(row, column, now)))
+    return model, time.perf_counter() - t
+
+
+def ms(values: list[float]) -> str:
+    return (f"median {statistics.median(values) * 1000:.1f} ms, "
+            f"max {max(values) * 1000:.1f} ms")
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    app = QApplication.instance() or QApplication([])
+    store = build_store(n)
+    ctx = AppContext(store, RunStore(store), MetricStore(store))
+    print(f"runs: {rq.change_token(store).count:,}")
+
+    page, first, longest = open_page(ctx)
+    print(f"RunsTableModel: first paint {first * 1000:.0f} ms (target < 500 ms), "
+          f"longest GUI-thread stretch while opening {longest * 1000:.1f} ms")
+    model = page.model
+    assert isinstance(model, RunsTableModel)
+    count = model.rowCount()
+    targets = [count - 1, count // 2, 0, count // 4, 3 * count // 4, count - 200, 500]
+    frame, complete = scroll_steps(page.view, targets)
+    print(f"  jumps (bottom, middle, top, …): frame {ms(frame)}; rows shown {ms(complete)}")
+    page_rows = len(visible_rows(page.view))
+    pages = [count // 2 + k * page_rows for k in range(1, 40)]
+    frame, complete = scroll_steps(page.view, pages)
+    print(f"  page-down × 39 from the middle: frame {ms(frame)}; rows shown {ms(complete)}")
+    print(f"  rows cached: {model.cached_count():,} of {count:,}")
+    page.stop()
+    page.close()
+
+    t = time.perf_counter()
+    std, built = standard_model(store, ctx.metricstore)
+    view = QTableView()
+    view.resize(*SIZE)
+    view.setModel(std)
+    view.show()
+    view.viewport().repaint()
+    std_first = time.perf_counter() - t
+    print(f"QStandardItemModel: first paint {std_first * 1000:.0f} ms "
+          f"(reading + building {built * 1000:.0f} ms, all on the GUI thread)")
+    frame, _ = scroll_steps(view, targets)
+    print(f"  jumps: frame {ms(frame)}")
+    print(f"ratio (standard / RunsTableModel, first paint): {std_first / first:.1f}× "
+          "(target ≥ 10×)")
+    _keep: QAbstractItemModel = std
+    view.close()
+    store.close()
+    app.processEvents()
+
+
+if __name__ == "__main__":
+    main()
