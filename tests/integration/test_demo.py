@@ -31,13 +31,14 @@ EXPECTED_SERIES = {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "grad
                    "loss", "acc", "epoch"}
 
 
-def _pids_with_home(home: Path) -> list[int]:
-    """Processes whose environment has HOME=home: everything the demo under test started."""
-    needle = f"HOME={home}".encode()
+def _pids_with_home(root: Path) -> list[int]:
+    """Processes whose HOME lies under ``root``: everything the demo under test started
+    (the app's HOME, and the demo hosts' own HOMEs inside its Labdeck home)."""
+    needle = f"HOME={root}".encode()
     found = []
     for env in Path("/proc").glob("[0-9]*/environ"):
         try:
-            if needle in env.read_bytes().split(b"\0"):
+            if any(v.startswith(needle) for v in env.read_bytes().split(b"\0")):
                 found.append(int(env.parent.name))
         except OSError:
             continue
@@ -72,7 +73,7 @@ def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("LABDECK_DEMO_SPEED", SPEED)
     yield home
-    _kill_all(home)
+    _kill_all(tmp_path)
 
 
 def _wait(predicate: object, timeout: float, what: str) -> None:
@@ -164,7 +165,11 @@ def test_demo_lab_works_around_the_other_user_and_finishes_runs(demo_env: Path) 
         again.stop()
         store.close()
     time.sleep(1.0)  # the other user's processes reaped; the agents were stopped above
-    assert _pids_with_home(demo_env) == [], "the demo left processes behind"
+    assert _pids_with_home(demo_env.parent) == [], "the demo left processes behind"
+    # The simulated workstations kept their run folders in the demo's own home, never in
+    # the user's real ~/.labdeck.
+    assert not (demo_env / ".labdeck" / "runs").exists()
+    assert any((demo_env.parent / "lab" / "hosts").glob("*/.labdeck/runs/*/exit_code"))
 
 
 @pytest.mark.slow
@@ -189,6 +194,6 @@ def test_labdeck_demo_self_test_renders_the_real_demo(tmp_path: Path) -> None:
         # The other user's processes ended with the self-test; the runs go on (like runs
         # after the window closes) and are ended here.
         time.sleep(1.0)
-        assert [p for p in _pids_with_home(home) if b"other_user_job" in _cmdline(p)] == []
+        assert [p for p in _pids_with_home(tmp_path) if b"other_user_job" in _cmdline(p)] == []
     finally:
-        _kill_all(home)
+        _kill_all(tmp_path)
