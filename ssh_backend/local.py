@@ -29,6 +29,12 @@ RUNCTL_SCRIPT = AGENT_SCRIPT.with_name("runctl.py")
 TERMINATE_GRACE_S = 2.0
 
 
+def agent_python() -> str:
+    """The interpreter for the agent on this machine: this one, except in a frozen build,
+    where ``sys.executable`` is Labdeck itself and the system's python3 runs the agent."""
+    return "python3" if getattr(sys, "frozen", False) else sys.executable
+
+
 class ProcessStream:
     """A child process's pipes as an AgentStream; stderr is read in the same select."""
 
@@ -125,7 +131,7 @@ class LocalSession(WorkerSession):
         env = self._env()
         try:
             process = subprocess.Popen(
-                [sys.executable, str(self.agent_script), *self.spec.agent_argv()],
+                [agent_python(), str(self.agent_script), *self.spec.agent_argv()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -150,7 +156,7 @@ class LocalSession(WorkerSession):
         """One request to runctl.py (this interpreter, the package copy); the reply."""
         try:
             done = subprocess.run(
-                [sys.executable, "-B", str(RUNCTL_SCRIPT)],
+                [agent_python(), "-B", str(RUNCTL_SCRIPT)],
                 input=json.dumps(request).encode("utf-8"),
                 capture_output=True,
                 env=self._env(),

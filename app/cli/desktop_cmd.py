@@ -92,7 +92,9 @@ def desktop_entry_text(template: str, argv: list[str]) -> str:
     lines = []
     for line in template.splitlines():
         if line.startswith("Exec="):
-            line = f"Exec={' '.join(quote_exec_arg(word) for word in argv)} %F"
+            # The shipped entry says "labdeck open %F": only the program word changes.
+            rest = line.removeprefix("Exec=").split(" ")[1:]
+            line = "Exec=" + " ".join([*(quote_exec_arg(word) for word in argv), *rest])
         elif line.startswith("TryExec="):
             line = "TryExec=" + argv[0].replace("\\", "\\\\")
         lines.append(line)

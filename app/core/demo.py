@@ -14,7 +14,6 @@ import getpass
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from app.core.store import Store
 from app.core.sweep import expand_grid, sweep_name
 from app.demo import OTHER_USER_SCRIPT, TRAIN_SCRIPT
 from ssh_backend.hostspec import HostSpec
+from ssh_backend.local import agent_python
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def use_demo_home() -> Path:
 
 
 def job_python() -> str:
-    """The interpreter for the demo's jobs: this one, unless this is a frozen build."""
-    return "python3" if getattr(sys, "frozen", False) else sys.executable
+    """The interpreter for the demo's jobs: the one the local agent uses."""
+    return agent_python()
 
 
 def host_specs() -> list[HostSpec]:

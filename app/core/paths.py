@@ -6,7 +6,9 @@ lab use this), else the platform's user data dir. Files are private (0600, dirs 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -63,7 +65,11 @@ def touch_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        if path.stat().st_mode & 0o077:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError(errno.EISDIR, "it exists and is not a file", str(path)) \
+                from None
+        if mode & 0o077:
             path.chmod(0o600)
         return
     os.close(fd)

@@ -16,6 +16,7 @@ from app.core import paths
 from app.core.cluster import ClusterMonitor, SessionFactory
 from app.ui.app import create_application
 from app.ui.bridge import ClusterBridge, TrustPrompter
+from app.ui.crash_dialog import install_crash_handler
 from app.ui.hostkey_dialog import KeyQuestion
 from app.ui.main_window import HostActions, MainWindow
 from ssh_backend.events import Session, SessionListener
@@ -53,6 +54,8 @@ def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
     ``on_window`` lets the caller add pages or connect signals before the window shows.
     """
     app = create_application(argv)
+    # An unexpected exception shows a copyable report instead of the window vanishing.
+    crash_handler = install_crash_handler(app, paths.log_dir() / "labdeck.log")
     # The window closes only after the monitor stopped; the loop ends when it says so.
     app.setQuitOnLastWindowClosed(False)
     prompter = TrustPrompter()
@@ -72,6 +75,7 @@ def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
         prompter.close()
         bridge.detach()
         monitor.stop()
+    crash_handler.uninstall()
     return int(code)
 
 

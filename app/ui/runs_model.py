@@ -41,8 +41,8 @@ from app.ui.runs_diff import Plan, plan_changes, ranges
 from app.ui.runs_format import Column
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
-RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 1
-RUN_ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+RUN_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+RUN_ROW_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 BLOCK = 128
 CACHE_ROWS = 8192
 WANTED_BLOCKS = 6  # more than a screenful: blocks scrolled past meanwhile are dropped
@@ -51,6 +51,16 @@ REFRESH_DELAY_MS = 150  # a burst of dispatcher events becomes one refresh
 METRICS_DELAY_MS = 1000
 Index = QModelIndex | QPersistentModelIndex
 _NO_INDEX = QModelIndex()
+_FLAGS = (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+          | Qt.ItemFlag.ItemIsDragEnabled)
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_ROLES = frozenset({_DISPLAY, _ALIGN, _FOREGROUND, _DECORATION, _TOOLTIP, RUN_ID_ROLE,
+                    RUN_ROW_ROLE})
 
 
 def base_columns() -> list[Column]:
@@ -72,6 +82,10 @@ class RunsTableModel(QAbstractTableModel):
         self._pos: dict[str, int] = {}
         self._rows: OrderedDict[str, rq.RunRow] = OrderedDict()
         self._columns = base_columns()
+        self._texts: dict[str, list[str]] = {}  # run id → display text of each column
+        self._state_col = -1
+        self._align: list[int | None] = []
+        self._columns_changed()
         self._generation = 0
         self._loaded = False
         self._token: rq.ChangeToken | None = None
@@ -119,13 +133,12 @@ class RunsTableModel(QAbstractTableModel):
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-                | Qt.ItemFlag.ItemIsDragEnabled)
+        return _FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+    # A repaint asks ~7 roles of each of ~300 cells: unused roles return at once, texts
+    # are formatted once per row and kept until the row, its metrics or the columns change.
+    def data(self, index: Index, role: int = _DISPLAY) -> Any:
+        if role not in _ROLES or not index.isValid():
             return None
         r = index.row()
         run_id = self._ids[r]
@@ -134,24 +147,31 @@ class RunsTableModel(QAbstractTableModel):
         row = self._rows.get(run_id)
         if row is None:
             self._want(r // BLOCK)
-            return "…" if role == Qt.ItemDataRole.DisplayRole and index.column() == 0 else None
-        column = self._columns[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return fmt.display(row, column)
+            return "…" if role == _DISPLAY and index.column() == 0 else None
+        c = index.column()
+        if role == _DISPLAY:
+            texts = self._texts.get(run_id)
+            if texts is None:
+                texts = self._texts[run_id] = [fmt.display(row, col) for col in self._columns]
+            return texts[c]
+        if role == _ALIGN:
+            return self._align[c]
+        if c == self._state_col:
+            if role == _FOREGROUND:
+                return fmt.state_color(row.state, self._dark)
+            if role == _DECORATION:
+                return fmt.state_icon(row.state, self._dark)
+        if role == _TOOLTIP:
+            return fmt.tooltip(row, self._columns[c])
         if role == RUN_ROW_ROLE:
             return row
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return fmt.tooltip(row, column)
-        is_state = column.kind == "base" and column.key == "state"
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if is_state:
-                return fmt.state_color(row.state, self._dark)
-            return None
-        if role == Qt.ItemDataRole.DecorationRole and is_state:
-            return fmt.state_icon(row.state, self._dark)
-        if role == Qt.ItemDataRole.TextAlignmentRole and fmt.is_numeric(row, column):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def _columns_changed(self) -> None:
+        self._texts.clear()
+        self._state_col = self.column_of("base", "state")
+        self._align = [_RIGHT if c.kind != "base" or c.key == "duration" else None
+                       for c in self._columns]
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(self._columns):
@@ -206,8 +226,8 @@ class RunsTableModel(QAbstractTableModel):
     # -- queries -------------------------------------------------------------------------
     def set_query(self, query: rq.RunsQuery) -> None:
         """Show ``query``'s runs (read off the GUI thread; applied when they arrive)."""
-        if query == self._query and self._loaded:
-            return
+        if query == self._query and self._generation:
+            return  # already shown, or on its way
         self._query = query
         self._generation += 1
         generation, old = self._generation, self._ids
@@ -264,7 +284,10 @@ class RunsTableModel(QAbstractTableModel):
 
     def _fetch_wanted(self) -> None:
         ids: list[str] = []
-        for block in reversed(self._wanted):  # the latest request first
+        blocks = list(reversed(self._wanted))  # the latest request first
+        if blocks:
+            blocks.append(blocks[0] + 1)  # read ahead: the next page down is usually next
+        for block in blocks:
             ids += [i for i in self._ids[block * BLOCK:(block + 1) * BLOCK]
                     if i not in self._rows]
         self._wanted.clear()
@@ -297,9 +320,10 @@ class RunsTableModel(QAbstractTableModel):
             self._rows[row.id] = row
             self._rows.move_to_end(row.id)
             if row != known:
+                self._texts.pop(row.id, None)
                 changed.append(row.id)
         while len(self._rows) > CACHE_ROWS:
-            self._rows.popitem(last=False)
+            self._texts.pop(self._rows.popitem(last=False)[0], None)
         return changed
 
     def _emit_rows_changed(self, ids: Iterable[str], first: int = 0, last: int = -1) -> None:
@@ -409,6 +433,7 @@ class RunsTableModel(QAbstractTableModel):
             row = self._rows.get(run_id)
             if row is not None and row.metrics != metrics:
                 row.metrics = metrics
+                self._texts.pop(run_id, None)
                 changed.append(run_id)
         metric_cols = [i for i, c in enumerate(self._columns) if c.kind == "metric"]
         if changed and metric_cols:
@@ -418,6 +443,8 @@ class RunsTableModel(QAbstractTableModel):
         """Durations of active runs grow every second: repaint that one column."""
         col = self.column_of("base", "duration")
         active = [i for i, row in self._rows.items() if row.state in fmt.ACTIVE]
+        for run_id in active:
+            self._texts.pop(run_id, None)
         if col >= 0 and active:
             self._emit_rows_changed(active, col, col)
 
@@ -437,11 +464,13 @@ class RunsTableModel(QAbstractTableModel):
         for first, last in reversed(ranges(gone)):
             self.beginRemoveColumns(_NO_INDEX, first, last)
             self._columns = self._columns[:first] + self._columns[last + 1:]
+            self._columns_changed()
             self.endRemoveColumns()
         new = [j for j, c in enumerate(wanted) if c not in self._columns]
         for first, last in ranges(new):
             self.beginInsertColumns(_NO_INDEX, first, last)
             self._columns = self._columns[:first] + wanted[first:last + 1] + self._columns[first:]
+            self._columns_changed()
             self.endInsertColumns()
         sort = self._query.sort
         if sort.kind in ("metric", "param") and self.column_of(sort.kind, sort.arg) < 0:

@@ -41,8 +41,7 @@ _STATE_CHOICES: list[tuple[str, frozenset[str]]] = [
     ("Active", frozenset({"queued", "launching", "running"})),
     ("Finished", frozenset(s.value for s in FINISHED)),
 ] + [(s.value.capitalize(), frozenset({s.value})) for s in RunState]
-_WIDTHS = {"name": 250, "state": 110, "place": 110, "user": 70, "submitted": 95,
-           "started": 95, "duration": 80, "tags": 130, "note": 160}
+_WIDTHS = {"name": 220, "tags": 120, "note": 120}
 
 
 class RunsView(QTableView):
@@ -112,6 +111,7 @@ class RunsPage(QWidget):
         self._stopped = False
         self._on_stop: list[Callable[[], None]] = []
         self._settings_loaded = False
+        self._fitted = False
         self.last_message = ""
         self.run_actions: RunsActions | None = None
 
@@ -164,6 +164,7 @@ class RunsPage(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
+        header.setResizeContentsPrecision(40)  # fit to the first screenful, never 100k rows
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._header_menu)
@@ -189,6 +190,7 @@ class RunsPage(QWidget):
         self.view.selectionModel().selectionChanged.connect(self._show_count)
         self.model.query_applied.connect(self._show_count)
         self.model.query_applied.connect(self._refresh_choices)
+        self.model.query_applied.connect(self._fit_once)
         self.model.columnsInserted.connect(lambda _p, first, last: self._size_columns(first, last))
         self.model.failed.connect(self.show_message)
         self._load_settings()
@@ -301,11 +303,25 @@ class RunsPage(QWidget):
                                lambda: store.set_setting(SETTINGS_KEY, value), None, None)
 
     def _size_columns(self, first: int = 0, last: int = -1) -> None:
+        """Name, tags and note get room; the others fit their header and the rows on
+        screen (once rows are there; later the user's widths stand)."""
         columns = self.model.columns()
+        loaded = self.model.cached_count() > 0
         for i in range(first, len(columns) if last < 0 else last + 1):
             column = columns[i]
-            width = _WIDTHS.get(column.key, 90) if column.kind == "base" else 90
-            self.view.setColumnWidth(i, width)
+            if column.kind == "base" and column.key in _WIDTHS:
+                self.view.setColumnWidth(i, _WIDTHS[column.key])
+            elif loaded:
+                self.view.resizeColumnToContents(i)
+                width = self.view.columnWidth(i) + 6
+                self.view.setColumnWidth(i, max(56, min(width, 170)))
+            else:
+                self.view.setColumnWidth(i, 90)
+
+    def _fit_once(self) -> None:
+        if not self._fitted and self.model.cached_count() > 0:
+            self._fitted = True
+            self._size_columns()
 
     def _load_settings(self) -> None:
         store = self.ctx.store
@@ -315,7 +331,7 @@ class RunsPage(QWidget):
                 self.model.set_extra_columns([str(m) for m in value.get("metrics", [])],
                                              [str(p) for p in value.get("params", [])])
             self._settings_loaded = True
-            self.model.set_query(self.model.query())
+            self.model.set_query(self.model.query())  # no-op once the sort asked for it
 
         self.worker.submit("runs-settings", lambda: store.get_setting(SETTINGS_KEY),
                            loaded, lambda exc: loaded(None))

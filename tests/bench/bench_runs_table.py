@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "gui"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from PySide6.QtCore import QAbstractItemModel, QElapsedTimer, QEventLoop, Qt, QTimer
+from PySide6.QtCore import QAbstractItemModel, QElapsedTimer, QEventLoop, QTimer
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QApplication, QTableView
 from runs_data import fill_runs
@@ -136,9 +135,18 @@ def main() -> None:
     ctx = AppContext(store, RunStore(store), MetricStore(store))
     print(f"runs: {rq.change_token(store).count:,}")
 
-    page, first, longest = open_page(ctx)
-    print(f"RunsTableModel: first paint {first * 1000:.0f} ms (target < 500 ms), "
-          f"longest GUI-thread stretch while opening {longest * 1000:.1f} ms")
+    opens = []
+    for attempt in range(3):  # the first one also pays for Qt's fonts and a cold cache
+        page, first, longest = open_page(ctx)
+        opens.append(first)
+        print(f"RunsTableModel open #{attempt + 1}: first paint {first * 1000:.0f} ms "
+              f"(target < 500 ms), longest GUI-thread stretch {longest * 1000:.1f} ms")
+        if attempt < 2:
+            page.stop()
+            page.close()
+            page.deleteLater()
+            app.processEvents()
+    first = statistics.median(opens)
     model = page.model
     assert isinstance(model, RunsTableModel)
     count = model.rowCount()
@@ -159,14 +167,15 @@ def main() -> None:
     view.resize(*SIZE)
     view.setModel(std)
     view.show()
+    app.processEvents()  # laid out and exposed, as the page was by its event loop
     view.viewport().repaint()
     std_first = time.perf_counter() - t
     print(f"QStandardItemModel: first paint {std_first * 1000:.0f} ms "
           f"(reading + building {built * 1000:.0f} ms, all on the GUI thread)")
     frame, _ = scroll_steps(view, targets)
     print(f"  jumps: frame {ms(frame)}")
-    print(f"ratio (standard / RunsTableModel, first paint): {std_first / first:.1f}× "
-          "(target ≥ 10×)")
+    print(f"ratio (standard / RunsTableModel, first paint, median of the opens): "
+          f"{std_first / first:.1f}× (target ≥ 10×)")
     _keep: QAbstractItemModel = std
     view.close()
     store.close()

@@ -78,7 +78,7 @@ class Recorder:
 
 @pytest.mark.qt_log_level_fail("WARNING")
 def test_model_passes_qt_model_tester(qtmodeltester, qtbot, world) -> None:
-    store, runstore, model = world
+    _store, runstore, model = world
     qtmodeltester.check(model)
     assert model.rowCount() == N and model.columnCount() == 9
     model.set_extra_columns(["train/loss", "val/acc"], ["lr", "batch"])
@@ -131,7 +131,7 @@ def test_sort_by_columns_matches_the_store(qtbot, world) -> None:
 
 
 def test_filters_match_the_store(qtbot, world) -> None:
-    store, runstore, model = world
+    _store, runstore, model = world
     runs = runstore.list_runs()
 
     def shown() -> set[str]:
@@ -154,7 +154,7 @@ def test_filters_match_the_store(qtbot, world) -> None:
 
 
 def test_state_change_is_one_targeted_data_changed(qtbot, world) -> None:
-    store, runstore, model = world
+    _store, runstore, model = world
     queued = [model.run_id(r) for r in range(BLOCK)
               if model.index(r, 1).data() == "queued"]
     run_id = queued[0]
@@ -177,7 +177,7 @@ def test_state_change_is_one_targeted_data_changed(qtbot, world) -> None:
 
 
 def test_new_and_deleted_runs_are_row_inserts_and_removals(qtbot, world) -> None:
-    store, runstore, model = world
+    _store, runstore, model = world
     recorder = Recorder(model)
     ids = runstore.submit([JobSpec(name=f"new-{i}").to_dict() for i in range(3)], user="erin")
     with qtbot.waitSignal(model.query_applied, timeout=10000):
@@ -199,7 +199,7 @@ def test_new_and_deleted_runs_are_row_inserts_and_removals(qtbot, world) -> None
 
 
 def test_metric_values_update_only_metric_cells(qtbot, world) -> None:
-    store, runstore, model = world
+    store, _runstore, model = world
     model.set_extra_columns(["train/loss"], ["lr"])
     col = model.column_of("metric", "train/loss")
     row = next(r for r in range(BLOCK) if model.index(r, 1).data() == "running")
@@ -215,18 +215,25 @@ def test_metric_values_update_only_metric_cells(qtbot, world) -> None:
 
 
 def test_rows_far_down_are_read_on_demand(qtbot, world) -> None:
-    store, runstore, model = world
+    _store, runstore, model = world
     row = N - 5
     assert model.index(row, 0).data() == "…"
     qtbot.waitUntil(lambda: model.index(row, 0).data() != "…", timeout=10000)
     run = runstore.get(model.run_id(row))
     assert model.index(row, 0).data() == run.name
-    # The first block (read with the query) and the last one, which holds the row asked for.
+    # The first block (read with the query) and the last one, which holds the row asked
+    # for (the block after it, read ahead, does not exist).
     assert model.cached_count() == BLOCK + (N - row // BLOCK * BLOCK)
+    middle = N // 2
+    model.index(middle, 0).data()
+    qtbot.waitUntil(lambda: model.index(middle, 0).data() != "…", timeout=10000)
+    ahead = (middle // BLOCK + 1) * BLOCK
+    assert model.run_row(model.run_id(ahead)) is not None  # read ahead
+    assert model.run_row(model.run_id(ahead + BLOCK)) is None  # but no further
 
 
 def test_drag_carries_the_run_ids(world) -> None:
-    store, runstore, model = world
+    _store, _runstore, model = world
     indexes = [model.index(r, c) for r in (3, 1, 7) for c in (0, 2)]
     data = model.mimeData(indexes)
     assert model.mimeTypes() == [RUN_IDS_MIME]

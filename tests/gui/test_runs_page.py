@@ -10,8 +10,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from make_runs_screenshot import render
 from PySide6.QtCore import QItemSelectionModel, Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QMainWindow
 from runs_data import fill_runs
 
@@ -24,6 +25,7 @@ from app.ui.context import AppContext
 from app.ui.runs_actions import RunsActions, ssh_command
 from app.ui.runs_model import RUN_IDS_MIME
 from app.ui.runs_page import RunsPage, install_runs_page
+from app.ui.selftest import is_blank
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
 
@@ -306,3 +308,9 @@ def test_install_adds_the_tab_the_menu_and_live_updates(qtbot, world) -> None:
     finally:
         page.stop()
     assert dispatcher.listeners == [] and ingestor.listeners == []
+
+
+def test_screenshot_renders(qtbot, tmp_path: Path) -> None:
+    image = QImage(str(render(tmp_path)))
+    assert (image.width(), image.height()) == (1280, 800)
+    assert not is_blank(image)

@@ -90,7 +90,7 @@ def test_frozen_install_desktop_points_at_the_bundle(frozen, tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     entry = tmp_path / "data" / "applications" / f"{app.APP_ID}.desktop"
     lines = entry.read_text("utf-8").splitlines()
-    assert f"Exec={exe} %F" in lines
+    assert f"Exec={exe} open %F" in lines
     assert (tmp_path / "data" / "icons" / "hicolor" / "512x512" / "apps"
             / f"{app.APP_ID}.png").is_file()
     validate = shutil.which("desktop-file-validate")

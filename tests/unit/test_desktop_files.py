@@ -65,7 +65,8 @@ def test_desktop_entry_validates_and_opens_scripts() -> None:
     _validate_desktop(DESKTOP)
     entry = _entry(DESKTOP)
     assert entry["Icon"] == app.APP_ID
-    assert entry["Exec"].split()[-1] == "%F", "files opened with Labdeck must reach it"
+    # `labdeck open FILE…` is the app's contract for files from a file manager.
+    assert entry["Exec"].split() == ["labdeck", "open", "%F"]
     assert set(MIME_TYPES) <= set(filter(None, entry["MimeType"].split(";")))
     assert entry["StartupWMClass"] == "Labdeck"
 
@@ -137,7 +138,7 @@ def test_exec_arguments_are_quoted_per_the_spec(tmp_path: Path) -> None:
     entry = tmp_path / DESKTOP.name
     entry.write_text(text, "utf-8")
     _validate_desktop(entry)
-    assert _entry(entry)["Exec"] == f"{quoted} -m app %F"
+    assert _entry(entry)["Exec"] == f"{quoted} -m app open %F"
 
 
 def _run_labdeck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -155,7 +156,7 @@ def test_install_desktop_puts_files_in_the_xdg_data_dir(tmp_path: Path) -> None:
     entry = data / "applications" / f"{app.APP_ID}.desktop"
     _validate_desktop(entry)
     exec_words = _entry(entry)["Exec"].split()
-    assert Path(exec_words[0]).is_absolute() and exec_words[-1] == "%F"
+    assert Path(exec_words[0]).is_absolute() and exec_words[-2:] == ["open", "%F"]
     assert (data / "metainfo" / METAINFO.name).read_bytes() == METAINFO.read_bytes()
     assert (data / "mime" / "packages" / f"{app.APP_ID}.xml").read_bytes() == MIME.read_bytes()
     for size in SIZES:
