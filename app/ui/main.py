@@ -55,7 +55,7 @@ def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
     """
     app = create_application(argv)
     # An unexpected exception shows a copyable report instead of the window vanishing.
-    crash_handler = install_crash_handler(app, paths.log_dir() / "labdeck.log")
+    crash_handler = install_crash_handler(app)
     # The window closes only after the monitor stopped; the loop ends when it says so.
     app.setQuitOnLastWindowClosed(False)
     prompter = TrustPrompter()
