@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -16,7 +16,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPainterPath
 from app.core.runs import RunState
 from app.ui.plot_axes import format_duration
 from app.ui.run_window import STATE_COLORS
-from app.ui.runs_query import RunRow
+from app.ui.runs_query import BASE_COLUMNS, RunRow
 from app.ui.series_table import format_value
 
 ACTIVE = (RunState.LAUNCHING, RunState.RUNNING)
@@ -27,6 +27,14 @@ class Column:
     kind: str  # "base", "metric" or "param"
     key: str  # a BASE_COLUMNS key, a metric name, a parameter key
     title: str
+
+
+def table_columns(metrics: Sequence[str] = (), params: Sequence[str] = ()) -> list[Column]:
+    """The fixed columns, with chosen metric and parameter columns before Tags/Note."""
+    base = [Column("base", key, title) for key, title in BASE_COLUMNS]
+    split = [c.key for c in base].index("tags")
+    return (base[:split] + [Column("metric", m, m) for m in dict.fromkeys(metrics)]
+            + [Column("param", p, p) for p in dict.fromkeys(params)] + base[split:])
 
 
 def dark_palette() -> bool:
@@ -193,7 +201,3 @@ def state_icon(state: RunState, dark: bool = False) -> QIcon:
             p.drawPath(path)
     p.end()
     return QIcon(pixmap)
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

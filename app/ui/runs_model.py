@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,15 +36,13 @@ from app.core.store import Store
 from app.ui import runs_format as fmt
 from app.ui import runs_query as rq
 from app.ui.data_worker import DataWorker
+from app.ui.runs_cache import BLOCK, RowCache
 from app.ui.runs_diff import Plan, plan_changes, ranges
 from app.ui.runs_format import Column
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
 RUN_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RUN_ROW_ROLE = int(Qt.ItemDataRole.UserRole) + 2
-BLOCK = 128
-CACHE_ROWS = 8192
-WANTED_BLOCKS = 6  # more than a screenful: blocks scrolled past meanwhile are dropped
 POLL_MS = 3000  # runs changed by another process (the CLI, a second Labdeck)
 REFRESH_DELAY_MS = 150  # a burst of dispatcher events becomes one refresh
 METRICS_DELAY_MS = 1000
@@ -53,18 +50,12 @@ Index = QModelIndex | QPersistentModelIndex
 _NO_INDEX = QModelIndex()
 _FLAGS = (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
           | Qt.ItemFlag.ItemIsDragEnabled)
-_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
-_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
-_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
-_DECORATION = int(Qt.ItemDataRole.DecorationRole)
-_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_R = Qt.ItemDataRole
+_DISPLAY, _ALIGN, _TOOLTIP = int(_R.DisplayRole), int(_R.TextAlignmentRole), int(_R.ToolTipRole)
+_FOREGROUND, _DECORATION = int(_R.ForegroundRole), int(_R.DecorationRole)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _ROLES = frozenset({_DISPLAY, _ALIGN, _FOREGROUND, _DECORATION, _TOOLTIP, RUN_ID_ROLE,
                     RUN_ROW_ROLE})
-
-
-def base_columns() -> list[Column]:
-    return [Column("base", key, title) for key, title in rq.BASE_COLUMNS]
 
 
 class RunsTableModel(QAbstractTableModel):
@@ -80,16 +71,14 @@ class RunsTableModel(QAbstractTableModel):
         self._query = rq.RunsQuery()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
-        self._rows: OrderedDict[str, rq.RunRow] = OrderedDict()
-        self._columns = base_columns()
-        self._texts: dict[str, list[str]] = {}  # run id → display text of each column
+        self._cache = RowCache()
+        self._columns = fmt.table_columns()
         self._state_col = -1
         self._align: list[int | None] = []
         self._columns_changed()
         self._generation = 0
         self._loaded = False
         self._token: rq.ChangeToken | None = None
-        self._wanted: OrderedDict[int, None] = OrderedDict()
         self._rows_busy = False
         self._changed: set[str] = set()
         self._refresh_busy = False
@@ -144,16 +133,13 @@ class RunsTableModel(QAbstractTableModel):
         run_id = self._ids[r]
         if role == RUN_ID_ROLE:
             return run_id
-        row = self._rows.get(run_id)
+        row = self._cache.get(run_id)
         if row is None:
             self._want(r // BLOCK)
             return "…" if role == _DISPLAY and index.column() == 0 else None
         c = index.column()
         if role == _DISPLAY:
-            texts = self._texts.get(run_id)
-            if texts is None:
-                texts = self._texts[run_id] = [fmt.display(row, col) for col in self._columns]
-            return texts[c]
+            return self._cache.texts(row, self._columns)[c]
         if role == _ALIGN:
             return self._align[c]
         if c == self._state_col:
@@ -168,7 +154,7 @@ class RunsTableModel(QAbstractTableModel):
         return None
 
     def _columns_changed(self) -> None:
-        self._texts.clear()
+        self._cache.forget_texts()
         self._state_col = self.column_of("base", "state")
         self._align = [_RIGHT if c.kind != "base" or c.key == "duration" else None
                        for c in self._columns]
@@ -215,13 +201,13 @@ class RunsTableModel(QAbstractTableModel):
 
     def run_row(self, run_id: str) -> rq.RunRow | None:
         """The cached row of ``run_id`` (None until it was read)."""
-        return self._rows.get(run_id)
+        return self._cache.get(run_id)
 
     def is_loaded(self) -> bool:
         return self._loaded
 
     def cached_count(self) -> int:
-        return len(self._rows)
+        return len(self._cache)
 
     # -- queries -------------------------------------------------------------------------
     def set_query(self, query: rq.RunsQuery) -> None:
@@ -246,13 +232,13 @@ class RunsTableModel(QAbstractTableModel):
         generation, old, token, ids, pos, rows, same = result
         if generation != self._generation:
             return
-        self._store_rows(rows.values())
+        self._cache.store(rows.values())
         if same and old is self._ids and self._ids:
             self._relayout(ids, pos)  # only the order changed: keep the selection
         else:
             self.beginResetModel()
             self._ids, self._pos = ids, pos
-            self._wanted.clear()
+            self._cache.clear_wants()
             self.endResetModel()
         self._token = token
         self._loaded = True
@@ -275,22 +261,12 @@ class RunsTableModel(QAbstractTableModel):
 
     # -- rows on demand --------------------------------------------------------------------
     def _want(self, block: int) -> None:
-        self._wanted.pop(block, None)
-        self._wanted[block] = None
-        while len(self._wanted) > WANTED_BLOCKS:
-            self._wanted.popitem(last=False)
+        self._cache.want(block)
         if not self._rows_busy and not self._fetch_timer.isActive():
             self._fetch_timer.start()
 
     def _fetch_wanted(self) -> None:
-        ids: list[str] = []
-        blocks = list(reversed(self._wanted))  # the latest request first
-        if blocks:
-            blocks.append(blocks[0] + 1)  # read ahead: the next page down is usually next
-        for block in blocks:
-            ids += [i for i in self._ids[block * BLOCK:(block + 1) * BLOCK]
-                    if i not in self._rows]
-        self._wanted.clear()
+        ids = self._cache.take_wanted(self._ids)
         if not ids:
             return
         self._rows_busy = True
@@ -300,31 +276,14 @@ class RunsTableModel(QAbstractTableModel):
 
     def _apply_rows(self, rows: dict[str, rq.RunRow]) -> None:
         self._rows_busy = False
-        self._emit_rows_changed(self._store_rows(rows.values()))
-        if self._wanted:
+        self._emit_rows_changed(self._cache.store(rows.values()))
+        if self._cache.has_wants():
             self._fetch_timer.start()
         self.rows_loaded.emit()
 
     def _on_rows_error(self, exc: BaseException) -> None:
         self._rows_busy = False
         self._on_error(exc)
-
-    def _store_rows(self, rows: Iterable[rq.RunRow]) -> list[str]:
-        """Cache ``rows`` (an older read never replaces a newer one); returns the ids whose
-        contents differ from what was cached (re-reading a row is not a change)."""
-        changed = []
-        for row in rows:
-            known = self._rows.get(row.id)
-            if known is not None and known.updated_at > row.updated_at:
-                continue
-            self._rows[row.id] = row
-            self._rows.move_to_end(row.id)
-            if row != known:
-                self._texts.pop(row.id, None)
-                changed.append(row.id)
-        while len(self._rows) > CACHE_ROWS:
-            self._texts.pop(self._rows.popitem(last=False)[0], None)
-        return changed
 
     def _emit_rows_changed(self, ids: Iterable[str], first: int = 0, last: int = -1) -> None:
         """``dataChanged`` over each run of consecutive rows among ``ids``."""
@@ -351,7 +310,7 @@ class RunsTableModel(QAbstractTableModel):
             return
         forced, self._changed = set(self._changed), set()
         generation, old, token, query = self._generation, self._ids, self._token, self._query
-        cached = frozenset(self._rows)
+        cached = self._cache.ids()
         store, ms = self._store, self._metricstore
 
         def work() -> tuple[Any, ...] | None:
@@ -382,7 +341,7 @@ class RunsTableModel(QAbstractTableModel):
             return
         self._apply_plan(plan, ids)
         self._token = token
-        self._emit_rows_changed(self._store_rows(rows.values()))
+        self._emit_rows_changed(self._cache.store(rows.values()))
         if plan.kind != "same":
             self.query_applied.emit()
 
@@ -413,13 +372,13 @@ class RunsTableModel(QAbstractTableModel):
             return
         for key in host_keys:
             run_id = key.rsplit("-a", 1)[0] if "-a" in key else key
-            if run_id in self._rows:
+            if run_id in self._cache:
                 self._metrics_dirty.add(run_id)
         if self._metrics_dirty and not self._metrics_timer.isActive():
             self._metrics_timer.start()
 
     def _refresh_metrics(self) -> None:
-        rows = [self._rows[i] for i in self._metrics_dirty if i in self._rows]
+        rows = [row for i in self._metrics_dirty if (row := self._cache.get(i)) is not None]
         self._metrics_dirty.clear()
         if not rows:
             return
@@ -428,13 +387,7 @@ class RunsTableModel(QAbstractTableModel):
                             self._apply_metrics, self._on_error)
 
     def _apply_metrics(self, values: dict[str, dict[str, float]]) -> None:
-        changed = []
-        for run_id, metrics in values.items():
-            row = self._rows.get(run_id)
-            if row is not None and row.metrics != metrics:
-                row.metrics = metrics
-                self._texts.pop(run_id, None)
-                changed.append(run_id)
+        changed = self._cache.set_metrics(values)
         metric_cols = [i for i, c in enumerate(self._columns) if c.kind == "metric"]
         if changed and metric_cols:
             self._emit_rows_changed(changed, metric_cols[0], metric_cols[-1])
@@ -442,9 +395,8 @@ class RunsTableModel(QAbstractTableModel):
     def _tick_durations(self) -> None:
         """Durations of active runs grow every second: repaint that one column."""
         col = self.column_of("base", "duration")
-        active = [i for i, row in self._rows.items() if row.state in fmt.ACTIVE]
-        for run_id in active:
-            self._texts.pop(run_id, None)
+        active = [row.id for row in self._cache.rows() if row.state in fmt.ACTIVE]
+        self._cache.forget_texts(active)
         if col >= 0 and active:
             self._emit_rows_changed(active, col, col)
 
@@ -454,10 +406,7 @@ class RunsTableModel(QAbstractTableModel):
     # -- columns ---------------------------------------------------------------------------
     def set_extra_columns(self, metrics: Sequence[str], params: Sequence[str]) -> None:
         """Show these metric and parameter columns (before Tags/Note), in this order."""
-        base = base_columns()
-        split = [c.key for c in base].index("tags")
-        wanted = (base[:split] + [Column("metric", m, m) for m in dict.fromkeys(metrics)]
-                  + [Column("param", p, p) for p in dict.fromkeys(params)] + base[split:])
+        wanted = fmt.table_columns(metrics, params)
         # Whole ranges at a time: each signal makes every view (and Qt's model tester)
         # look at the model again.
         gone = [i for i, c in enumerate(self._columns) if c not in wanted]

@@ -30,6 +30,12 @@ class Features:
     notifier: Notifier
     theme: ThemeManager
 
+    def close(self) -> None:
+        """Stop the features' workers (closing the window does this too)."""
+        self.notifier.close()
+        self.runs.stop()
+        self.theme.close()
+
     def queue_files(self, argv: list[str]) -> None:
         """Files given on a command line (``labdeck train.py``, or a second call handing
         its arguments over): the submit dialog, pre-filled, as if they had been dropped."""

@@ -71,8 +71,14 @@ class ThemeManager(QObject):
         self.actions: dict[str, QAction] = {}  # View ▸ Theme, set by install_theme
         self.chosen = False  # the user picked a mode in this session
         self.loaded = False  # the stored choice was read (install_theme)
+        self.worker: DataWorker | None = None  # reads and saves the choice (install_theme)
         self._light = app.style().standardPalette()
         app.styleHints().colorSchemeChanged.connect(self._on_system_changed)
+
+    def close(self) -> None:
+        """Stop the worker that reads and saves the choice (the window's close does too)."""
+        if self.worker is not None:
+            self.worker.stop()
 
     def set_mode(self, mode: str, save: bool = True) -> None:
         """Switch to ``mode`` (system/light/dark) now; store it unless ``save`` is False."""
@@ -154,6 +160,7 @@ def install_theme(window: MainWindow, ctx: AppContext,
         worker.submit("save-theme", lambda: store.set_setting(SETTING, mode))
 
     manager = ThemeManager(app, save, window)
+    manager.worker = worker
     menu = view_menu(window).addMenu("Theme")
     group = QActionGroup(menu)
     actions = manager.actions

@@ -17,8 +17,9 @@ from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui.data_worker import DataWorker
+from app.ui.runs_cache import BLOCK
 from app.ui.runs_diff import plan_changes
-from app.ui.runs_model import BLOCK, RUN_IDS_MIME, RunsTableModel
+from app.ui.runs_model import RUN_IDS_MIME, RunsTableModel
 from app.ui.runs_page import _RunEvents
 from app.ui.runs_query import RunsQuery, SortKey
 from ssh_backend.protocol import MetricPoint, TailChunk
