@@ -211,33 +211,67 @@ class RunsTableModel(QAbstractTableModel):
 
     # -- queries -------------------------------------------------------------------------
     def set_query(self, query: rq.RunsQuery) -> None:
-        """Show ``query``'s runs (read off the GUI thread; applied when they arrive)."""
+        """Show ``query``'s runs (read off the GUI thread; applied when they arrive).
+
+        A new filter shows its first block at once (``LIMIT``), then the whole id list
+        arrives as rows appended below it; a new sort of the same runs is one layout
+        change, so the selection stays on the same runs.
+        """
         if query == self._query and self._generation:
             return  # already shown, or on its way
+        resort = self._loaded and query == dataclasses.replace(
+            self._query, sort=query.sort, descending=query.descending)
         self._query = query
         self._generation += 1
         generation, old = self._generation, self._ids
         store, ms = self._store, self._metricstore
+        head: list[list[str]] = []  # the head job's ids, for the full job to diff against
+
+        def head_work() -> tuple[Any, ...]:
+            ids = rq.fetch_ids(store, query, limit=BLOCK)
+            head.append(ids)
+            return generation, ids, rq.fetch_rows(store, ms, ids)
 
         def work() -> tuple[Any, ...]:
             token = rq.change_token(store)
             ids = rq.fetch_ids(store, query)
-            rows = rq.fetch_rows(store, ms, ids[:BLOCK])
+            rows = rq.fetch_rows(store, ms, ids[:BLOCK]) if resort else {}
+            if head:
+                return generation, head[0], token, ids, rows, plan_changes(head[0], ids)
             same = len(ids) == len(old) and set(ids) == set(old)
-            return generation, old, token, ids, {k: i for i, k in enumerate(ids)}, rows, same
+            positions = {k: i for i, k in enumerate(ids)}
+            plan = Plan("layout" if same else "reset", positions=positions)
+            return generation, old, token, ids, rows, plan
 
+        if not resort:
+            self._worker.submit("runs-head", head_work, self._apply_head, self._on_error)
         self._worker.submit("runs-query", work, self._apply_query, self._on_error)
 
-    def _apply_query(self, result: tuple[Any, ...]) -> None:
-        generation, old, token, ids, pos, rows, same = result
+    def _apply_head(self, result: tuple[Any, ...]) -> None:
+        generation, ids, rows = result
         if generation != self._generation:
             return
         self._cache.store(rows.values())
-        if same and old is self._ids and self._ids:
-            self._relayout(ids, pos)  # only the order changed: keep the selection
+        self.beginResetModel()
+        self._ids, self._pos = ids, {k: i for i, k in enumerate(ids)}
+        self._cache.clear_wants()
+        self.endResetModel()
+
+    def _apply_query(self, result: tuple[Any, ...]) -> None:
+        generation, old, token, ids, rows, plan = result
+        if generation != self._generation:
+            return
+        self._cache.store(rows.values())
+        if old is self._ids and plan.kind == "same":
+            pass  # the head was the whole list
+        elif old is self._ids and plan.kind == "ranges" and not plan.removed:
+            self._apply_plan(plan, ids)  # the rest of the list, below the head shown
+        elif old is self._ids and plan.kind in ("same", "layout") and self._ids:
+            self._relayout(ids, plan.positions or self._pos)  # the selection stays
         else:
             self.beginResetModel()
-            self._ids, self._pos = ids, pos
+            self._ids = ids
+            self._pos = plan.positions or {k: i for i, k in enumerate(ids)}
             self._cache.clear_wants()
             self.endResetModel()
         self._token = token

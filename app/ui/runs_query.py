@@ -178,8 +178,10 @@ def ids_sql(query: RunsQuery, now: float | None = None) -> tuple[str, dict[str, 
             f"ORDER BY {order}, id DESC"), args
 
 
-def fetch_ids(store: Store, query: RunsQuery) -> list[str]:
+def fetch_ids(store: Store, query: RunsQuery, limit: int | None = None) -> list[str]:
     sql, args = ids_sql(query)
+    if limit is not None:
+        sql, args = sql + " LIMIT :limit", {**args, "limit": int(limit)}
     with store.lock:
         return [row[0] for row in store.db.conn.execute(sql, args)]
 

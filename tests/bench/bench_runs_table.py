@@ -69,8 +69,8 @@ def build_store(n: int) -> Store:
 
 
 def open_page(ctx: AppContext) -> tuple[RunsPage, float, float]:
-    """(page, seconds to the first painted screen of real rows, longest GUI-thread
-    stretch meanwhile)."""
+    """(page, seconds to the first painted screen of real rows, seconds until the whole
+    id list is in, longest GUI-thread stretch meanwhile)."""
     gaps: list[float] = []
     clock = QElapsedTimer()
     beat = QTimer(interval=0)
@@ -85,11 +85,13 @@ def open_page(ctx: AppContext) -> tuple[RunsPage, float, float]:
     page.resize(*SIZE)
     page.show()
     beat.start()
-    spin_until(lambda: page.model.is_loaded() and shown(page.view))
+    spin_until(lambda: page.model.rowCount() > 0 and shown(page.view))
     page.view.viewport().repaint()
     first_paint = time.perf_counter() - t0
+    spin_until(page.model.is_loaded)
+    whole = time.perf_counter() - t0
     beat.stop()
-    return page, first_paint, max(gaps, default=0.0)
+    return page, first_paint, whole, max(gaps, default=0.0)
 
 
 def scroll_steps(view: QTableView, rows: list[int]) -> tuple[list[float], list[float]]:
@@ -135,12 +137,22 @@ def main() -> None:
     ctx = AppContext(store, RunStore(store), MetricStore(store))
     print(f"runs: {rq.change_token(store).count:,}")
 
+    # The app has its main window up before the Runs page opens: pay Qt's first-widget
+    # costs (fonts, style) here, not in the measurement.
+    warm = QTableView()
+    warm.setModel(QStandardItemModel(10, 9, warm))
+    warm.resize(*SIZE)
+    warm.show()
+    app.processEvents()
+    warm.viewport().repaint()
+    warm.close()
     opens = []
-    for attempt in range(3):  # the first one also pays for Qt's fonts and a cold cache
-        page, first, longest = open_page(ctx)
+    for attempt in range(3):  # the first one also meets a cold page cache
+        page, first, whole, longest = open_page(ctx)
         opens.append(first)
         print(f"RunsTableModel open #{attempt + 1}: first paint {first * 1000:.0f} ms "
-              f"(target < 500 ms), longest GUI-thread stretch {longest * 1000:.1f} ms")
+              f"(target < 500 ms), all {n:,} rows scrollable {whole * 1000:.0f} ms, "
+              f"longest GUI-thread stretch {longest * 1000:.1f} ms")
         if attempt < 2:
             page.stop()
             page.close()

@@ -138,9 +138,12 @@ def test_filters_match_the_store(qtbot, world) -> None:
     def shown() -> set[str]:
         return {model.run_id(r) for r in range(model.rowCount())}
 
+    recorder = Recorder(model)
     with qtbot.waitSignal(model.query_applied, timeout=10000):
         model.set_query(RunsQuery(text="RESNET"))
     assert shown() == {r.id for r in runs if "resnet" in r.name}
+    # A new filter: its first block at once, then the rest appended below it.
+    assert recorder.events[:2] == [("reset",), ("inserted", BLOCK, model.rowCount() - 1)]
     with qtbot.waitSignal(model.query_applied, timeout=10000):
         model.set_query(RunsQuery(text="state:failed host:gpu-b"))
     expected = {r.id for r in runs if r.state is RunState.FAILED and r.host == "gpu-b"}
