@@ -8,15 +8,21 @@ from pathlib import Path
 from PySide6.QtGui import QIcon
 
 
-def resource_path(name: str) -> Path:
-    """Path of ``resources/<name>``.
-
-    A PyInstaller build unpacks data next to ``sys._MEIPASS``; from source the folder sits
-    at the repository root, two levels above this package.
-    """
+def resources_root() -> Path:
+    """The ``resources/`` folder: beside ``sys._MEIPASS`` in a PyInstaller build, at the
+    repository root from source, under ``<prefix>/share/labdeck`` for a pip/pipx install."""
     frozen_root = getattr(sys, "_MEIPASS", None)
-    base = Path(frozen_root) if frozen_root else Path(__file__).resolve().parents[2]
-    return base / "resources" / name
+    if frozen_root:
+        return Path(frozen_root) / "resources"
+    source = Path(__file__).resolve().parents[2] / "resources"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "labdeck" / "resources"
+
+
+def resource_path(name: str) -> Path:
+    """Path of ``resources/<name>`` (see ``resources_root``)."""
+    return resources_root() / name
 
 
 def app_icon() -> QIcon:

@@ -41,7 +41,8 @@ _STATE_CHOICES: list[tuple[str, frozenset[str]]] = [
     ("Active", frozenset({"queued", "launching", "running"})),
     ("Finished", frozenset(s.value for s in FINISHED)),
 ] + [(s.value.capitalize(), frozenset({s.value})) for s in RunState]
-_WIDTHS = {"name": 220, "tags": 120, "note": 120}
+# State is sized for its longest word (succeeded, launching), not for the first rows.
+_WIDTHS = {"name": 220, "state": 112, "tags": 120, "note": 120}
 
 
 class RunsView(QTableView):
