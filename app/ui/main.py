@@ -8,9 +8,13 @@ user about unknown host keys) and returns a monitor with the stored hosts, plus 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, QObject, QTimer
 
 from app.core import paths
 from app.core.cluster import ClusterMonitor, SessionFactory
@@ -46,6 +50,18 @@ def default_monitor_factory(trust: TrustDecider) -> ClusterMonitor:
     return ClusterMonitor(ssh_session_factory(trust))
 
 
+class _ExitAfterFirstPaint(QObject):
+    """LABDECK_EXIT_AFTER_FIRST_PAINT=1 (tests/bench/bench_startup.py): print the wall
+    time of the window's first paint on stderr, then close the window the normal way."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and isinstance(watched, MainWindow):
+            watched.removeEventFilter(self)
+            print(f"labdeck: first paint at {time.time():.6f}", file=sys.stderr, flush=True)
+            QTimer.singleShot(0, watched.close)
+        return False
+
+
 def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
             actions: HostActions | None = None,
             on_window: Callable[[MainWindow], None] | None = None) -> int:
@@ -67,6 +83,8 @@ def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
     if on_window is not None:
         on_window(window)
     window.resize(1280, 800)
+    if os.environ.get("LABDECK_EXIT_AFTER_FIRST_PAINT") == "1":
+        window.installEventFilter(_ExitAfterFirstPaint(window))  # parented: kept alive
     window.show()
     # Sessions connect on their own threads; start them once the window can show prompts.
     threading.Thread(target=monitor.start, name="labdeck-start", daemon=True).start()

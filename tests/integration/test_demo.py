@@ -17,7 +17,7 @@ import pytest
 from app.core.demo import DEMO_HOSTS, OTHER_USER, first_sweep, prepare_demo
 from app.core.lab import build_services
 from app.core.metricstore import MetricStore
-from app.core.runs import RunState
+from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.states import HostState
@@ -141,11 +141,22 @@ def test_demo_lab_works_around_the_other_user_and_finishes_runs(demo_env: Path) 
                        for r in runs)
 
         _wait(curves_stored, 15, "every run's curves from the client, TensorBoard and console")
-        for run in runs:
+
+        def steps_of(run: Run) -> int:
             spec_args = run.spec["argv"]
-            steps = (int(spec_args[spec_args.index("--epochs") + 1])
-                     * int(spec_args[spec_args.index("--steps-per-epoch") + 1]))
-            counts = {s.name: s.count for s in metrics.series(run.id)}
+            return (int(spec_args[spec_args.index("--epochs") + 1])
+                    * int(spec_args[spec_args.index("--steps-per-epoch") + 1]))
+
+        def counts_of(run: Run) -> dict[str, int]:
+            return {s.name: s.count for s in metrics.series(run.id)}
+
+        # The last chunks of a finished run may still be on their way (the ingestor drains
+        # finished runs): wait for them, then require exact counts.
+        _wait(lambda: all(counts_of(r).get("lr") == steps_of(r) for r in runs), 30,
+              "every run's last points")
+        for run in runs:
+            steps = steps_of(run)
+            counts = counts_of(run)
             assert counts["train/loss"] == counts["lr"] == steps
             assert metrics.params(run.id)["lr"] == run.params["lr"]
             assert b"finished after" in metrics.log_bytes(run.id)

@@ -141,6 +141,73 @@ def test_flipped_bit_in_data_is_reported_and_skipped(tmp_path: Path) -> None:
     assert same(batch.points, expected[:5] + expected[6:])
 
 
+def _offsets(data: bytes | bytearray) -> list[int]:
+    records = []
+    pos = 0
+    while pos < len(data):
+        records.append(pos)
+        pos += 16 + struct.unpack_from("<Q", data, pos)[0]
+    return records
+
+
+def test_flipped_bits_in_values_fail_the_bulk_check(tmp_path: Path) -> None:
+    path, expected = write_events(tmp_path, 200, "simple", ("loss", "acc"))
+    data = bytearray(path.read_bytes())
+    records = _offsets(data)
+    victims = {records[11]: 0x01, records[50]: 0x80, records[51]: 0x08, records[300]: 0x40}
+    for at, bit in victims.items():
+        value_at = at + 12 + struct.unpack_from("<Q", data, at)[0] - 4
+        data[value_at + bit % 4] ^= bit  # a bit of the float value
+    footer = records[120] + 12 + struct.unpack_from("<Q", data, records[120])[0]
+    data[footer + 2] ^= 0x04  # a bit of the stored checksum itself
+    damaged = set(victims) | {records[120]}
+    # The checksums of all but the file version record and the two step-0 records (each
+    # a length of its own) are checked in bulk, and exactly the damaged records fail.
+    good, stop = tfcrc.checked_run(bytes(data), 0, len(data), 10**6, True)
+    assert stop == len(data)
+    assert set(records) - set(good) == damaged | set(records[:3])
+    batch = read_all(bytes(data), label="tb/f")
+    assert batch.warnings == [f"tb/f: record at byte {at} fails its checksum; skipped"
+                              for at in sorted(damaged)]
+    lost = {records.index(at) - 1 for at in damaged}  # record k + 1 holds point k
+    assert same(batch.points, [p for k, p in enumerate(expected) if k not in lost])
+
+
+@pytest.mark.parametrize("byte", [5, 9])  # a high byte of the length; the length's CRC
+def test_corrupt_header_inside_a_bulk_run(tmp_path: Path, byte: int) -> None:
+    path, expected = write_events(tmp_path, 100, "simple", ("loss",))
+    data = bytearray(path.read_bytes())
+    victim = _offsets(data)[60]
+    data[victim + byte] ^= 0x20
+    batch = read_all(bytes(data))
+    assert len(batch.warnings) == 1 and f"corrupt record header at byte {victim}" in (
+        batch.warnings[0])
+    assert same(batch.points, expected[:59] + expected[60:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 40), st.data())
+def test_bulk_check_agrees_with_one_by_one(length: int, rows: int, data: st.DataObject) -> None:
+    body = data.draw(st.binary(min_size=length * rows, max_size=length * rows))
+    matrix = bytearray()
+    for row in range(rows):
+        chunk = body[row * length:(row + 1) * length]
+        matrix += b"pad" + chunk + struct.pack("<I", masked_crc32c(chunk))
+    stride = length + 7
+    damaged = set()
+    for _ in range(data.draw(st.integers(0, 4))):
+        row = data.draw(st.integers(0, rows - 1))
+        matrix[row * stride + data.draw(st.integers(3, stride - 1))] ^= 1 << data.draw(
+            st.integers(0, 7))
+        damaged.add(row)
+    failing = tfcrc.failing(bytes(matrix), stride, 3, length)
+    one_by_one = [row for row in range(rows) if tfcrc.masked_crc(
+        matrix[row * stride + 3:row * stride + 3 + length]) != struct.unpack_from(
+        "<I", matrix, row * stride + 3 + length)[0]]
+    assert failing == one_by_one
+    assert set(failing) <= damaged  # a flip can undo another on the same bit
+
+
 def test_corrupt_header_resyncs_at_the_next_record(tmp_path: Path) -> None:
     path, expected = write_events(tmp_path, 20, "simple", ("loss",))
     data = bytearray(path.read_bytes())
@@ -163,12 +230,14 @@ def test_big_records_beyond_the_window(tmp_path: Path) -> None:
     assert same(batch.points, expected)
 
 
-def test_max_points_stops_at_a_record_boundary(tmp_path: Path) -> None:
-    path, expected = write_events(tmp_path, 50, "simple", ("a", "b"))
+@pytest.mark.parametrize(("steps", "max_points"), [(50, 10), (400, 300)])
+def test_max_points_stops_at_a_record_boundary(tmp_path: Path, steps: int,
+                                               max_points: int) -> None:
+    path, expected = write_events(tmp_path, steps, "simple", ("a", "b"))
     data = path.read_bytes()
     first = tfevents.read_records(lambda at, n: data[at:at + n], 0, len(data), "f",
-                                  max_points=10)
-    assert len(first.points) == 10
+                                  max_points=max_points)
+    assert len(first.points) == max_points
     rest = read_all(data[first.end:])
     assert same(first.points + rest.points, expected)
 
