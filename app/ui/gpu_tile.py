@@ -26,6 +26,7 @@ MAX_PROCESS_ROWS = 3
 # holds ~480 MiB for the driver; one small CUDA context is already ~500 MiB more).
 FREE_MEM_MIB = 1024.0
 LOAD_COLOR = QColor("#1e6fd9")
+_NOTHING = object()  # "nothing shown yet", distinct from None ("no data")
 MEMORY_COLOR = QColor("#8e24aa")
 
 
@@ -229,6 +230,10 @@ class GpuTile(QFrame):
         outer.addStretch(1)
 
         self.free: bool | None = None
+        # What the widgets show now, so an unchanged sample costs no widget work.
+        self._shown: GpuReading | None | object = _NOTHING
+        self._chip_shown: bool | None | object = _NOTHING
+        self._processes_shown: tuple[tuple[GpuProcess, ...], str] | None = None
         self.set_name(name)
         self.update_reading(None)
 
@@ -242,7 +247,20 @@ class GpuTile(QFrame):
         self.load_spark.extend(history.times, history.util_pct)
         self.mem_spark.extend(history.times, history.mem_pct)
 
+    def reseed(self, history: GpuHistory) -> None:
+        """Replace the sparklines' points by ``history`` (after updates were skipped)."""
+        self.load_spark.clear()
+        self.mem_spark.clear()
+        self.seed(history)
+        self.load_spark.update()
+        self.mem_spark.update()
+
     def update_reading(self, reading: GpuReading | None, received_at: float | None = None) -> None:
+        if reading is not None and received_at is not None:
+            self._append_sparks(reading, received_at)
+        if reading == self._shown:
+            return
+        self._shown = reading
         if reading is None:
             for label in (self.load_label, self.mem_label, self.temp_label,
                           self.power_label, self.fan_label):
@@ -255,14 +273,6 @@ class GpuTile(QFrame):
         self.temp_label.setText(fmt_temp(reading.temp_c))
         self.power_label.setText(fmt_power(reading.power_w, reading.power_limit_w))
         self.fan_label.setText(fmt_pct(reading.fan_pct))
-        if received_at is not None:
-            self.load_spark.append(received_at, reading.util_pct)
-            mem = None
-            if reading.mem_used_mib is not None and reading.mem_total_mib:
-                mem = 100.0 * reading.mem_used_mib / reading.mem_total_mib
-            self.mem_spark.append(received_at, mem)
-            self.load_spark.update()
-            self.mem_spark.update()
         free = is_free(reading)
         self._set_chip(free)
         if free:
@@ -278,8 +288,21 @@ class GpuTile(QFrame):
         return [(r.user.text(), r.command.full_text(), r.mem.text())
                 for r in self.process_rows if not r.isHidden()]
 
+    def _append_sparks(self, reading: GpuReading, received_at: float) -> None:
+        self.load_spark.append(received_at, reading.util_pct)
+        mem = None
+        if reading.mem_used_mib is not None and reading.mem_total_mib:
+            mem = 100.0 * reading.mem_used_mib / reading.mem_total_mib
+        self.mem_spark.append(received_at, mem)
+        self.load_spark.update()
+        self.mem_spark.update()
+
     def _set_chip(self, free: bool | None) -> None:
         self.free = free
+        # Re-polishing a style is the costliest step of a tile update: only on a flip.
+        if free == self._chip_shown:
+            return
+        self._chip_shown = free
         if free is None:
             self.chip.setText("")
             self.chip.setVisible(False)
@@ -294,6 +317,9 @@ class GpuTile(QFrame):
         self.chip.style().polish(self.chip)
 
     def _show_processes(self, processes: tuple[GpuProcess, ...], empty: str) -> None:
+        if self._processes_shown == (processes, empty):
+            return
+        self._processes_shown = (processes, empty)
         ordered = sorted(processes, key=lambda p: -(p.mem_mib or 0.0))
         for row, proc in zip(self.process_rows, ordered, strict=False):
             row.show_process(proc)

@@ -57,6 +57,11 @@ def format_age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
+def _gpu_indexes(view: HostView) -> set[int]:
+    found = {g.index for g in view.hello.gpus} if view.hello else set()
+    return found | ({r.index for r in view.sample.gpus} if view.sample else set())
+
+
 def address_of(view: HostView) -> str:
     spec = view.spec
     if spec.local:
@@ -79,6 +84,8 @@ class HostGroup(QFrame):
         self.view: HostView | None = None
         self.tiles: dict[int, GpuTile] = {}
         self._last_sample_seq: int | None = None
+        # The view last shown when later ones were only kept (group off screen).
+        self._deferred_from: HostView | None = None
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 10, 12, 12)
@@ -142,7 +149,26 @@ class HostGroup(QFrame):
         outer.addWidget(self.placeholder)
 
     # -- updates ---------------------------------------------------------------------
+    def only_values_changed(self, view: HostView) -> bool:
+        """True when ``view`` differs from the one shown only in GPU readings, so that an
+        off-screen group may take it later (``defer_view``) without its layout changing."""
+        old = self._deferred_from or self.view
+        if old is None:
+            return False
+        return (view.state is old.state and view.detail == old.detail
+                and view.hello == old.hello and view.spec == old.spec
+                and _gpu_indexes(view) == _gpu_indexes(old))
+
+    def defer_view(self, view: HostView) -> None:
+        """Keep ``view`` for counts without touching the widgets (the group is off
+        screen); the next ``update_view`` re-seeds the sparklines from history."""
+        if self._deferred_from is None:
+            self._deferred_from = self.view
+        self.view = view
+
     def update_view(self, view: HostView, history: Callable[[int], GpuHistory]) -> None:
+        reseed = self._deferred_from is not None
+        self._deferred_from = None
         self.view = view
         state = view.state
         self.address_label.setText(address_of(view))
@@ -168,7 +194,7 @@ class HostGroup(QFrame):
             HostState.OFFLINE, HostState.AUTH_FAILED, HostState.AGENT_FAILED,
             HostState.NEEDS_REBOOT, HostState.STALE,
         ))
-        self._sync_tiles(view, history)
+        self._sync_tiles(view, history, reseed)
         # Only live data looks live: every other state greys the tiles.
         self.body.setEnabled(state is HostState.ONLINE)
         self.refresh_age()
@@ -193,7 +219,8 @@ class HostGroup(QFrame):
             return (total, 0)
         return (total, sum(1 for r in view.sample.gpus if is_free(r)))
 
-    def _sync_tiles(self, view: HostView, history: Callable[[int], GpuHistory]) -> None:
+    def _sync_tiles(self, view: HostView, history: Callable[[int], GpuHistory],
+                    reseed: bool = False) -> None:
         names: dict[int, str] = {}
         if view.hello is not None:
             names = {g.index: g.name for g in view.hello.gpus}
@@ -209,8 +236,11 @@ class HostGroup(QFrame):
                 tile.seed(history(index))
                 self.tiles[index] = tile
                 self._insert_sorted(tile)
-            elif index in names:
-                self.tiles[index].set_name(names[index])
+            else:
+                if index in names:
+                    self.tiles[index].set_name(names[index])
+                if reseed:  # samples were skipped while off screen
+                    self.tiles[index].reseed(history(index))
         seq = view.sample.seq if view.sample else None
         new_sample = seq is not None and seq != self._last_sample_seq
         self._last_sample_seq = seq

@@ -1,5 +1,13 @@
 """The nvidia-smi GPU backend: a streaming ``--query-gpu … -lms N`` child plus a
-``--query-compute-apps`` call per interval, and the parsers for their CSV output.
+``--query-compute-apps`` call kept off the sample path, and the parsers for their CSV output.
+
+Who runs what comes from a background thread that re-queries the processes every
+APPS_EVERY_S and, sooner, whenever a GPU's memory.used moves by more than APPS_MEM_STEP_MIB
+since the last query (a process that starts must allocate a CUDA context, one that ends
+frees its memory). A sample reads the latest answer and never waits for a query: a
+per-sample ``nvidia-smi`` process cost more CPU and wall time than the whole stream.
+A compute-apps ``-lms`` stream would be cheaper still, but its output has no end-of-list
+marker, so an empty list (the last process ended) cannot be told from a late one.
 
 Stdlib only, Python >= 3.8. ``[N/A]``, ``[Not Supported]``, ``N/A`` and empty cells are
 missing values (None), never zeros. Lines that do not parse raise ValueError with a reason;
@@ -27,6 +35,13 @@ _MISSING = ("", "N/A", "[N/A]", "[Not Supported]", "Not Supported")
 ONE_SHOT_TIMEOUT_S = 10.0
 # Report unreadable output at most this often, so a broken nvidia-smi cannot flood the app.
 ERROR_EVERY_S = 30.0
+# The process list is at most this old, even when no GPU's memory changes.
+APPS_EVERY_S = 5.0
+# A memory.used move this large (MiB) since the last process query triggers the next one.
+APPS_MEM_STEP_MIB = 32.0
+# Triggered queries no closer together than this, so a job whose memory keeps growing
+# cannot turn the refresher back into a per-sample nvidia-smi.
+APPS_MIN_GAP_S = 1.0
 
 
 def parse_value(text):
@@ -140,6 +155,11 @@ class SmiBackend:
         self._child = None
         self._restarted_at = 0.0
         self._closed = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._procs = {}
+        self._apps_mem = {}
+        self._apps_at = 0.0
         self.needs_reboot = False
         self.statics = []
         query = "--query-gpu=" + ",".join(GPU_FIELDS)
@@ -166,7 +186,12 @@ class SmiBackend:
         code, out = _run([self._smi, "--query-gpu=driver_version", "--format=csv,noheader"])
         driver = out.splitlines()[0].strip() if code == 0 and out.strip() else "unknown"
         self.detail = "nvidia-smi %s, driver %s" % (self._smi, driver)
+        # The first list is fetched here so that the first sample already says who runs
+        # what; later ones come from the refresher thread.
+        self._refresh_processes()
         self._start_stream()
+        refresher = threading.Thread(target=self._apps_loop, daemon=True)
+        refresher.start()
 
     # -- the streaming child ----------------------------------------------------------
     def _start_stream(self):
@@ -199,6 +224,10 @@ class SmiBackend:
                 continue
             with self._lock:
                 self._latest[gpu["index"]] = gpu
+                before = self._apps_mem.get(gpu["uuid"])
+            used = gpu["mem_used_mib"]
+            if used is not None and (before is None or abs(used - before) > APPS_MEM_STEP_MIB):
+                self._wake.set()
         child.stdout.close()
 
     def _stop_stream(self):
@@ -247,9 +276,9 @@ class SmiBackend:
                 self._note_error("nvidia-smi stream stopped; restarting it")
                 self._stop_stream()
                 self._start_stream()
-        processes = self._processes()
         with self._lock:
             latest = dict(self._latest)
+            processes = self._procs
         readings = []
         for static in self.statics:
             gpu = latest.get(static["index"])
@@ -262,16 +291,48 @@ class SmiBackend:
                 gpu["fan_pct"], processes.get(static["uuid"], ())))
         return readings
 
+    # -- who runs what, off the sample path ------------------------------------------
+    def request_process_refresh(self):
+        """Ask the refresher for a new process list soon (it never blocks the caller)."""
+        self._wake.set()
+
+    def _apps_loop(self):
+        while not self._stop.is_set():
+            self._wake.wait(APPS_EVERY_S)
+            if self._stop.is_set():
+                return
+            gap = APPS_MIN_GAP_S - (time.monotonic() - self._apps_at)
+            if gap > 0 and self._stop.wait(gap):
+                return
+            self._wake.clear()
+            self._refresh_processes()
+
+    def _refresh_processes(self):
+        # The memory seen before the query is the baseline: a change during the query
+        # then triggers another one instead of going unnoticed.
+        with self._lock:
+            self._apps_mem = {
+                gpu["uuid"]: gpu["mem_used_mib"] for gpu in self._latest.values()
+                if gpu["mem_used_mib"] is not None
+            }
+        self._apps_at = time.monotonic()
+        procs = self._processes()
+        if procs is not None:
+            with self._lock:
+                self._procs = procs
+
     def _processes(self):
+        """The processes by GPU uuid, or None when nvidia-smi could not say (the previous
+        list then stands rather than every process seeming to vanish)."""
         try:
             code, out = _run([self._smi, "--query-compute-apps=" + ",".join(APP_FIELDS),
                               "--format=csv,noheader,nounits"], timeout=5.0)
         except Unavailable as exc:
             self._note_error(str(exc))
-            return {}
+            return None
         if code != 0:
             self._note_error("nvidia-smi --query-compute-apps exited %d" % code)
-            return {}
+            return None
         by_uuid = {}
         for line in out.splitlines():
             try:
@@ -286,4 +347,6 @@ class SmiBackend:
 
     def close(self):
         self._closed = True
+        self._stop.set()
+        self._wake.set()
         self._stop_stream()

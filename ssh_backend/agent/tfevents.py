@@ -10,7 +10,8 @@ a scalar tensor (8 — TF2's ``tf.summary.scalar``); the hparams plugin's
 ``read_records`` never raises on bad input: a corrupt or unreadable record becomes a
 warning naming the file and byte offset, and reading resumes at the next valid record. A
 record that is not complete yet (the writer is mid-write) is left for the next call.
-Python >= 3.8.
+Checksums are checked in bulk where many records share a length (tfcrc.checked_run), one
+by one otherwise. Python >= 3.8.
 """
 
 import struct

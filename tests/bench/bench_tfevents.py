@@ -6,6 +6,10 @@ Writes one file of ``points`` scalars (default 200k, PyTorch-style simple values
 TensorBoard's writer, reads it with both, checks they agree, prints both times (CPU
 time of this process, and wall) and the ratio. Also times the reader with data
 checksums off, to show what the pure-Python CRC-32C costs. Target: ratio >= 5.
+
+Measured on a shared, loaded 2-core machine (three runs, 200k points, 8.7 MB): checksums
+on 0.70-0.83 s CPU, off 0.73-0.87 s, EventAccumulator 7.25-7.61 s: 8.7-10.8x. Checking
+each record's CRC one at a time, as before tfcrc.checked_run, took 1.76 s (4.0x).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Supports the table (no arguments), ``--query-gpu=…`` and ``--query-compute-app
   FAKE_SMI_MODE   ok | mismatch (driver/library mismatch, exit 18) | garbage (junk lines
                   mixed with valid ones)
   FAKE_SMI_APPS   running processes, "pid:MiB:gpuindex" comma-separated
+  FAKE_SMI_APPS_DELAY_S  seconds ``--query-compute-apps`` takes before it answers (a
+                  slow or hung driver), default 0
 
 A GPU with a process reports the steady training values of the NVML recording; one
 without reports the idle values of smi.txt.
@@ -106,6 +108,7 @@ def query_gpu(fields: list[str], count: int, units: bool) -> list[str]:
 
 def query_apps(fields: list[str], units: bool) -> list[str]:
     lines = []
+    time.sleep(float(os.environ.get("FAKE_SMI_APPS_DELAY_S", "0")))
     for pid, mib, gpu in apps():
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()

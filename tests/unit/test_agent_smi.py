@@ -14,6 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from agent_process import FAKE_SMI_DIR, AgentProcess
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ssh_backend" / "agent"))
+import gpu_smi
+
 from ssh_backend.protocol import AgentError, Hello, Sample
 
 FAKE_SMI = str(FAKE_SMI_DIR / "nvidia-smi")
@@ -141,3 +144,59 @@ def test_explicit_smi_missing_says_why(tmp_path: Path) -> None:
         hello = agent.next(Hello)[1]
         assert hello.backend == "none" and "nvidia-smi not found" in hello.backend_detail
         assert "smi backend unavailable" in agent.next(AgentError)[1].message
+
+
+def pids_on(readings: list[dict], index: int) -> list[int]:
+    return [p["pid"] for p in readings[index]["processes"]]
+
+
+def test_a_sample_never_waits_for_the_process_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+    monkeypatch.setenv("FAKE_SMI_GPUS", "2")
+    monkeypatch.setenv("FAKE_SMI_APPS", f"{first.pid}:1032:1")
+    backend = gpu_smi.SmiBackend(0.1, smi=FAKE_SMI)
+    try:
+        assert pids_on(backend.read(), 1) == [first.pid], "the first sample knows who runs"
+        # From now on --query-compute-apps takes 1.5 s and names the other process.
+        monkeypatch.setenv("FAKE_SMI_APPS_DELAY_S", "1.5")
+        monkeypatch.setenv("FAKE_SMI_APPS", f"{second.pid}:1032:1")
+        asked = time.monotonic()
+        backend.request_process_refresh()
+        slowest, pids = 0.0, [first.pid]
+        while pids != [second.pid] and time.monotonic() - asked < 8:
+            started = time.perf_counter()
+            readings = backend.read()
+            slowest = max(slowest, time.perf_counter() - started)
+            pids = pids_on(readings, 1)
+            assert pids in ([first.pid], [second.pid])
+            time.sleep(0.02)
+        assert pids == [second.pid], "the slow query's answer arrives"
+        assert time.monotonic() - asked >= 1.4, "the query really was slow"
+        assert slowest < 0.1, f"a sample waited {slowest:.3f} s for the process query"
+    finally:
+        backend.close()
+        for child in (first, second):
+            child.kill()
+            child.wait()
+
+
+def test_a_new_process_shows_when_gpu_memory_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    monkeypatch.setenv("FAKE_SMI_GPUS", "2")
+    backend = gpu_smi.SmiBackend(0.1, smi=FAKE_SMI)
+    try:
+        assert pids_on(backend.read(), 1) == []
+        # The process allocates 1 GiB on GPU 1; the restarted stream sees the memory move,
+        # which must trigger a process query well before the periodic one.
+        monkeypatch.setenv("FAKE_SMI_APPS", f"{child.pid}:1032:1")
+        changed = time.monotonic()
+        backend.set_interval(0.2)
+        while not pids_on(backend.read(), 1) and time.monotonic() - changed < 6:
+            time.sleep(0.05)
+        took = time.monotonic() - changed
+        assert pids_on(backend.read(), 1) == [child.pid]
+        assert took < gpu_smi.APPS_EVERY_S - 1, f"found after {took:.1f} s"
+    finally:
+        backend.close()
+        child.kill()
+        child.wait()
