@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import printable, say, table, warn
-from app.core.cluster import HostView
-from app.core.store import Store
-from ssh_backend.protocol import GpuReading
 from ssh_backend.states import HostState
+
+if TYPE_CHECKING:
+    from app.core.cluster import HostView
+    from ssh_backend.protocol import GpuReading
 
 DEFAULT_TIMEOUT_S = 15.0
 # States in which a sample may still arrive shortly: keep waiting for those hosts.
@@ -43,6 +44,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # The SSH stack loads only for commands that connect: the others start faster.
     from app.core.lab import build_monitor
+    from app.core.store import Store
 
     with Store.open() as store:
         specs = store.hosts()

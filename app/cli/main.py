@@ -19,8 +19,6 @@ import app
 from app.cli import desktop_cmd, gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd, window
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
-from app.core.store import StoreError
-from ssh_backend.config import ConfigError
 
 log = logging.getLogger("labdeck.cli")
 
@@ -116,17 +114,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("labdeck %s: %s", app.__version__, args.command or "window")
     try:
         return _dispatch(args)
-    except (UsageError, StoreError, ConfigError) as exc:
-        warn(str(exc))
-        return EXIT_USAGE
     except KeyboardInterrupt:
         warn("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if _is_user_error(exc):
+            warn(str(exc))
+            return EXIT_USAGE
         log.exception("unexpected error")
         where = f"; details are in {log_path}" if log_path else ""
         warn(f"unexpected error: {type(exc).__name__}: {exc}{where}")
         return EXIT_SOFTWARE
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """A usage, store or config error. The store and config modules are looked up only if
+    something imported them (an error of theirs means it did): importing them here would
+    load sqlite_utils and paramiko into every start, ``--version`` included."""
+    kinds: list[type[BaseException]] = [UsageError]
+    for module, name in (("app.core.store", "StoreError"), ("ssh_backend.config", "ConfigError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            kinds.append(getattr(loaded, name))
+    return isinstance(exc, tuple(kinds))
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -12,14 +12,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import UsageError, check_display, say
-from app.core import hosts
-from app.core.cluster import ClusterMonitor
-from app.core.store import Store, StoreError
-from ssh_backend.hostkeys import TrustDecider
 from ssh_backend.hostspec import HostSpec
+
+if TYPE_CHECKING:
+    # Imported where used: ``build_parser`` loads this module for every ``labdeck``.
+    from app.core.cluster import ClusterMonitor
+    from app.core.store import Store
+    from ssh_backend.hostkeys import TrustDecider
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class _Persisting:
         self.monitor: ClusterMonitor | None = None
 
     def add_host(self, spec: HostSpec) -> None:
+        from app.core import hosts
+        from app.core.store import StoreError
+
         hosts.validate_host_name(spec.name)
         try:
             self.store.add_host(spec)
@@ -78,6 +83,7 @@ def open_window(files: list[str] | None = None) -> int:
     from app.core.lab import LabServices, build_services
     from app.core.metricstore import MetricStore
     from app.core.runstore import RunStore
+    from app.core.store import Store
     from app.ui.context import AppContext
     from app.ui.main import run_gui
     from app.ui.main_window import HostActions, MainWindow

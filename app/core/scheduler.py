@@ -249,40 +249,51 @@ def fair_order(queued: Iterable[Run], active: dict[str, int]) -> Iterator[Run]:
 
 def _group(queued: Iterable[Run]) -> tuple[dict[int, list[Run]], list[Run]]:
     """Queued runs by priority, and those that need no GPU at all."""
+    # The hot loop of a 10k-run plan: attribute and enum lookups are hoisted into locals.
+    queued_state = RunState.QUEUED
     by_priority: dict[int, list[Run]] = {}
-    gpu_free = []
+    groups_get = by_priority.get
+    gpu_free: list[Run] = []
     for run in queued:
-        if run.state is RunState.QUEUED:
-            group = by_priority.get(run.priority)
-            if group is None:
-                group = by_priority[run.priority] = []
-            group.append(run)
-            if run.spec.get("gpus") == 0:
-                gpu_free.append(run)
+        if run.state is not queued_state:
+            continue
+        priority = run.priority
+        group = groups_get(priority)
+        if group is None:
+            group = by_priority[priority] = []
+        group.append(run)
+        if run.spec.get("gpus") == 0:
+            gpu_free.append(run)
     return by_priority, gpu_free
 
 
 def _fair(by_priority: dict[int, list[Run]], active: dict[str, int]) -> Iterator[Run]:
     # Runs are grouped by user only when their priority is reached: a plan usually
     # stops early, so most of a long queue is never touched.
+    active_get = active.get
+    push, pop = heapq.heappush, heapq.heappop
     for priority in sorted(by_priority, reverse=True):
         users: dict[str, list[Run]] = {}
+        users_get = users.get
         for run in by_priority[priority]:
-            runs = users.get(run.user)
+            user = run.user
+            runs = users_get(user)
             if runs is None:
-                runs = users[run.user] = []
+                runs = users[user] = []
             runs.append(run)
         heap: list[tuple[int, int, str, int]] = []
         for user, runs in users.items():
             runs.sort(key=_SEQ)
-            heap.append((active.get(user, 0), runs[0].seq, user, 0))
+            heap.append((active_get(user, 0), runs[0].seq, user, 0))
         heapq.heapify(heap)
         while heap:
-            _, _, user, pos = heapq.heappop(heap)
+            _, _, user, pos = pop(heap)
             runs = users[user]
             yield runs[pos]
-            if pos + 1 < len(runs):
-                heapq.heappush(heap, (active.get(user, 0), runs[pos + 1].seq, user, pos + 1))
+            pos += 1
+            if pos < len(runs):
+                # ``active`` is read again here: the caller counts placements between yields.
+                push(heap, (active_get(user, 0), runs[pos].seq, user, pos))
 
 
 _SEQ = operator.attrgetter("seq")

@@ -1,7 +1,10 @@
 """The cluster page: every monitored host as a group of GPU tiles, in a scroll area.
 
-Events from the bridge only mark hosts dirty; a display timer (4 Hz) repaints the dirty
-ones, reading a consistent copy from the monitor. Nothing here waits or does I/O.
+Events from the bridge only mark hosts dirty; the first mark starts a short single-shot
+timer, so a burst of samples is coalesced into one repaint that still follows the samples
+closely. A repaint reads a consistent copy from the monitor and updates only the hosts in
+the scroll area's viewport; the others keep the copy for the counts and are repainted
+when they scroll into view. Nothing here waits or does I/O.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import functools
 import time
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor, GpuHistory
@@ -18,7 +22,12 @@ from app.ui.bridge import ClusterBridge
 from app.ui.host_group import HostGroup
 from app.ui.sparkline import WINDOW_S
 
-DISPLAY_INTERVAL_MS = 250
+# From the first change to its repaint: long enough to gather a burst of samples.
+COALESCE_MS = 40
+# Ages ("last data 23 s ago") are shown to the second.
+AGE_INTERVAL_MS = 1000
+# Hosts this close to the viewport count as visible, so a small scroll shows fresh data.
+VIEWPORT_MARGIN_PX = 200
 
 STYLE = """
 QFrame#HostGroup {
@@ -70,6 +79,8 @@ class ClusterView(QWidget):
         self._monitor = monitor
         self.groups: dict[str, HostGroup] = {}
         self._dirty: set[str] = set()
+        # Hosts with changes kept back while off screen.
+        self._deferred: set[str] = set()
         self._last_summary = ""
 
         self._scroll = QScrollArea()
@@ -90,6 +101,7 @@ class ClusterView(QWidget):
         self._list.addWidget(self.empty_label)
         self._list.addStretch(1)
         self._scroll.setWidget(self._page)
+        self._scroll.verticalScrollBar().valueChanged.connect(self._on_viewport_moved)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self._scroll)
@@ -98,9 +110,14 @@ class ClusterView(QWidget):
         bridge.host_sample.connect(self._mark_dirty)
         bridge.host_removed.connect(self._on_host_removed)
         self._timer = QTimer(self)
-        self._timer.setInterval(DISPLAY_INTERVAL_MS)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(COALESCE_MS)
         self._timer.timeout.connect(self.refresh)
-        self._timer.start()
+        self._age_timer = QTimer(self)
+        self._age_timer.setInterval(AGE_INTERVAL_MS)
+        self._age_timer.timeout.connect(self._refresh_ages)
+        self._age_timer.start()
+        self._stopped = False
         self._dirty.update(monitor.names())
         self.refresh()
 
@@ -118,28 +135,70 @@ class ClusterView(QWidget):
         return [t for g in self.groups.values() for t in g.tiles.values()]
 
     def stop(self) -> None:
+        self._stopped = True
         self._timer.stop()
+        self._age_timer.stop()
 
     def refresh(self) -> None:
-        """Repaint the hosts that changed since the last tick (the display timer's slot)."""
+        """Repaint the hosts that changed since the last repaint (the timer's slot)."""
+        self._timer.stop()
         dirty, self._dirty = self._dirty, set()
+        visible = self._visible_rect()
         for name in dirty:
             view = self._monitor.host(name)
             if view is None:
+                self._deferred.discard(name)
                 self._remove_group(name)
                 continue
             group = self.groups.get(name)
             if group is None:
                 group = self._add_group(name)
+            elif (not group.geometry().intersects(visible)
+                  and group.only_values_changed(view)):
+                # Off screen and only new readings: no widget work until it shows.
+                group.defer_view(view)
+                self._deferred.add(name)
+                continue
+            self._deferred.discard(name)
             group.update_view(view, functools.partial(self._history, name))
-        now = time.time()
-        for group in self.groups.values():
-            group.refresh_age(now)
+        self._refresh_ages()
         self.empty_label.setVisible(not self.groups)
         summary = self.summary().text()
         if summary != self._last_summary:
             self._last_summary = summary
             self.summary_changed.emit(summary)
+
+    def _visible_rect(self) -> QRect:
+        """The part of the page on screen (page coordinates, with a margin); empty while
+        the page is not shown, so that nothing off screen is repainted."""
+        if not self.isVisible():
+            return QRect()
+        viewport = self._scroll.viewport()
+        top = -self._page.y() - VIEWPORT_MARGIN_PX
+        return QRect(0, top, max(viewport.width(), 1),
+                     viewport.height() + 2 * VIEWPORT_MARGIN_PX)
+
+    def _refresh_ages(self) -> None:
+        now = time.time()
+        for group in self.groups.values():
+            group.refresh_age(now)
+
+    def _schedule(self) -> None:
+        if not self._stopped and not self._timer.isActive():
+            self._timer.start()
+
+    def _on_viewport_moved(self) -> None:
+        if self._deferred:
+            self._dirty |= self._deferred
+            self._schedule()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._on_viewport_moved()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._on_viewport_moved()
 
     def _history(self, name: str, index: int) -> GpuHistory:
         return self._monitor.history(name, index, WINDOW_S)
@@ -147,6 +206,7 @@ class ClusterView(QWidget):
     # -- slots -----------------------------------------------------------------------
     def _mark_dirty(self, name: str) -> None:
         self._dirty.add(name)
+        self._schedule()
 
     def _on_host_removed(self, name: str) -> None:
         self._dirty.discard(name)

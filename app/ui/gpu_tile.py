@@ -231,8 +231,8 @@ class GpuTile(QFrame):
 
         self.free: bool | None = None
         # What the widgets show now, so an unchanged sample costs no widget work.
-        self._shown: GpuReading | None | object = _NOTHING
-        self._chip_shown: bool | None | object = _NOTHING
+        self._shown: GpuReading | object | None = _NOTHING
+        self._chip_shown: bool | object | None = _NOTHING
         self._processes_shown: tuple[tuple[GpuProcess, ...], str] | None = None
         self.set_name(name)
         self.update_reading(None)
