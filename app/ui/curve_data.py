@@ -5,6 +5,11 @@ points as read from the ``MetricStore`` (re-read only when its point count chang
 turns them into ``CurveFrame``s of at most ~2 points per pixel for the visible x range.
 Smoothing is TensorBoard's debiased EMA and happens before decimation, so spikes still
 show in the faint raw curve behind the smoothed one.
+
+Live runs append a few points per tick: points that only grew are smoothed from the last
+EMA state on (not from the first point again), and a trace whose inputs did not change
+gets the very same ``CurveFrame`` object back, which tells the panel to leave its curves
+alone (``setData`` and the repaint it causes are the GUI thread's main cost).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class CurveFrame:
     x_smooth: np.ndarray
     y_smooth: np.ndarray
     count: int  # points stored, before decimation
+    finite: bool = False  # every x and y of both curves finite (pyqtgraph may skip its check)
 
 
 def ema_debiased(y: np.ndarray, beta: float) -> np.ndarray:
@@ -98,6 +104,23 @@ def ema_debiased(y: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
+def ema_continue(y: np.ndarray, beta: float, last: float, count: int) -> np.ndarray:
+    """``ema_debiased`` of ``y`` as if it followed ``count`` finite values whose smoothed
+    (debiased) average ended at ``last``: what appended points need, in O(len(y))."""
+    tail = ema_debiased(y, beta)
+    if beta <= 0.0 or count <= 0 or y.size == 0:
+        return tail
+    finite = np.isfinite(tail)
+    k = np.cumsum(finite)[finite].astype(np.float64)  # finite values so far in the tail
+    ln_b = math.log(beta)
+    with np.errstate(under="ignore"):
+        # Undo the tail's own debiasing, add the decayed carry-in, debias for n + k values.
+        biased = tail[finite] * -np.expm1(k * ln_b)
+        carry = last * -math.expm1(count * ln_b) * np.exp(k * ln_b)
+        tail[finite] = (biased + carry) / -np.expm1((count + k) * ln_b)
+    return tail
+
+
 def _ema_loop(values: np.ndarray, beta: float) -> np.ndarray:
     out = np.empty_like(values)
     acc = 0.0
@@ -118,6 +141,11 @@ class _Series:
     # (x mode, beta, t0) → x sorted ascending, raw y, smoothed y (same order).
     derived_key: tuple[Any, ...] | None = None
     derived: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    derived_count: int = 0  # source points ``derived`` covers
+    in_order: bool = False  # ``derived`` kept arrival order (no sort): appends can extend it
+    ema_state: tuple[float, int] = (math.nan, 0)  # last smoothed finite value, finite count
+    frame_key: tuple[Any, ...] | None = None
+    frame: CurveFrame | None = None
 
 
 class SeriesCache:
@@ -138,11 +166,13 @@ class SeriesCache:
                 entry = self._series.setdefault(key, _Series())
                 if entry.count != info.count:
                     arrays = self._source.points(run_id, info.name)
-                    entry.step = np.asarray(arrays.step, dtype=np.float64)
-                    entry.wall = np.asarray(arrays.wall, dtype=np.float64)
-                    entry.value = np.asarray(arrays.value, dtype=np.float64)
-                    entry.count = int(entry.value.size)
-                    entry.derived_key = entry.derived = None
+                    step = np.asarray(arrays.step, dtype=np.float64)
+                    wall = np.asarray(arrays.wall, dtype=np.float64)
+                    value = np.asarray(arrays.value, dtype=np.float64)
+                    if not _extends(entry, step, wall, value):
+                        entry.derived_key = entry.derived = None
+                    entry.step, entry.wall, entry.value = step, wall, value
+                    entry.count = int(value.size)
         return self.infos
 
     def first_wall(self, run_id: str) -> float | None:
@@ -159,38 +189,89 @@ class SeriesCache:
     def frames(self, traces: Sequence[tuple[str, str]], mode: XMode, beta: float,
                t0: dict[str, float], x_range: tuple[float, float] | None,
                pixels: int) -> list[CurveFrame]:
+        """A frame per trace; an unchanged trace's is the same object as last time."""
         out = []
         for run_id, name in traces:
             entry = self._series.get((run_id, name))
             if entry is None or entry.count <= 0:
                 continue
             x, y, ys = self._derived(entry, mode, beta, t0.get(run_id, 0.0))
+            key = (entry.count, entry.derived_key, x_range, pixels)
+            if entry.frame is not None and entry.frame_key == key:
+                out.append(entry.frame)
+                continue
             xr, yr = decimate(x, y, x_range, pixels)
             if beta > 0:
                 xs, yss = decimate(x, ys, x_range, pixels)
             else:
                 xs, yss = xr, yr
-            out.append(CurveFrame(run_id, name, np.asarray(xr), np.asarray(yr),
-                                  np.asarray(xs), np.asarray(yss), entry.count))
+            finite = all(bool(np.isfinite(a).all()) for a in (xr, yr, xs, yss))
+            entry.frame_key = key
+            entry.frame = CurveFrame(run_id, name, np.asarray(xr), np.asarray(yr),
+                                     np.asarray(xs), np.asarray(yss), entry.count, finite)
+            out.append(entry.frame)
         return out
 
     def _derived(self, entry: _Series, mode: XMode, beta: float,
                  t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (mode, round(beta, 4), t0 if mode is XMode.RELATIVE else 0.0)
         if entry.derived_key == key and entry.derived is not None:
-            return entry.derived
+            if entry.derived_count == entry.count or _extend_derived(entry, mode, beta, t0):
+                return entry.derived
         x = x_values(entry.step, entry.wall, mode, t0)
         y = entry.value
         ys = ema_debiased(y, beta) if beta > 0 else y
+        entry.ema_state = _ema_state(y, ys)
         bad = ~np.isfinite(x)
         if bad.any():  # decimation needs an x for every point
             x, y, ys = x[~bad], y[~bad], ys[~bad]
+        entry.in_order = True
         if x.size > 1 and not np.all(np.diff(x) >= 0):
             # A restart from a checkpoint repeats steps: sort (stably) for decimation.
             order = np.argsort(x, kind="stable")
             x, y, ys = x[order], y[order], ys[order]
+            entry.in_order = False
         entry.derived_key, entry.derived = key, (x, y, ys)
+        entry.derived_count = entry.count
         return entry.derived
+
+
+def _extends(entry: _Series, step: np.ndarray, wall: np.ndarray, value: np.ndarray) -> bool:
+    """Whether the new points are the old ones plus some at the end (a live run)."""
+    n = entry.count
+    if n <= 0 or value.size <= n:
+        return False
+    return all(np.array_equal(old, new[:n], equal_nan=True)
+               for old, new in ((entry.value, value), (entry.step, step), (entry.wall, wall)))
+
+
+def _ema_state(y: np.ndarray, ys: np.ndarray) -> tuple[float, int]:
+    finite = np.flatnonzero(np.isfinite(y))
+    return (float(ys[finite[-1]]), int(finite.size)) if finite.size else (math.nan, 0)
+
+
+def _extend_derived(entry: _Series, mode: XMode, beta: float, t0: float) -> bool:
+    """Append the new points to ``entry.derived``; False if they need a full recompute."""
+    if not entry.in_order or entry.derived is None:
+        return False
+    start = entry.derived_count
+    # x of the whole series: a step missing at the tail's head is filled from before it.
+    x_new = x_values(entry.step, entry.wall, mode, t0)[start:]
+    y_new = entry.value[start:]
+    last, count = entry.ema_state
+    ys_new = ema_continue(y_new, beta, last, count) if beta > 0 else y_new
+    good = np.isfinite(x_new)
+    x_new, y_new_kept, ys_new_kept = x_new[good], y_new[good], ys_new[good]
+    x, y, ys = entry.derived
+    if x_new.size and ((x.size and x_new[0] < x[-1]) or np.any(np.diff(x_new) < 0)):
+        return False  # out of order: sort everything again
+    entry.derived = (np.concatenate([x, x_new]), np.concatenate([y, y_new_kept]),
+                     np.concatenate([ys, ys_new_kept]))
+    tail_last, tail_count = _ema_state(y_new, ys_new)
+    if tail_count:
+        entry.ema_state = (tail_last, count + tail_count)
+    entry.derived_count = entry.count
+    return True
 
 
 def x_values(step: np.ndarray, wall: np.ndarray, mode: XMode, t0: float) -> np.ndarray:
