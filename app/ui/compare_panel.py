@@ -22,7 +22,7 @@ from app.ui.compare_colors import PlotTheme, plot_theme, run_color
 from app.ui.curve_data import PointSource, series_order
 from app.ui.data_worker import DataWorker
 from app.ui.plot_axes import RAW_ALPHA
-from app.ui.plots import ROW_MIN_PX, CurvePanel
+from app.ui.plots import MANY_RUNS, ROW_MIN_PX, CurvePanel
 
 # Wide pens cost Qt far more to stroke (see plots.WIDE_PEN_RUNS): only for a handful of runs.
 WIDE_PEN_MAX_RUNS = 6
@@ -75,11 +75,13 @@ class ComparePanel(CurvePanel):
             self._hidden.discard(key)
         else:
             self._hidden.add(key)
-        beta = self.controls.smoothing
-        for (run_key, _series), (raw, smooth) in self._items.items():
+        for (run_key, _series), (_raw, smooth) in self._items.items():
             if run_key == key:
                 smooth.setVisible(visible)
-                raw.setVisible(visible and beta > 0)
+        self._sync_raw()
+
+    def raw_shown(self, run_id: str) -> bool:
+        return run_id not in self._hidden and super().raw_shown(run_id)
 
     def run_visible(self, key: str) -> bool:
         return key not in self._hidden
@@ -103,6 +105,7 @@ class ComparePanel(CurvePanel):
         for trace in [t for t in self._items if t[0] in keys]:
             raw, smooth = self._items.pop(trace)
             self._frames.pop(trace, None)
+            self._raw_frames.pop(trace, None)
             plot = self._plots.get(trace[1])
             if plot is not None:
                 plot.removeItem(raw)
@@ -173,6 +176,8 @@ class ComparePanel(CurvePanel):
         raw.setPen(pg.mkPen(faint, width=1))
         # The exact run colour (CurvePanel darkens it, which sinks into a dark background).
         width = WIDE_PEN if len(self._runs) <= WIDE_PEN_MAX_RUNS else 1.0
+        # Antialiasing a wide pen costs ~30x a plain one (measured): thin lines only.
+        smooth.opts["antialias"] = width == 1.0 and len(self._runs) <= MANY_RUNS
         smooth.setPen(pg.mkPen(c, width=width))
         if key in self._hidden:
             raw.setVisible(False)
@@ -184,10 +189,9 @@ class ComparePanel(CurvePanel):
 
     def _apply(self, result: tuple[dict, list]) -> None:
         super()._apply(result)
-        # CurvePanel shows every raw curve again when smoothing is on; not a hidden run's.
-        for (key, _series), (raw, smooth) in self._items.items():
+        # Curves made for a run while it is hidden start hidden (raw ones: ``raw_shown``).
+        for (key, _series), (_raw, smooth) in self._items.items():
             if key in self._hidden:
-                raw.setVisible(False)
                 smooth.setVisible(False)
 
     def _add_plot(self, series: str) -> pg.PlotItem:

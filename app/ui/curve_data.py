@@ -50,7 +50,13 @@ class CurveFrame:
     x_smooth: np.ndarray
     y_smooth: np.ndarray
     count: int  # points stored, before decimation
-    finite: bool = False  # every x and y of both curves finite (pyqtgraph may skip its check)
+    # Every x finite and every y finite and > 0, in both curves: drawn the same in linear
+    # and log y, so pyqtgraph's per-update finite check can be skipped.
+    plain: bool = False
+
+    def draw_opts(self) -> dict[str, object]:
+        """``setData`` options: plain data needs no per-update finite check by pyqtgraph."""
+        return {"connect": "all", "skipFiniteCheck": True} if self.plain else {"connect": "auto"}
 
 
 def ema_debiased(y: np.ndarray, beta: float) -> np.ndarray:
@@ -205,10 +211,11 @@ class SeriesCache:
                 xs, yss = decimate(x, ys, x_range, pixels)
             else:
                 xs, yss = xr, yr
-            finite = all(bool(np.isfinite(a).all()) for a in (xr, yr, xs, yss))
+            plain = (all(bool(np.isfinite(a).all()) for a in (xr, yr, xs, yss))
+                     and bool((yr > 0).all()) and bool((yss > 0).all()))
             entry.frame_key = key
             entry.frame = CurveFrame(run_id, name, np.asarray(xr), np.asarray(yr),
-                                     np.asarray(xs), np.asarray(yss), entry.count, finite)
+                                     np.asarray(xs), np.asarray(yss), entry.count, plain)
             out.append(entry.frame)
         return out
 

@@ -1,13 +1,21 @@
-"""Axis items, colours and the crosshair readout shared by the curve panels."""
+"""Axis items, colours, the crosshair readout and the hovered-trace pick of the curve panels.
+
+The axes draw their grid in opaque colours, each blended beforehand with the view's
+background: Qt's raster engine blends a semi-transparent line pixel by pixel, which made
+pyqtgraph's faint grid cost 12–16 ms of every repaint of a 1280 px plot (an opaque one
+under 1 ms). An opaque grid must not cover the curves, so the panels put the axes below
+the ViewBox (``GRID_Z``), where the grid lines show exactly as before.
+"""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPen
 
 from app.ui.curve_data import CurveFrame, XMode
 from app.ui.series_table import format_value
@@ -16,6 +24,7 @@ from app.ui.series_table import format_value
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22")
 RAW_ALPHA = 60
+GRID_Z = -200  # below the ViewBox (-100): grid lines under the curves
 
 
 def color(index: int) -> QColor:
@@ -37,7 +46,54 @@ def format_duration(seconds: float) -> str:
     return f"{sign}{s:.2g}s"
 
 
-class RelativeTimeAxis(pg.AxisItem):
+def blend(c: QColor, background: QColor) -> QColor:
+    """The opaque colour ``c`` (with its alpha) shows as over ``background``."""
+    a = c.alphaF()
+    return QColor.fromRgbF(c.redF() * a + background.redF() * (1 - a),
+                           c.greenF() * a + background.greenF() * (1 - a),
+                           c.blueF() * a + background.blueF() * (1 - a))
+
+
+class OpaqueGridMixin:
+    """Tick and grid pens with alpha become opaque, pre-blended with the background."""
+
+    def generateDrawSpecs(self, p: object) -> object:
+        specs = super().generateDrawSpecs(p)  # type: ignore[misc]
+        background = self._view_background()
+        if specs is None or background is None:
+            return specs
+        axis_spec, tick_specs, text_specs = specs
+        flat: dict[int, QPen] = {}
+        ticks = []
+        for pen, p1, p2 in tick_specs:
+            c = pen.color()
+            if c.alpha() < 255 and pen.style() == Qt.PenStyle.SolidLine:
+                opaque = flat.get(c.rgba())
+                if opaque is None:
+                    opaque = flat[c.rgba()] = QPen(pen)
+                    opaque.setColor(blend(c, background))
+                pen = opaque
+            ticks.append((pen, p1, p2))
+        return axis_spec, ticks, text_specs
+
+    def _view_background(self) -> QColor | None:
+        scene = self.scene()  # type: ignore[attr-defined]
+        views = scene.views() if scene is not None else []
+        if not views:
+            return None
+        brush = views[0].backgroundBrush()
+        return brush.color() if brush.style() == Qt.BrushStyle.SolidPattern else None
+
+
+class ValueAxis(OpaqueGridMixin, pg.AxisItem):
+    """The y axis (pyqtgraph's own, with the opaque grid)."""
+
+
+class DateAxisItem(OpaqueGridMixin, pg.DateAxisItem):
+    """Wall-clock x axis (pyqtgraph's, with the opaque grid)."""
+
+
+class RelativeTimeAxis(OpaqueGridMixin, pg.AxisItem):
     """Seconds since the run started, labelled as durations on round time steps."""
 
     _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
@@ -71,7 +127,7 @@ def format_count(value: float, magnitude: float | None = None) -> str:
     return f"{value:.6g}"
 
 
-class StepAxis(pg.AxisItem):
+class StepAxis(OpaqueGridMixin, pg.AxisItem):
     """Step counts without pyqtgraph's "(x1e6)" unit prefix in the label."""
 
     def __init__(self, orientation: str = "bottom") -> None:
@@ -88,9 +144,37 @@ def step_axis() -> pg.AxisItem:
     return StepAxis("bottom")
 
 
+def left_axis() -> pg.AxisItem:
+    return ValueAxis("left")
+
+
+def new_plot(series: str, x_mode: str, log_y: bool, legend: bool) -> pg.PlotItem:
+    """A plot styled for a light background, its axes (and grid) under its curves."""
+    plot = pg.PlotItem(axisItems={"left": left_axis(), "bottom": bottom_axis(x_mode)})
+    plot.setTitle(series, bold=True, size="10pt", color="#202124")
+    plot.showGrid(x=True, y=True, alpha=0.18)
+    plot.setLogMode(False, log_y)
+    plot.hideButtons()
+    plot.addLegend(offset=(-8, 8), labelTextColor="#3c4043").setVisible(legend)
+    for name in ("left", "bottom"):
+        _style_axis(plot.getAxis(name))
+    return plot
+
+
+def set_bottom_axis(plot: pg.PlotItem, x_mode: str) -> None:
+    plot.setAxisItems({"bottom": bottom_axis(x_mode)})
+    _style_axis(plot.getAxis("bottom"))
+
+
+def _style_axis(axis: pg.AxisItem) -> None:
+    axis.setTextPen("#3c4043")
+    axis.setPen("#9aa0a6")
+    axis.setZValue(GRID_Z)  # its opaque grid goes under the curves
+
+
 def bottom_axis(mode: str) -> pg.AxisItem:
     if mode == "wall":
-        return pg.DateAxisItem(orientation="bottom")
+        return DateAxisItem(orientation="bottom")
     if mode == "relative":
         return RelativeTimeAxis("bottom")
     return step_axis()
@@ -117,3 +201,28 @@ def readout_text(x: float, mode: XMode, frames: Mapping[tuple[str, str], CurveFr
         name = f"{labels.get(run_id, run_id)}/{series}" if several else series
         parts.append(f"{name} {format_value(float(frame.y_smooth[i]))}")
     return " · ".join(parts)
+
+
+def nearest_trace(x: float, cursor_y: float, frames: Mapping[tuple[str, str], CurveFrame],
+                  series: str, to_scene_y: Callable[[float, float], float], log_y: bool,
+                  max_px: float) -> str | None:
+    """Run id of the smoothed curve of ``series`` passing closest to the cursor, within
+    ``max_px`` scene pixels: at view x ``x`` the cursor is at scene y ``cursor_y``, and
+    ``to_scene_y(x, y)`` maps a view point's y (log10 of the value in log mode) there."""
+    best, best_d = None, max_px
+    for (run_id, name), frame in frames.items():
+        xs = frame.x_smooth
+        if name != series or xs.size == 0:
+            continue
+        i = int(np.clip(np.searchsorted(xs, x), 1, max(xs.size - 1, 1)))
+        xs2, ys2 = xs[i - 1:i + 1], frame.y_smooth[i - 1:i + 1]
+        if log_y:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ys2 = np.log10(ys2)
+        if xs2.size == 0 or not np.all(np.isfinite(ys2)):
+            continue
+        y = float(np.interp(x, xs2, ys2))  # the curve's height under the cursor
+        d = abs(to_scene_y(x, y) - cursor_y)
+        if d < best_d:
+            best, best_d = run_id, d
+    return best

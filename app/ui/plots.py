@@ -5,6 +5,13 @@ Data never moves on the GUI thread: a display timer (5 Hz) asks the window's
 mode, the smoothing), and the answer is handed to the existing ``PlotDataItem``s with
 ``setData``. Decimation to ~2 points per pixel happens on the worker for the visible x
 range, so pyqtgraph's own clipping and downsampling stay off.
+
+Drawing is the GUI thread's cost (tests/bench/bench_plots.py): only traces whose frame
+changed get ``setData`` (a finished run beside a live one is left alone). Past
+``MANY_RUNS`` overlaid runs the faint raw curves are drawn for the hovered run only:
+twenty semi-transparent noise bands are a smear that hides the smoothed lines a
+comparison is read by, and they were half the paint time; the smoothed lines then drop
+antialiasing. Wide pens are never antialiased (~30x slower to stroke).
 """
 
 from __future__ import annotations
@@ -21,7 +28,14 @@ from PySide6.QtWidgets import QLabel, QScrollArea, QSplitter, QStackedWidget, QV
 
 from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, series_order
 from app.ui.data_worker import DataWorker
-from app.ui.plot_axes import RAW_ALPHA, bottom_axis, color, readout_text
+from app.ui.plot_axes import (
+    RAW_ALPHA,
+    color,
+    nearest_trace,
+    new_plot,
+    readout_text,
+    set_bottom_axis,
+)
 from app.ui.plot_controls import PlotControls
 from app.ui.series_table import SeriesTable
 from app.ui.svg_export import export_svg
@@ -29,6 +43,8 @@ from app.ui.svg_export import export_svg
 DISPLAY_HZ = 5.0
 ROW_MIN_PX = 210
 WIDE_PEN_RUNS = 3
+MANY_RUNS = 5  # above: raw curves of the hovered run only, no antialiasing
+HOVER_PX = 12
 EMPTY_TEXT = ("No metrics yet.\nPrint lines like “step 100 loss=0.31”, call labdeck.log(…), "
               "or write TensorBoard events to $LABDECK_TB_DIR.")
 
@@ -54,6 +70,8 @@ class CurvePanel(QWidget):
         self._items: dict[Trace, tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self._vlines: dict[str, pg.InfiniteLine] = {}
         self._frames: dict[Trace, CurveFrame] = {}
+        self._raw_frames: dict[Trace, CurveFrame] = {}  # what each raw curve was given
+        self._hovered: str | None = None  # run under the cursor (raw shown past MANY_RUNS)
         self._series_colors: dict[str, int] = {}
         self._data_dirty = True
         self._view_dirty = False
@@ -134,6 +152,11 @@ class CurvePanel(QWidget):
     def plot_for(self, series: str) -> pg.PlotItem | None:
         return self._plots.get(series)
 
+    def raw_shown(self, run_id: str) -> bool:
+        """Whether a run's faint raw curves are drawn (smoothing on; few runs, or hovered)."""
+        return self.controls.smoothing > 0 and (len(self._runs) <= MANY_RUNS
+                                                or run_id == self._hovered)
+
     def items(self, run_id: str, series: str) -> tuple[pg.PlotDataItem, pg.PlotDataItem] | None:
         """(raw, smoothed) curves of a trace; created once, reused for every update."""
         return self._items.get((run_id, series))
@@ -213,16 +236,23 @@ class CurvePanel(QWidget):
     def _apply(self, result: tuple[dict, list[CurveFrame]]) -> None:
         self._inflight = False
         infos, frames = result
-        beta = self.controls.smoothing
         new = {f.series for f in frames} - set(self._plots)
         for name in sorted(new, key=series_order):
             self._add_plot(name)
+        changed: set[str] = set()
         for frame in frames:
-            raw, smooth = self._ensure_items(frame.run_id, frame.series)
-            self._frames[(frame.run_id, frame.series)] = frame
-            raw.setData(frame.x_raw, frame.y_raw)
-            raw.setVisible(beta > 0)
-            smooth.setData(frame.x_smooth, frame.y_smooth)
+            trace = (frame.run_id, frame.series)
+            if self._frames.get(trace) is frame and trace in self._items:
+                continue  # the worker's cache says nothing changed: leave the curve be
+            _raw, smooth = self._ensure_items(frame.run_id, frame.series)
+            self._frames[trace] = frame
+            smooth.setData(frame.x_smooth, frame.y_smooth, **frame.draw_opts())
+            changed.add(frame.series)
+        self._sync_raw()
+        for name in changed:
+            # pyqtgraph autoranges lazily, inside the paint, and the new range asks for a
+            # second full paint of the same frame: settle the range before any paint.
+            self._plots[name].getViewBox().prepareForPaint()
         labels = dict(self._runs)
         colors = {key: self._color(*key) for key in self._items}
         rows = self.table.rowCount()
@@ -238,6 +268,16 @@ class CurvePanel(QWidget):
         # New plots get their real width only once laid out: check the resolution again.
         self._range_timer.start()
         self.frame_drawn.emit()
+
+    def _sync_raw(self) -> None:
+        """Show the raw curves ``raw_shown`` asks for; one hidden gets its data when shown."""
+        for trace, (raw, _smooth) in self._items.items():
+            shown = self.raw_shown(trace[0])
+            frame = self._frames.get(trace)
+            if shown and frame is not None and self._raw_frames.get(trace) is not frame:
+                raw.setData(frame.x_raw, frame.y_raw, **frame.draw_opts())
+                self._raw_frames[trace] = frame
+            raw.setVisible(shown)
 
     def _visible_x_range(self) -> tuple[float, float] | None:
         """None while x follows the data (autorange), else what the user zoomed to."""
@@ -265,7 +305,7 @@ class CurvePanel(QWidget):
         # cost ~8x a 1 px one to draw (Qt strokes them): only while few runs are shown.
         width = 1.8 if len(self._runs) <= WIDE_PEN_RUNS else 1.0
         smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=width), name=label,
-                                 antialias=width == 1.0)
+                                 antialias=width == 1.0 and len(self._runs) <= MANY_RUNS)
         for item in (raw, smooth):
             # We decimate for the visible range ourselves; pyqtgraph must draw as given.
             item.setClipToView(False)
@@ -278,17 +318,8 @@ class CurvePanel(QWidget):
         return raw, smooth
 
     def _add_plot(self, series: str) -> pg.PlotItem:
-        plot = pg.PlotItem(axisItems={"bottom": bottom_axis(self.controls.x_mode.value)})
-        plot.setTitle(series, bold=True, size="10pt", color="#202124")
-        plot.showGrid(x=True, y=True, alpha=0.18)
-        plot.setLogMode(False, self.controls.log_y)
-        plot.hideButtons()
-        legend = plot.addLegend(offset=(-8, 8), labelTextColor="#3c4043")
-        legend.setVisible(self.controls.legend)
-        for name in ("left", "bottom"):
-            axis = plot.getAxis(name)
-            axis.setTextPen("#3c4043")
-            axis.setPen("#9aa0a6")
+        plot = new_plot(series, self.controls.x_mode.value, self.controls.log_y,
+                        self.controls.legend)
         if self._master is not None:
             plot.enableAutoRange(x=False)
             lo, hi = self._master.getViewBox().viewRange()[0]
@@ -334,9 +365,7 @@ class CurvePanel(QWidget):
     def _on_controls_changed(self, what: str) -> None:
         if what == "x_mode":
             for plot in self._plots.values():
-                plot.setAxisItems({"bottom": bottom_axis(self.controls.x_mode.value)})
-                plot.getAxis("bottom").setTextPen("#3c4043")
-                plot.getAxis("bottom").setPen("#9aa0a6")
+                set_bottom_axis(plot, self.controls.x_mode.value)
             self._follow_x()
             self._view_dirty = True
         elif what == "log_y":
@@ -345,6 +374,7 @@ class CurvePanel(QWidget):
                 plot.enableAutoRange(y=True)
         elif what == "smoothing":
             self._view_dirty = True
+            self._sync_raw()
         elif what == "legend":
             for plot in self._plots.values():
                 if plot.legend is not None:
@@ -379,6 +409,7 @@ class CurvePanel(QWidget):
             for vline in self._vlines.values():
                 vline.setVisible(False)
             self.controls.set_readout("")
+            self._set_hovered(None)
         return super().eventFilter(watched, event)
 
     def _on_mouse_moved(self, args: tuple[QPointF]) -> None:
@@ -387,12 +418,25 @@ class CurvePanel(QWidget):
                      if p.getViewBox().sceneBoundingRect().contains(pos)), None)
         if plot is None:
             return
-        x = plot.getViewBox().mapSceneToView(pos).x()
+        vb = plot.getViewBox()
+        x = vb.mapSceneToView(pos).x()
         for vline in self._vlines.values():
             vline.setPos(x)
             vline.setVisible(True)
         self.controls.set_readout(self.readout(x))
+        if len(self._runs) > MANY_RUNS:
+            series = next(name for name, p in self._plots.items() if p is plot)
+            self._set_hovered(nearest_trace(
+                x, pos.y(), self._frames, series,
+                lambda vx, vy: vb.mapViewToScene(QPointF(vx, vy)).y(),
+                self.controls.log_y, HOVER_PX))
+
+    def _set_hovered(self, run_id: str | None) -> None:
+        if run_id != self._hovered:
+            self._hovered = run_id
+            self._sync_raw()
 
     def readout(self, x: float) -> str:
         """``step 1.2k · loss 0.312 · lr 3e-04``: nearest smoothed value of each trace."""
         return readout_text(x, self.controls.x_mode, self._frames, dict(self._runs))
+

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage
 from run_fixtures import add_points, key_of, open_store, start_run, training_curves
 
 from app.core.metricstore import MetricStore
+from app.core.runs import RunState
 from app.core.runstore import RunStore
-from app.ui.curve_data import XMode, _ema_loop, ema_debiased
+from app.ui.curve_data import XMode, _ema_loop, ema_continue, ema_debiased
 from app.ui.data_worker import DataWorker
-from app.ui.plots import CurvePanel
+from app.ui.plots import MANY_RUNS, CurvePanel
 from app.ui.selftest import is_blank
 
 pytestmark = pytest.mark.gui
@@ -69,6 +71,20 @@ def test_ema_is_tensorboards_debiased_average() -> None:
         assert np.isnan(out[10]) and np.isnan(out[500])
     flat = ema_debiased(np.full(100, 3.0), 0.9)
     np.testing.assert_allclose(flat, 3.0)  # no bias toward 0 at the start
+
+
+def test_ema_continues_from_the_last_state_exactly() -> None:
+    rng = np.random.default_rng(11)
+    y = rng.normal(1, 0.5, 6000)
+    y[[2, 4000, 4001]] = np.nan
+    for beta in (0.3, 0.9, 0.999):
+        full = ema_debiased(y, beta)
+        for cut in (1, 3, 4000, 5999):
+            head = ema_debiased(y[:cut], beta)
+            finite = np.isfinite(y[:cut])
+            tail = ema_continue(y[cut:], beta, float(head[finite][-1]), int(finite.sum()))
+            np.testing.assert_allclose(np.concatenate([head, tail]), full, rtol=1e-10,
+                                       atol=1e-12)
 
 
 def test_one_curve_pair_per_series_decimated_with_table(panel, stored) -> None:
@@ -166,3 +182,77 @@ def test_export_png_and_svg(panel, tmp_path: Path) -> None:
     root = ET.parse(svg).getroot()
     assert root.tag.endswith("svg")
     assert len([e for e in root.iter() if e.tag.endswith("path")]) >= 6
+
+
+@pytest.fixture
+def many(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A panel over MANY_RUNS + 1 finished runs of 2000 points each."""
+    monkeypatch.setenv("LABDECK_HOME", str(tmp_path))
+    store = open_store(tmp_path)
+    runstore, ms = RunStore(store), MetricStore(store)
+    keys = []
+    for i in range(MANY_RUNS + 1):
+        run_id = start_run(runstore, name=f"run{i}")
+        runstore.transition(run_id, RunState.RUNNING, RunState.SUCCEEDED)  # frees its GPUs
+        keys.append(key_of(runstore, run_id))
+        add_points(ms, keys[-1], training_curves(2000, seed=i), wall0=WALL0)
+    worker = DataWorker("labdeck-test-data")
+    view = CurvePanel(worker, ms)
+    qtbot.addWidget(view)
+    view.resize(1100, 700)
+    view.show()
+    yield view, ms, keys
+    view.stop()
+    worker.stop()
+    store.close()
+
+
+def _count_set_data(view: CurvePanel) -> dict[int, int]:
+    calls: dict[int, int] = {}
+    for pair in view._items.values():
+        for item in pair:
+            calls[id(item)] = 0
+
+            def counting(*args, _item=item, _set=item.setData, **kwargs):
+                calls[id(_item)] += 1
+                return _set(*args, **kwargs)
+            item.setData = counting
+    return calls
+
+
+def test_live_update_of_one_run_sets_data_of_that_run_only(qtbot, many) -> None:
+    view, ms, keys = many
+    live, done = keys[0], keys[1]
+    _redraw(qtbot, view, lambda: view.set_runs([(live, "live"), (done, "done")]))
+    calls = _count_set_data(view)
+    add_points(ms, live, training_curves(300, start=2000), wall0=WALL0)
+    _redraw(qtbot, view, lambda: view.notify_data(live))
+    for name in view.series_names():
+        raw, smooth = view.items(live, name)
+        assert calls[id(smooth)] == 1 and calls[id(raw)] == 1  # two runs: raw drawn too
+        assert smooth.getData()[0][-1] == 2299 and raw.getData()[0][-1] == 2299
+        for item in view.items(done, name):
+            assert calls[id(item)] == 0
+        assert view.items(done, name)[1].getData()[0][-1] == 1999
+
+
+def test_many_runs_draw_raw_curves_of_the_hovered_run_only(qtbot, many) -> None:
+    view, _ms, keys = many
+    _redraw(qtbot, view, lambda: view.set_runs([(k, f"run{i}") for i, k in enumerate(keys)]))
+    plot = view.plot_for("train/loss")
+    assert plot.getAxis("left").zValue() < plot.getViewBox().zValue()  # grid under curves
+    assert not any(view.items(k, "train/loss")[0].isVisible() for k in keys)
+    assert not view.items(keys[0], "train/loss")[1].opts["antialias"]
+    # The cursor on run 3's smoothed loss curve: its raw curves appear, in every plot.
+    frame = view.frame(keys[3], "train/loss")
+    i = frame.x_smooth.size // 2
+    vb = plot.getViewBox()
+    pos = vb.mapViewToScene(QPointF(frame.x_smooth[i], frame.y_smooth[i]))
+    view._on_mouse_moved((pos,))
+    for name in view.series_names():
+        assert [view.items(k, name)[0].isVisible() for k in keys] == [
+            k == keys[3] for k in keys]
+        raw = view.items(keys[3], name)[0]
+        assert raw.getData()[0][-1] == 1999  # given its data when it was shown
+    view._set_hovered(None)
+    assert not any(view.items(k, "train/loss")[0].isVisible() for k in keys)
