@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QWidget
 
 from app.ui.background import run_in_background
 from app.ui.compare_data import (
@@ -37,6 +37,7 @@ from app.ui.compare_view import build_layout
 from app.ui.context import AppContext
 from app.ui.curve_data import XMode, series_order
 from app.ui.data_worker import DataWorker
+from app.ui.run_export import ask_export_path
 from app.ui.run_window import RunDataBridge, open_run_window
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
@@ -327,11 +328,8 @@ class CompareWindow(QWidget):
 
     # -- exports ------------------------------------------------------------------------
     def _ask_export(self, kind: str) -> None:
-        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
-                   "csv": "CSV table (*.csv)"}
         name = "comparison-summary" if kind == "csv" else "comparison"
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}",
-                                              str(Path.home() / f"{name}.{kind}"), filters[kind])
+        path = ask_export_path(self, kind, name)
         if path:
             self.export(kind, path)
 

@@ -1,4 +1,5 @@
-"""Writing a run's stored metrics to CSV (on the data worker: a run can hold millions)."""
+"""Exports: asking where to save, and writing a run's stored metrics to CSV (on the data
+worker: a run can hold millions)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 CSV_HEADER = ("series", "step", "wall_time", "value")
+EXPORT_FILTERS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
+                  "csv": "CSV table (*.csv)"}
+
+
+def ask_export_path(parent: QWidget, kind: str, name: str) -> str:
+    """The save dialog for a PNG/SVG/CSV export, starting at ~/<name>.<kind>; '' if
+    cancelled."""
+    path, _ = QFileDialog.getSaveFileName(parent, f"Export {kind.upper()}",
+                                          str(Path.home() / f"{name}.{kind}"),
+                                          EXPORT_FILTERS[kind])
+    return path
 
 
 def write_metrics_csv(metricstore: Any, run_key: str, path: str | Path) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor
 from app.core.hostcalls import host_run_id
@@ -31,7 +31,7 @@ from app.ui.gpu_usage_plot import GpuUsagePlot
 from app.ui.params_view import ParamsView
 from app.ui.plot_axes import format_duration
 from app.ui.plots import CurvePanel
-from app.ui.run_export import write_metrics_csv
+from app.ui.run_export import ask_export_path, write_metrics_csv
 
 RunDataListener = Callable[[str, frozenset[str]], None]
 RUN_POLL_MS = 2000
@@ -264,10 +264,7 @@ class RunWindow(QWidget):
     # -- exports ------------------------------------------------------------------------
     def _ask_export(self, kind: str) -> None:
         name = (self.run.name if self.run else self.run_id).replace("/", "_")
-        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
-                   "csv": "CSV table (*.csv)"}
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}",
-                                              str(Path.home() / f"{name}.{kind}"), filters[kind])
+        path = ask_export_path(self, kind, name)
         if path:
             self.export(kind, path)
 
