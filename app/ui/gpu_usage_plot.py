@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from app.core.cluster import ClusterMonitor
 from app.core.decimate import decimate
 from app.ui.data_worker import DataWorker
-from app.ui.plot_axes import color
+from app.ui.plot_axes import color, plot_colors
 
 REFRESH_MS = 2000
 NOTE = ("Recorded while Labdeck was open: GPU samples are kept only while the app runs, "
@@ -77,7 +77,7 @@ class GpuUsagePlot(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #5f6368; padding: 4px 0px;")
         self.graphs = pg.GraphicsLayoutWidget()
-        self.graphs.setBackground("w")
+        self.graphs.setBackground(plot_colors()[0])
         self.load_plot = self._make_plot("GPU load", "%", row=0)
         self.mem_plot = self._make_plot("GPU memory", "%", row=1)
         self.mem_plot.setXLink(self.load_plot)
@@ -176,18 +176,18 @@ class GpuUsagePlot(QWidget):
     def _make_plot(self, title: str, unit: str, row: int) -> pg.PlotItem:
         plot = self.graphs.addPlot(row=row, col=0,
                                    axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
-        plot.setTitle(title, bold=True, size="10pt", color="#202124")
+        plot.setTitle(title, bold=True, size="10pt", color=plot_colors()[1])
         plot.setLabel("left", unit)
         plot.setYRange(0, 100, padding=0.02)
         plot.setMouseEnabled(x=True, y=False)
         plot.showGrid(x=True, y=True, alpha=0.18)
         plot.hideButtons()
         if row == 0:  # one legend is enough: both plots use the same colours
-            plot.addLegend(offset=(-8, -8), labelTextColor="#3c4043",
+            plot.addLegend(offset=(-8, -8), labelTextColor=plot_colors()[2],
                            brush=(255, 255, 255, 220))
         for name in ("left", "bottom"):
-            plot.getAxis(name).setTextPen("#3c4043")
-            plot.getAxis(name).setPen("#9aa0a6")
+            plot.getAxis(name).setTextPen(plot_colors()[2])
+            plot.getAxis(name).setPen(plot_colors()[3])
         return plot
 
     def _curve(self, plot: pg.PlotItem, gpu: int) -> pg.PlotDataItem:

@@ -148,14 +148,30 @@ def left_axis() -> pg.AxisItem:
     return ValueAxis("left")
 
 
+# (background, title, text, line) per theme; app/ui/theme.py sets pyqtgraph's background
+# to the first of these when it applies a theme.
+_THEME_COLORS = {
+    "light": ("#ffffff", "#202124", "#3c4043", "#9aa0a6"),
+    "dark": ("#1e1f22", "#e8eaed", "#dadce0", "#80868b"),
+}
+
+
+def plot_colors() -> tuple[str, str, str, str]:
+    """The colours for a new plot under the theme in force: dark once app/ui/theme applied
+    the dark theme, light otherwise (pyqtgraph's own default background is black)."""
+    dark = str(pg.getConfigOption("background")).lower() == _THEME_COLORS["dark"][0]
+    return _THEME_COLORS["dark" if dark else "light"]
+
+
 def new_plot(series: str, x_mode: str, log_y: bool, legend: bool) -> pg.PlotItem:
-    """A plot styled for a light background, its axes (and grid) under its curves."""
+    """A plot styled for the theme in force, its axes (and grid) under its curves."""
     plot = pg.PlotItem(axisItems={"left": left_axis(), "bottom": bottom_axis(x_mode)})
-    plot.setTitle(series, bold=True, size="10pt", color="#202124")
+    _bg, title, text, _line = plot_colors()
+    plot.setTitle(series, bold=True, size="10pt", color=title)
     plot.showGrid(x=True, y=True, alpha=0.18)
     plot.setLogMode(False, log_y)
     plot.hideButtons()
-    plot.addLegend(offset=(-8, 8), labelTextColor="#3c4043").setVisible(legend)
+    plot.addLegend(offset=(-8, 8), labelTextColor=text).setVisible(legend)
     for name in ("left", "bottom"):
         _style_axis(plot.getAxis(name))
     return plot
@@ -167,8 +183,9 @@ def set_bottom_axis(plot: pg.PlotItem, x_mode: str) -> None:
 
 
 def _style_axis(axis: pg.AxisItem) -> None:
-    axis.setTextPen("#3c4043")
-    axis.setPen("#9aa0a6")
+    _bg, _title, text, line = plot_colors()
+    axis.setTextPen(text)
+    axis.setPen(line)
     axis.setZValue(GRID_Z)  # its opaque grid goes under the curves
 
 

@@ -33,6 +33,7 @@ from app.ui.plot_axes import (
     color,
     nearest_trace,
     new_plot,
+    plot_colors,
     readout_text,
     set_bottom_axis,
 )
@@ -85,7 +86,7 @@ class CurvePanel(QWidget):
         self.controls.reset_zoom.connect(self.reset_zoom)
 
         self._layout = pg.GraphicsLayoutWidget()
-        self._layout.setBackground("w")
+        self._layout.setBackground(plot_colors()[0])
         self._layout.setMinimumHeight(ROW_MIN_PX)
         self._layout.installEventFilter(self)
         self._scroll = QScrollArea()
