@@ -108,25 +108,43 @@ def test_icons_exist_in_every_hicolor_size() -> None:
         "the scalable icon is stale: run installer/render_icons.py"
 
 
-def test_png_icons_are_rendered_from_the_current_svgs(qapp: object) -> None:
-    """A changed SVG without re-rendered PNGs fails here, not on a user's panel."""
-    import numpy as np
-    from PySide6.QtGui import QImage
+_COMPARE_ICONS = """
+import sys
+import numpy as np
+from PySide6.QtGui import QGuiApplication, QImage
+sys.path.insert(0, sys.argv[1])
+import render_icons
+app = QGuiApplication(sys.argv[:1])
+fmt = QImage.Format.Format_RGBA8888
+for size in (16, 48, 256):
+    fresh = render_icons.render(render_icons.source_svg(size), size)
+    stored = QImage(str(render_icons.png_path(size)))
+    if stored.isNull():
+        print(size, "missing")
+        continue
+    # Keep the converted images referenced while their bits are read (a temporary's
+    # buffer is freed before bytes() copies it).
+    fresh_rgba, stored_rgba = fresh.convertToFormat(fmt), stored.convertToFormat(fmt)
+    a = np.frombuffer(bytes(fresh_rgba.constBits()), np.uint8)
+    b = np.frombuffer(bytes(stored_rgba.constBits()), np.uint8)
+    print(size, int(np.abs(a.astype(int) - b.astype(int)).max()))
+"""
 
-    sys.path.insert(0, str(REPO / "installer"))
-    try:
-        import render_icons
-    finally:
-        sys.path.remove(str(REPO / "installer"))
-    for size in (16, 48, 256):
-        fresh = render_icons.render(render_icons.source_svg(size), size)
-        stored = QImage(str(render_icons.png_path(size)))
-        assert not stored.isNull()
-        fmt = QImage.Format.Format_RGBA8888
-        a = np.frombuffer(bytes(fresh.convertToFormat(fmt).constBits()), np.uint8)
-        b = np.frombuffer(bytes(stored.convertToFormat(fmt).constBits()), np.uint8)
-        diff = np.abs(a.astype(int) - b.astype(int)).max()
-        assert diff <= 2, f"{size} px PNG differs from its SVG by {diff}: re-render the icons"
+
+def test_png_icons_are_rendered_from_the_current_svgs() -> None:
+    """A changed SVG without re-rendered PNGs fails here, not on a user's panel.
+
+    Rendered in a fresh interpreter, as installer/render_icons.py does, so no state left
+    by earlier Qt tests can change the rendering."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", _COMPARE_ICONS, str(REPO / "installer")],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    diffs = dict(line.split() for line in done.stdout.splitlines())
+    assert set(diffs) == {"16", "48", "256"}, done.stdout
+    for size, diff in diffs.items():
+        assert diff != "missing" and int(diff) <= 2, \
+            f"{size} px PNG differs from its SVG by {diff}: re-render the icons"
 
 
 def test_exec_arguments_are_quoted_per_the_spec(tmp_path: Path) -> None:
