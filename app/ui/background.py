@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from shiboken6 import isValid
 
 
 class _Relay(QObject):
@@ -20,24 +21,32 @@ class _Relay(QObject):
     errored = Signal(object)
 
     def __init__(self, on_result: Callable[[Any], None] | None,
-                 on_error: Callable[[BaseException], None] | None) -> None:
+                 on_error: Callable[[BaseException], None] | None,
+                 owner: QObject | None) -> None:
         super().__init__()
         self._on_result = on_result
         self._on_error = on_error
+        self._owner = owner
         queued = Qt.ConnectionType.QueuedConnection
         self.returned.connect(self._deliver_result, queued)
         self.errored.connect(self._deliver_error, queued)
 
+    def _owner_gone(self) -> bool:
+        # The window that asked may have been closed and deleted while the work ran;
+        # its callbacks would then touch a dead C++ object.
+        return self._owner is not None and not isValid(self._owner)
+
     @Slot(object)
     def _deliver_result(self, value: object) -> None:
         _alive.discard(self)
-        if self._on_result is not None:
+        if self._on_result is not None and not self._owner_gone():
             self._on_result(value)
 
     @Slot(object)
     def _deliver_error(self, exc: object) -> None:
         _alive.discard(self)
-        if self._on_error is not None and isinstance(exc, BaseException):
+        if self._on_error is not None and isinstance(exc, BaseException) \
+                and not self._owner_gone():
             self._on_error(exc)
 
 
@@ -47,9 +56,13 @@ _alive: set[_Relay] = set()  # a relay must outlive its thread; dropped when it 
 def run_in_background(fn: Callable[[], Any],
                       on_result: Callable[[Any], None] | None = None,
                       on_error: Callable[[BaseException], None] | None = None,
-                      name: str = "labdeck-action") -> threading.Thread:
-    """Start ``fn`` on a daemon thread; the callbacks run later on the calling thread."""
-    relay = _Relay(on_result, on_error)
+                      name: str = "labdeck-action",
+                      owner: QObject | None = None) -> threading.Thread:
+    """Start ``fn`` on a daemon thread; the callbacks run later on the calling thread.
+
+    With ``owner``, the callbacks are dropped when that object is deleted first.
+    """
+    relay = _Relay(on_result, on_error, owner)
     _alive.add(relay)
 
     def work() -> None:

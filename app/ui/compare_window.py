@@ -303,7 +303,8 @@ class CompareWindow(QWidget):
         store, names, layout = self.ctx.store, list(self._names), self.current_layout()
         run_in_background(lambda: save_layout(store, names, layout),
                           (lambda _r: self.layout_saved.emit()) if notify else None,
-                          self._on_error if notify else None, name="labdeck-compare-save")
+                          self._on_error if notify else None, name="labdeck-compare-save",
+                          owner=self)
 
     def _open_run(self, run_id: str) -> None:
         open_run_window(run_id, self.ctx.run_context())

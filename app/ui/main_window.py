@@ -131,7 +131,8 @@ class MainWindow(QMainWindow):
 
     def _run_action(self, fn: Callable[[], None], failure: str) -> None:
         self.statusBar().showMessage("Working…", 2000)
-        run_in_background(fn, on_error=lambda exc: self.action_failed.emit(f"{failure}: {exc}"))
+        run_in_background(fn, on_error=lambda exc: self.action_failed.emit(f"{failure}: {exc}"),
+                          owner=self)
 
     def _show_action_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 10000)

@@ -109,11 +109,14 @@ def test_runs_outlive_a_network_cut_and_a_closed_app(
         (bad,) = app.submit(str(script), "--", "7")
         serve = app.serve("--poll", "0.5", wrap=namespace.argv)
         app.wait_runs(lambda runs: all(r.state is RunState.RUNNING for r in runs), 40, serve)
+        # A launch that the slow start-up cut short is queued again as a new attempt
+        # (its own folder); the folders to watch are those of the attempts now running.
+        folders = {run_id: folder_of(host, run_id, app.run(run_id).attempt)
+                   for run_id in (good, bad)}
         pids = []
-        for run_id in (good, bad):
-            state = folder_of(host, run_id) / "state.json"
-            wait_file(state)
-            pids.append(json.loads(state.read_text())["pid"])
+        for folder in folders.values():
+            wait_file(folder / "state.json")
+            pids.append(json.loads((folder / "state.json").read_text())["pid"])
 
         namespace.link_down()
         time.sleep(2.0)
@@ -124,8 +127,8 @@ def test_runs_outlive_a_network_cut_and_a_closed_app(
         assert {r.state for r in app.runs()} == {RunState.RUNNING}
 
         (host.home / "go").touch()  # they end while nobody is watching
-        for run_id in (good, bad):
-            wait_file(folder_of(host, run_id) / "exit_code")
+        for folder in folders.values():
+            wait_file(folder / "exit_code")
         namespace.link_up()
         again = app.serve("--once", "--wait", "40", wrap=namespace.argv)
         assert again.wait(60) == 0, app.serve_output()[-2000:]
@@ -148,7 +151,8 @@ def test_a_reboot_marks_the_run_lost_and_it_is_retried(tmp_path: Path, lab: Lab)
     serve = app.serve("--poll", "0.5")
     try:
         app.wait_runs(lambda runs: runs[0].state is RunState.RUNNING, 40, serve)
-        first = folder_of(host, run_id)
+        attempt = app.run(run_id).attempt  # a launch cut short by a slow start is retried
+        first = folder_of(host, run_id, attempt)
         wait_file(first / "state.json")
         state = json.loads((first / "state.json").read_text())
         wrapper = json.loads((first / "wrapper.json").read_text())
@@ -159,9 +163,9 @@ def test_a_reboot_marks_the_run_lost_and_it_is_retried(tmp_path: Path, lab: Lab)
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        app.wait_runs(lambda runs: runs[0].attempt == 1, 40, serve)
+        app.wait_runs(lambda runs: runs[0].attempt == attempt + 1, 40, serve)
         app.wait_runs(lambda runs: runs[0].state is RunState.RUNNING, 40, serve)
-        second = folder_of(host, run_id, attempt=1)
+        second = folder_of(host, run_id, attempt + 1)
         wait_file(second / "state.json")
         (host.home / "go").touch()
         runs = app.wait_runs(lambda runs: runs[0].state.finished, 40, serve)
