@@ -4,6 +4,8 @@
 #   bash installer/dev.sh app                   set up, then open Labdeck on the demo lab
 #   bash installer/dev.sh app [labdeck args…]   set up, then run labdeck with those args
 #   bash installer/dev.sh test [pytest args…]   set up, then ruff, mypy, import-linter, pytest
+#   bash installer/dev.sh reliability           set up, then the full-size reliability run
+#                                               (the test command runs its quick variant)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 mode="${1:-}"; shift || true
@@ -28,7 +30,7 @@ if ((${#missing[@]})); then
     else
         echo "Missing system packages: ${missing[*]}" >&2
         echo "Install them with: sudo apt-get install ${missing[*]}" >&2
-        [[ $mode == test ]] && exit 1
+        [[ $mode == test || $mode == reliability ]] && exit 1
     fi
 fi
 
@@ -66,8 +68,20 @@ case "$mode" in
         if [[ $rc -eq 5 ]]; then echo "No tests were collected." >&2; exit 1; fi
         exit $rc
         ;;
+    reliability)
+        # The same checks as the test command's tests/reliability, at full size: the
+        # 300-run chaos run, four apps on shared hosts, fuzzing with more examples.
+        export QT_QPA_PLATFORM=offscreen LABDECK_RELIABILITY=full
+        set +e
+        .venv/bin/python -m pytest tests/reliability -p no:cacheprovider -s \
+            -o timeout=3600 "$@"
+        rc=$?
+        set -e
+        if [[ $rc -eq 5 ]]; then echo "No tests were collected." >&2; exit 1; fi
+        exit $rc
+        ;;
     *)
-        echo "usage: bash installer/dev.sh app|test [args…]" >&2
+        echo "usage: bash installer/dev.sh app|test|reliability [args…]" >&2
         exit 2
         ;;
 esac

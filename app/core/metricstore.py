@@ -222,6 +222,17 @@ class MetricStore:
                 return seriesblob.empty_points()
             return seriesblob.read(conn, int(row[0]))
 
+    def points_since(self, run_id: str, series: str, start: int) -> PointsArrays:
+        """The points of one series from index ``start`` on (a live view's new points)."""
+        with self._store.lock:
+            conn = self._store.db.conn
+            row = conn.execute(
+                "SELECT id FROM metric_series WHERE run_id = ? AND name = ?", [run_id, series]
+            ).fetchone()
+            if row is None:
+                return seriesblob.empty_points()
+            return seriesblob.read_since(conn, int(row[0]), start)
+
     def params(self, run_id: str) -> dict[str, Any]:
         with self._store.lock:
             rows = self._store.db.conn.execute(

@@ -107,6 +107,30 @@ def read(conn: sqlite3.Connection, series_id: int) -> PointsArrays:
     return _read_rows(conn, "WHERE series_id = ? ORDER BY chunk_no", [series_id], public=True)
 
 
+def read_since(conn: sqlite3.Connection, series_id: int, start: int) -> PointsArrays:
+    """Points ``start`` onwards of series ``series_id``, in arrival order.
+
+    Points are only ever appended, so a live view that holds the first ``start`` points
+    reads just the new ones: the rows before the one holding point ``start`` are skipped
+    by their sizes alone, without reading their blobs.
+    """
+    if start <= 0:
+        return read(conn, series_id)
+    sizes = conn.execute(
+        "SELECT chunk_no, n FROM metric_chunks WHERE series_id = ? ORDER BY chunk_no",
+        [series_id],
+    ).fetchall()
+    before = 0
+    for chunk_no, n in sizes:
+        if before + int(n) > start:
+            rows = _read_rows(conn, "WHERE series_id = ? AND chunk_no >= ? ORDER BY chunk_no",
+                              [series_id, int(chunk_no)], public=True)
+            skip = start - before
+            return PointsArrays(rows.step[skip:], rows.wall[skip:], rows.value[skip:])
+        before += int(n)
+    return empty_points()
+
+
 def delete(conn: sqlite3.Connection, series_id: int) -> None:
     conn.execute("DELETE FROM metric_chunks WHERE series_id = ?", [series_id])
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.core.decimate import decimate
+from app.core.decimate import decimate, sample_columns
 
 
 class XMode(enum.StrEnum):
@@ -37,6 +37,8 @@ class PointSource(Protocol):
     def series(self, run_id: str) -> list[Any]: ...
 
     def points(self, run_id: str, series: str) -> Any: ...
+
+    def points_since(self, run_id: str, series: str, start: int) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +140,48 @@ def _ema_loop(values: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
+class _Column:
+    """float64 values that grow at the end in amortised O(new): the capacity doubles.
+
+    ``view()`` is the filled part; views handed out earlier stay valid and unchanged,
+    as appends only write past their end (or into a new buffer).
+    """
+
+    __slots__ = ("_buf", "size")
+
+    def __init__(self, values: np.ndarray) -> None:
+        self._buf = np.array(values, dtype=np.float64)  # a copy: never aliases the source
+        self.size = int(self._buf.size)
+
+    def view(self) -> np.ndarray:
+        return self._buf[: self.size]
+
+    def extend(self, new: np.ndarray) -> np.ndarray:
+        need = self.size + int(new.size)
+        if need > self._buf.size:
+            grown = np.empty(max(need, 2 * self._buf.size, 1024), dtype=np.float64)
+            grown[: self.size] = self._buf[: self.size]
+            self._buf = grown
+        self._buf[self.size : need] = new
+        self.size = need
+        return self.view()
+
+
+def _columns(*arrays: np.ndarray) -> tuple[_Column, ...]:
+    return tuple(_Column(a) for a in arrays)
+
+
 @dataclass(slots=True)
 class _Series:
     count: int = -1
     step: np.ndarray = field(default_factory=lambda: np.empty(0))
     wall: np.ndarray = field(default_factory=lambda: np.empty(0))
     value: np.ndarray = field(default_factory=lambda: np.empty(0))
+    columns: tuple[_Column, ...] = ()  # step, wall, value: the growable storage behind them
     # (x mode, beta, t0) → x sorted ascending, raw y, smoothed y (same order).
     derived_key: tuple[Any, ...] | None = None
     derived: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    derived_columns: tuple[_Column, ...] = ()
     derived_count: int = 0  # source points ``derived`` covers
     in_order: bool = False  # ``derived`` kept arrival order (no sort): appends can extend it
     ema_state: tuple[float, int] = (math.nan, 0)  # last smoothed finite value, finite count
@@ -163,22 +198,32 @@ class SeriesCache:
         self.infos: dict[str, list[Any]] = {}
 
     def refresh(self, run_ids: Iterable[str]) -> dict[str, list[Any]]:
-        """Re-read series lists, and points of series whose count changed."""
+        """Re-read series lists, and the points of series whose count changed.
+
+        Stored points are only ever appended: a series that grew reads just its new
+        points and extends what is cached (a live frame costs the new points, not the
+        whole series). One that shrank (deleted and stored again) is read whole.
+        """
         for run_id in run_ids:
             infos = list(self._source.series(run_id))
             self.infos[run_id] = infos
             for info in infos:
                 key = (run_id, info.name)
                 entry = self._series.setdefault(key, _Series())
-                if entry.count != info.count:
+                if entry.count == info.count:
+                    continue
+                if 0 < entry.count < info.count and entry.columns:
+                    tail = self._source.points_since(run_id, info.name, entry.count)
+                    step, wall, value = entry.columns
+                    entry.step = step.extend(_f64(tail.step))
+                    entry.wall = wall.extend(_f64(tail.wall))
+                    entry.value = value.extend(_f64(tail.value))
+                else:
                     arrays = self._source.points(run_id, info.name)
-                    step = np.asarray(arrays.step, dtype=np.float64)
-                    wall = np.asarray(arrays.wall, dtype=np.float64)
-                    value = np.asarray(arrays.value, dtype=np.float64)
-                    if not _extends(entry, step, wall, value):
-                        entry.derived_key = entry.derived = None
-                    entry.step, entry.wall, entry.value = step, wall, value
-                    entry.count = int(value.size)
+                    entry.columns = _columns(arrays.step, arrays.wall, arrays.value)
+                    entry.step, entry.wall, entry.value = (c.view() for c in entry.columns)
+                    entry.derived_key = entry.derived = None
+                entry.count = int(entry.value.size)
         return self.infos
 
     def first_wall(self, run_id: str) -> float | None:
@@ -208,7 +253,9 @@ class SeriesCache:
                 continue
             xr, yr = decimate(x, y, x_range, pixels)
             if beta > 0:
-                xs, yss = decimate(x, ys, x_range, pixels)
+                # The smoothed line varies little within a pixel column: one point per
+                # column draws the same line with half the points of a min/max envelope.
+                xs, yss = sample_columns(x, ys, x_range, pixels)
             else:
                 xs, yss = xr, yr
             plain = (all(bool(np.isfinite(a).all()) for a in (xr, yr, xs, yss))
@@ -238,18 +285,15 @@ class SeriesCache:
             order = np.argsort(x, kind="stable")
             x, y, ys = x[order], y[order], ys[order]
             entry.in_order = False
-        entry.derived_key, entry.derived = key, (x, y, ys)
+        cx, cy, cys = entry.derived_columns = _columns(x, y, ys)
+        derived = (cx.view(), cy.view(), cys.view())
+        entry.derived_key, entry.derived = key, derived
         entry.derived_count = entry.count
-        return entry.derived
+        return derived
 
 
-def _extends(entry: _Series, step: np.ndarray, wall: np.ndarray, value: np.ndarray) -> bool:
-    """Whether the new points are the old ones plus some at the end (a live run)."""
-    n = entry.count
-    if n <= 0 or value.size <= n:
-        return False
-    return all(np.array_equal(old, new[:n], equal_nan=True)
-               for old, new in ((entry.value, value), (entry.step, step), (entry.wall, wall)))
+def _f64(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
 
 
 def _ema_state(y: np.ndarray, ys: np.ndarray) -> tuple[float, int]:
@@ -262,18 +306,22 @@ def _extend_derived(entry: _Series, mode: XMode, beta: float, t0: float) -> bool
     if not entry.in_order or entry.derived is None:
         return False
     start = entry.derived_count
-    # x of the whole series: a step missing at the tail's head is filled from before it.
-    x_new = x_values(entry.step, entry.wall, mode, t0)[start:]
+    step_new = entry.step[start:]
+    if mode is XMode.STEP and not np.isfinite(step_new).all():
+        # A step missing in the new points is filled from the last known one before it.
+        x_new = x_values(entry.step, entry.wall, mode, t0)[start:]
+    else:
+        x_new = x_values(step_new, entry.wall[start:], mode, t0)
     y_new = entry.value[start:]
     last, count = entry.ema_state
     ys_new = ema_continue(y_new, beta, last, count) if beta > 0 else y_new
     good = np.isfinite(x_new)
     x_new, y_new_kept, ys_new_kept = x_new[good], y_new[good], ys_new[good]
-    x, y, ys = entry.derived
+    x = entry.derived[0]
     if x_new.size and ((x.size and x_new[0] < x[-1]) or np.any(np.diff(x_new) < 0)):
         return False  # out of order: sort everything again
-    entry.derived = (np.concatenate([x, x_new]), np.concatenate([y, y_new_kept]),
-                     np.concatenate([ys, ys_new_kept]))
+    cx, cy, cys = entry.derived_columns
+    entry.derived = (cx.extend(x_new), cy.extend(y_new_kept), cys.extend(ys_new_kept))
     tail_last, tail_count = _ema_state(y_new, ys_new)
     if tail_count:
         entry.ema_state = (tail_last, count + tail_count)

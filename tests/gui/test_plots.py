@@ -14,7 +14,7 @@ from run_fixtures import add_points, key_of, open_store, start_run, training_cur
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
 from app.core.runstore import RunStore
-from app.ui.curve_data import XMode, _ema_loop, ema_continue, ema_debiased
+from app.ui.curve_data import SeriesCache, XMode, _ema_loop, ema_continue, ema_debiased
 from app.ui.data_worker import DataWorker
 from app.ui.plots import MANY_RUNS, CurvePanel
 from app.ui.selftest import is_blank
@@ -171,6 +171,17 @@ def test_live_points_grow_the_same_curves(qtbot, panel, stored) -> None:
         x, _ = panel.items(key, name)[1].getData()
         assert x[-1] == N + 5000 - 1
     assert panel.table.value_at(key, "lr", "Points") == N + 5000
+    # Only the new points were read and smoothed: the result equals a fresh full read.
+    fresh = SeriesCache(ms)
+    fresh.refresh([key])
+    for name in panel.series_names():
+        (expect,) = fresh.frames([(key, name)], panel.controls.x_mode, panel.controls.smoothing,
+                                 {key: WALL0 - 60}, None, panel.pixels())
+        got = panel.frame(key, name)
+        for field in ("x_raw", "y_raw", "x_smooth"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(expect, field))
+        # The smoothing carried on from its last state: equal up to float rounding.
+        np.testing.assert_allclose(got.y_smooth, expect.y_smooth, rtol=1e-12)
 
 
 def test_export_png_and_svg(panel, tmp_path: Path) -> None:

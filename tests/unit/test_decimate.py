@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.core.decimate import decimate
+from app.core.decimate import decimate, sample_columns
 
 
 def as_pairs(x: np.ndarray, y: np.ndarray) -> set[tuple[float, float]]:
@@ -146,3 +146,40 @@ def test_properties(curve: tuple[np.ndarray, np.ndarray], pixels: int,
         assert np.all(np.isnan(oy))
     else:
         assert np.nanmax(oy) == np.nanmax(visible) and np.nanmin(oy) == np.nanmin(visible)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    curves(),
+    st.integers(1, 60),
+    st.one_of(st.none(), st.tuples(st.floats(-50, 700), st.floats(-50, 700))),
+)
+def test_sample_columns_properties(curve: tuple[np.ndarray, np.ndarray], pixels: int,
+                                   x_range: tuple[float, float] | None) -> None:
+    x, y = curve
+    ox, oy = sample_columns(x, y, x_range, pixels)
+    assert len(ox) == len(oy) <= pixels + 2
+    if len(x) == 0:
+        return
+    # In order, every output point an input point, the visible slice's ends exact.
+    assert np.all(np.diff(ox) >= 0)
+    pairs = as_pairs(x, np.nan_to_num(y, nan=12345.0))
+    assert as_pairs(ox, np.nan_to_num(oy, nan=12345.0)) <= pairs
+    full_x, _ = decimate(x, y, x_range, 10**6)  # everything visible, undecimated
+    if len(full_x) == 0:
+        assert len(ox) == 0
+        return
+    assert (ox[0], ox[-1]) == (full_x[0], full_x[-1])
+
+
+def test_sample_columns_takes_one_point_per_column_of_a_long_line() -> None:
+    x = np.arange(1_000_000, dtype=np.float64)
+    y = np.sin(x / 1e5)
+    ox, oy = sample_columns(x, y, None, 1000)
+    # The exact first and last points, and between them the last point of every column.
+    assert len(ox) == 1002
+    assert (ox[0], ox[-1]) == (0.0, 999_999.0)
+    assert np.all(np.diff(ox[1:-2]) == 1000)  # evenly spread: one per column
+    assert np.array_equal(oy, np.sin(ox / 1e5))
+    zx, _ = sample_columns(x, y, (250_000.0, 260_000.0), 100)
+    assert zx[0] == 249_999.0 and zx[-1] == 260_001.0 and len(zx) <= 102

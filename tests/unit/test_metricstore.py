@@ -235,6 +235,12 @@ def test_many_small_ingests_keep_rows_few_and_points_exact(ms: MetricStore,
     p = ms.points("r1", "loss")
     assert p.step.tolist() == list(range(pos)) and ms.series("r1")[0].count == pos
     assert ms.log_bytes("r1") == STREAM[:data_pos]
+    # A live view reads only the points after those it holds, across every row boundary.
+    for start in [1, 17, pos // 3, pos - 40, pos - 1, pos, pos + 5]:
+        since = ms.points_since("r1", "loss", start)
+        assert since.step.tolist() == list(range(start, pos))
+        assert np.array_equal(since.value, p.value[start:])
+    assert len(ms.points_since("r1", "nope", 3)) == 0
     with store.lock:
         conn = store.db.conn
         sizes_rows = [n for (n,) in conn.execute("SELECT n FROM metric_chunks ORDER BY chunk_no")]
@@ -258,6 +264,9 @@ def test_a_million_points_round_trip_in_order(ms: MetricStore, store: Store) -> 
     result = ms.ingest(batch[:25])
     result2 = ms.ingest(batch[25:])
     assert result.points + result2.points == n
+    tail = ms.points_since("big", "loss", n - 70_000)  # from inside a full 64k row
+    assert tail.step.tolist() == list(range(n - 70_000, n))
+    assert np.array_equal(tail.value, values[n - 70_000:], equal_nan=True)
     p = ms.points("big", "loss")
     assert len(p) == n and np.array_equal(p.step, np.arange(n))
     assert np.array_equal(p.value, values, equal_nan=True)
