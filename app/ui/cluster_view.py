@@ -29,26 +29,6 @@ AGE_INTERVAL_MS = 1000
 # Hosts this close to the viewport count as visible, so a small scroll shows fresh data.
 VIEWPORT_MARGIN_PX = 200
 
-STYLE = """
-QFrame#HostGroup {
-    background: palette(window);
-    border: 1px solid palette(mid);
-    border-radius: 8px;
-}
-QFrame#GpuTile {
-    background: palette(base);
-    border: 1px solid palette(midlight);
-    border-radius: 6px;
-}
-QFrame#GpuTile:disabled { background: palette(window); }
-QLabel#chip { border-radius: 7px; padding: 0px 8px; color: white; font-weight: bold; }
-QLabel#chip[free="true"] { background: #2e7d32; }
-QLabel#chip[free="false"] { background: #b35c00; }
-QLabel#chip:disabled { background: palette(mid); }
-QLabel#simulatedBadge {
-    border: 1px solid #7b1fa2; color: #7b1fa2; border-radius: 8px; padding: 0px 6px;
-}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +55,6 @@ class ClusterView(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ClusterView")
-        self.setStyleSheet(STYLE)
         self._monitor = monitor
         self.groups: dict[str, HostGroup] = {}
         self._dirty: set[str] = set()

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.cluster import GpuHistory
+from app.ui.painted import Pill, RoundedFrame
 from app.ui.sparkline import Sparkline
 from ssh_backend.protocol import GpuProcess, GpuReading
 
@@ -28,6 +29,8 @@ FREE_MEM_MIB = 1024.0
 LOAD_COLOR = QColor("#1e6fd9")
 _NOTHING = object()  # "nothing shown yet", distinct from None ("no data")
 MEMORY_COLOR = QColor("#8e24aa")
+FREE_COLOR = QColor("#2e7d32")
+BUSY_COLOR = QColor("#b35c00")
 
 
 def is_free(reading: GpuReading) -> bool:
@@ -140,11 +143,12 @@ class _ProcessRow(QWidget):
         self.mem.setText(fmt_process_mem(proc.mem_mib))
 
 
-class GpuTile(QFrame):
+class GpuTile(RoundedFrame):
     """Shows one GPU; ``update_reading`` is cheap and called only from the display timer."""
 
     def __init__(self, index: int, name: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        role = QPalette.ColorRole
+        super().__init__(6, role.Base, role.Midlight, role.Window, parent)
         self.index = index
         self.setObjectName("GpuTile")
         self.setFixedWidth(TILE_WIDTH)
@@ -159,9 +163,8 @@ class GpuTile(QFrame):
         title_font = QFont(self.title_label.font())
         title_font.setBold(True)
         self.title_label.setFont(title_font)
-        self.chip = QLabel()
+        self.chip = Pill(bold=True)
         self.chip.setObjectName("chip")
-        self.chip.setAlignment(Qt.AlignmentFlag.AlignCenter)
         head.addWidget(self.title_label, 1)
         head.addWidget(self.chip)
         outer.addLayout(head)
@@ -299,7 +302,7 @@ class GpuTile(QFrame):
 
     def _set_chip(self, free: bool | None) -> None:
         self.free = free
-        # Re-polishing a style is the costliest step of a tile update: only on a flip.
+        # Only on a flip: most updates leave the chip as it is.
         if free == self._chip_shown:
             return
         self._chip_shown = free
@@ -310,11 +313,10 @@ class GpuTile(QFrame):
         self.chip.setVisible(True)
         self.chip.setText("free" if free else "busy")
         self.chip.setProperty("free", free)
+        self.chip.set_color(FREE_COLOR if free else BUSY_COLOR)
         self.chip.setToolTip(
             "No process and little memory in use" if free else "Processes or memory in use"
         )
-        self.chip.style().unpolish(self.chip)
-        self.chip.style().polish(self.chip)
 
     def _show_processes(self, processes: tuple[GpuProcess, ...], empty: str) -> None:
         if self._processes_shown == (processes, empty):

@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.core.cluster import GpuHistory, HostView
 from app.ui.flow_layout import FlowLayout
 from app.ui.gpu_tile import GpuTile, is_free
+from app.ui.painted import Pill, RoundedFrame
 from ssh_backend.states import HostState
 
 STATE_COLORS = {
@@ -70,7 +71,10 @@ def address_of(view: HostView) -> str:
     return host or spec.name
 
 
-class HostGroup(QFrame):
+SIMULATED_COLOR = "#7b1fa2"
+
+
+class HostGroup(RoundedFrame):
     """Header + tiles of one host; ``update_view`` is called from the display timer."""
 
     trust_requested = Signal(str)
@@ -78,7 +82,7 @@ class HostGroup(QFrame):
     reconnect_requested = Signal(str)
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(8, QPalette.ColorRole.Window, QPalette.ColorRole.Mid, parent=parent)
         self.name = name
         self.setObjectName("HostGroup")
         self.view: HostView | None = None
@@ -101,12 +105,13 @@ class HostGroup(QFrame):
         self.name_label.setFont(font)
         self.address_label = QLabel()
         self.address_label.setObjectName("address")
-        self.simulated_badge = QLabel("simulated")
+        self.simulated_badge = Pill("simulated", outline=True)
+        self.simulated_badge.set_color(SIMULATED_COLOR)
         self.simulated_badge.setObjectName("simulatedBadge")
         self.simulated_badge.setToolTip(
             "The GPUs of this host are simulated from recorded readings (demo / test)."
         )
-        self.state_label = QLabel()
+        self.state_label = Pill()
         self.state_label.setObjectName("statePill")
         self.age_label = QLabel()
         self.age_label.setObjectName("age")
@@ -175,9 +180,7 @@ class HostGroup(QFrame):
         self.simulated_badge.setVisible(view.simulated)
         color = STATE_COLORS.get(state, "#5f6368")
         self.state_label.setText(state.label)
-        self.state_label.setStyleSheet(
-            f"background: {color}; color: white; border-radius: 8px; padding: 1px 8px;"
-        )
+        self.state_label.set_color(color)
         detail = view.detail or DEFAULT_DETAIL.get(state, "")
         if state is HostState.HOSTKEY_CHANGED:
             detail = f"{CHANGED_KEY_WARNING}\n{view.detail}" if view.detail else \
