@@ -239,15 +239,20 @@ class SeriesCache:
 
     def frames(self, traces: Sequence[tuple[str, str]], mode: XMode, beta: float,
                t0: dict[str, float], x_range: tuple[float, float] | None,
-               pixels: int) -> list[CurveFrame]:
-        """A frame per trace; an unchanged trace's is the same object as last time."""
+               pixels: int, smooth_pixels: int | None = None) -> list[CurveFrame]:
+        """A frame per trace; an unchanged trace's is the same object as last time.
+
+        ``smooth_pixels`` (default ``pixels``): columns of the smoothed line; fewer
+        when many runs overlap, where drawing every line is what a frame costs.
+        """
+        smooth_pixels = pixels if smooth_pixels is None else smooth_pixels
         out = []
         for run_id, name in traces:
             entry = self._series.get((run_id, name))
             if entry is None or entry.count <= 0:
                 continue
             x, y, ys = self._derived(entry, mode, beta, t0.get(run_id, 0.0))
-            key = (entry.count, entry.derived_key, x_range, pixels)
+            key = (entry.count, entry.derived_key, x_range, pixels, smooth_pixels)
             if entry.frame is not None and entry.frame_key == key:
                 out.append(entry.frame)
                 continue
@@ -255,7 +260,7 @@ class SeriesCache:
             if beta > 0:
                 # The smoothed line varies little within a pixel column: one point per
                 # column draws the same line with half the points of a min/max envelope.
-                xs, yss = sample_columns(x, ys, x_range, pixels)
+                xs, yss = sample_columns(x, ys, x_range, smooth_pixels)
             else:
                 xs, yss = xr, yr
             plain = (all(bool(np.isfinite(a).all()) for a in (xr, yr, xs, yss))

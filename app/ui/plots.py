@@ -45,6 +45,9 @@ DISPLAY_HZ = 5.0
 ROW_MIN_PX = 210
 WIDE_PEN_RUNS = 3
 MANY_RUNS = 5  # above: raw curves of the hovered run only, no antialiasing
+# Above MANY_RUNS a smoothed line gets a point every SPARSE_COLUMNS pixels: each line is
+# still smooth to the eye, and a frame of 100 overlaid runs paints half the points.
+SPARSE_COLUMNS = 2
 HOVER_PX = 12
 EMPTY_TEXT = ("No metrics yet.\nPrint lines like “step 100 loss=0.31”, call labdeck.log(…), "
               "or write TensorBoard events to $LABDECK_TB_DIR.")
@@ -215,6 +218,7 @@ class CurvePanel(QWidget):
         t0 = dict(self._t0)
         x_range = self._visible_x_range()
         pixels = self.pixels()
+        smooth_pixels = pixels // SPARSE_COLUMNS if len(runs) > MANY_RUNS else pixels
         self._requested_range, self._requested_pixels = x_range, pixels
 
         def work() -> tuple[dict, list[CurveFrame]]:
@@ -224,7 +228,8 @@ class CurvePanel(QWidget):
                 if run_id not in starts:
                     starts[run_id] = cache.first_wall(run_id) or 0.0
             traces = [(r, i.name) for r in runs for i in infos.get(r, [])]
-            return infos, cache.frames(traces, mode, beta, starts, x_range, pixels)
+            return infos, cache.frames(traces, mode, beta, starts, x_range, pixels,
+                                       smooth_pixels)
 
         self._inflight = True
         self._worker.submit(self._key, work, self._apply, self._on_error)

@@ -16,7 +16,7 @@ from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.ui.curve_data import SeriesCache, XMode, _ema_loop, ema_continue, ema_debiased
 from app.ui.data_worker import DataWorker
-from app.ui.plots import MANY_RUNS, CurvePanel
+from app.ui.plots import MANY_RUNS, SPARSE_COLUMNS, CurvePanel
 from app.ui.selftest import is_blank
 
 pytestmark = pytest.mark.gui
@@ -254,6 +254,11 @@ def test_many_runs_draw_raw_curves_of_the_hovered_run_only(qtbot, many) -> None:
     assert plot.getAxis("left").zValue() < plot.getViewBox().zValue()  # grid under curves
     assert not any(view.items(k, "train/loss")[0].isVisible() for k in keys)
     assert not view.items(keys[0], "train/loss")[1].opts["antialias"]
+    # Many overlaid smoothed lines: a point every SPARSE_COLUMNS pixels, ends exact.
+    frame = view.frame(keys[0], "train/loss")
+    assert frame.x_smooth.size <= view.pixels() // SPARSE_COLUMNS + 2
+    assert frame.x_raw.size > frame.x_smooth.size  # the raw envelope keeps full detail
+    assert (frame.x_smooth[0], frame.x_smooth[-1]) == (0, 1999)
     # The cursor on run 3's smoothed loss curve: its raw curves appear, in every plot.
     frame = view.frame(keys[3], "train/loss")
     i = frame.x_smooth.size // 2
