@@ -11,9 +11,10 @@ import glob
 import io
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -22,6 +23,9 @@ from ssh_backend.hostspec import HostSpec
 DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
 # OpenSSH's READCONF_MAX_DEPTH: an Include loop ends with an error, not a stack overflow.
 MAX_INCLUDE_DEPTH = 16
+# Includes may fan out (each file including several others, or one file many times):
+# past this many lines after expansion the config is refused instead of read for ever.
+MAX_CONFIG_LINES = 100_000
 _WILDCARDS = set("*?!")
 
 
@@ -133,7 +137,7 @@ def _validate(line: _Line) -> None:
     if not match:
         raise ConfigError(line.path, line.number, f"expected 'Keyword value', got {text!r}")
     key, value = match.group(1).lower(), match.group(2).strip()
-    if key == "port" and not (value.isdigit() and 0 < int(value) < 65536):
+    if key == "port" and not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
         raise ConfigError(line.path, line.number, f"Port must be 1-65535, got {value!r}")
     try:
         paramiko.SSHConfig().parse(io.StringIO(text))
@@ -147,7 +151,12 @@ def load(path: Path) -> tuple[paramiko.SSHConfig, list[_Line]]:
     config = paramiko.SSHConfig()
     if not path.exists():
         return config, []
-    lines = list(_expanded_lines(path, path.parent))
+    lines: list[_Line] = []
+    for line in _expanded_lines(path, path.parent):
+        lines.append(line)
+        if len(lines) > MAX_CONFIG_LINES:
+            raise ConfigError(line.path, line.number,
+                              f"more than {MAX_CONFIG_LINES:,} lines with Includes expanded")
     for line in lines:
         _validate(line)
     try:
@@ -196,9 +205,34 @@ def _split_jump(text: str) -> tuple[str | None, str, int | None]:
 
 
 def _port(value: str, where: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"bad port {value!r} in {where!r}")
     return int(value)
+
+
+def _lookup(config: paramiko.SSHConfig, name: str, lines: Sequence[_Line]) -> dict[str, Any]:
+    """``config.lookup(name)``, with what paramiko raises at lookup time as ConfigError."""
+    exec_line = next((ln for ln in lines if _is_match_exec(ln.text)), None)
+    if exec_line is not None:
+        # paramiko would run the command through the optional 'invoke' package (an
+        # ImportError without it, a shell reading our stdin with it): refuse it plainly.
+        raise ConfigError(exec_line.path, exec_line.number,
+                          "Match exec is not supported by Labdeck; use Host or Match host")
+    try:
+        return dict(config.lookup(name))
+    except (ValueError, KeyError, paramiko.ssh_exception.CouldNotCanonicalize) as exc:
+        # CanonicalizeHostname with a bad CanonicalizeMaxDots, no CanonicalDomains, or a
+        # name that canonicalisation was told not to fall back from.
+        path = lines[0].path if lines else "ssh config"
+        raise ConfigError(path, 0, f"cannot apply the config to {name!r} (check "
+                          "CanonicalizeHostname, CanonicalizeMaxDots, CanonicalDomains): "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+def _is_match_exec(text: str) -> bool:
+    words = text.replace("=", " ").split()
+    return len(words) > 1 and words[0].lower() == "match" and any(
+        w.lower().lstrip("!") == "exec" for w in words[1:])
 
 
 def _hop(
@@ -208,9 +242,10 @@ def _hop(
     port: int | None,
     key_filename: str | None,
     hostname: str | None = None,
+    lines: Sequence[_Line] = (),
 ) -> tuple[Hop, dict[str, object]]:
     """One hop: explicit values first, then the config's block for ``name``."""
-    options = config.lookup(name)
+    options = _lookup(config, name, lines)
     keys: list[str] = list(options.get("identityfile", []))
     if key_filename:
         keys = [key_filename]
@@ -232,7 +267,8 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> ConnectPlan:
     config, _lines = load(ssh_config) if ssh_config is not None else (paramiko.SSHConfig(), [])
     name = spec.ssh_alias or spec.hostname or spec.name
     target, options = _hop(
-        config, name, spec.user, spec.port, spec.key_filename, hostname=spec.hostname
+        config, name, spec.user, spec.port, spec.key_filename, hostname=spec.hostname,
+        lines=_lines,
     )
     where = str(ssh_config or "host settings")
     if spec.proxy_jump:
@@ -249,6 +285,6 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> ConnectPlan:
             user, host, port = _split_jump(text)
         except ValueError as exc:
             raise ConfigError(where, 0, f"ProxyJump: {exc}") from None
-        hop, _ = _hop(config, host, user, port, None)
+        hop, _ = _hop(config, host, user, port, None, lines=_lines)
         jumps.append(hop)
     return ConnectPlan(target=target, jumps=tuple(jumps), proxy_command=proxy_command)

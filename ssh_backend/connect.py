@@ -282,6 +282,11 @@ class Connector:
         what = f"{key.get_name()} {fingerprint(key)}"
         if verdict == "known":
             return
+        if verdict == "revoked":
+            raise HostKeyChanged(
+                f"the host key of {role} {hop.label} ({what}) is REVOKED in known_hosts; "
+                "do not connect until the host has a new key"
+            )
         if verdict == "changed":
             # Never ask here: a changed key is what an attack looks like.
             raise HostKeyChanged(

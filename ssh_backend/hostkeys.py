@@ -2,6 +2,7 @@
 
 System files are read line by line so one line paramiko cannot handle (``@cert-authority``,
 an unknown key type) skips that line only, where ``HostKeys.load`` rejects the whole file.
+``@revoked`` lines are honoured: a key listed there for a host is refused, as by OpenSSH.
 Trusted keys go to Labdeck's own file, appended as one hashed line each, never rewritten.
 """
 
@@ -24,7 +25,7 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 log = logging.getLogger(__name__)
 
-CheckResult = Literal["known", "unknown", "changed"]
+CheckResult = Literal["known", "unknown", "changed", "revoked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ def _names_match(patterns: Sequence[str], name: str) -> bool:
 class _Entry:
     names: tuple[str, ...]
     key: paramiko.PKey
+    revoked: bool = False
 
 
 class KnownHosts:
@@ -112,6 +114,7 @@ class KnownHosts:
         self._lock = threading.Lock()
         self._stamps: dict[Path, tuple[int, int] | None] = {}
         self._entries: dict[Path, list[_Entry]] = {}
+        self._revoked: dict[Path, list[_Entry]] = {}
 
     def _files(self) -> list[Path]:
         return [*self.system_files, self.app_file]
@@ -132,7 +135,9 @@ class KnownHosts:
                 continue
             self._stamps[path] = stamp
             self.skipped = [s for s in self.skipped if not s.startswith(f"{path}:")]
-            self._entries[path] = self._read(path) if stamp is not None else []
+            entries = self._read(path) if stamp is not None else []
+            self._entries[path] = [e for e in entries if not e.revoked]
+            self._revoked[path] = [e for e in entries if e.revoked]
 
     def _read(self, path: Path) -> list[_Entry]:
         entries: list[_Entry] = []
@@ -146,7 +151,10 @@ class KnownHosts:
             if not line or line.startswith("#"):
                 continue
             where = f"{path}:{number}"
-            if line.startswith("@"):
+            revoked = line.startswith("@revoked") and line[8:9].isspace()
+            if revoked:
+                line = line[8:].strip()
+            elif line.startswith("@"):
                 marker = line.split(None, 1)[0]
                 self.skipped.append(f"{where}: {marker} lines are not supported")
                 continue
@@ -158,19 +166,23 @@ class KnownHosts:
             if entry is None or entry.key is None:
                 self.skipped.append(f"{where}: not a 'names type key' line or unknown type")
                 continue
-            entries.append(_Entry(tuple(entry.hostnames), entry.key))
+            entries.append(_Entry(tuple(entry.hostnames), entry.key, revoked))
         return entries
 
-    def _matching(self, host: str, port: int) -> list[_Entry]:
+    def _matching(self, host: str, port: int, revoked: bool = False) -> list[_Entry]:
         name = host_label(host, port)
         with self._lock:
             self._refresh()
-            every = [e for entries in self._entries.values() for e in entries]
+            table = self._revoked if revoked else self._entries
+            every = [e for entries in table.values() for e in entries]
         return [e for e in every if _names_match(e.names, name)]
 
     def check(self, host: str, port: int, key: paramiko.PKey) -> CheckResult:
         """``known``: this key is listed for the host; ``changed``: a different key of the
-        same type is; ``unknown``: nothing of this type is listed."""
+        same type is; ``unknown``: nothing of this type is listed; ``revoked``: an
+        ``@revoked`` line lists this key for the host (whatever else is listed)."""
+        if any(e.key == key for e in self._matching(host, port, revoked=True)):
+            return "revoked"
         matching = self._matching(host, port)
         if any(e.key == key for e in matching):
             return "known"

@@ -189,7 +189,9 @@ class LocalSession(WorkerSession):
                 _write_private(target, content)
         except OSError as exc:
             where = f"~/.labdeck/runs/{run_id}/code"
-            raise LaunchRefused(f"{self.name}: cannot write {where}: {exc}") from None
+            raise LaunchRefused(
+                f"{self.name}: cannot write {where}: {exc}", host_wide=True
+            ) from None
 
 
 def _write_private(target: Path, content: bytes) -> None:

@@ -170,7 +170,7 @@ class _Fields:
         value = self.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProtocolError(f"{self.where}: field '{key}' must be a number")
-        if not math.isfinite(value):
+        if not _finite(value):
             raise ProtocolError(f"{self.where}: field '{key}' must be finite")
         return float(value)
 
@@ -248,7 +248,8 @@ def decode(line: bytes | str) -> Message:
         raise ProtocolError(f"message of {len(line)} characters exceeds {MAX_LINE_BYTES}")
     try:
         obj = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError beyond JSONDecodeError: an integer of more than 4300 digits.
         raise ProtocolError(f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("message must be a JSON object")
@@ -292,11 +293,22 @@ def decode(line: bytes | str) -> Message:
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that says False for an integer beyond float range (instead of
+    raising OverflowError, which a JSON line like ``1`` + 400 zeros would cause)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _value(where: str, value: Any) -> float:
     if isinstance(value, str) and value in _NON_FINITE:
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError(f"{where}: a point's value must be a number, 'nan' or 'inf'")
+    if not _finite(value) and isinstance(value, int):
+        raise ProtocolError(f"{where}: a point's value is out of range")
     return float(value)
 
 
@@ -312,7 +324,7 @@ def _points(where: str, raw: Any) -> tuple[MetricPoint, ...]:
             raise ProtocolError(f"{where}: a point's series must be a non-empty string")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             raise ProtocolError(f"{where}: a point's step must be an integer or null")
-        if isinstance(wall, bool) or not isinstance(wall, int | float) or not math.isfinite(wall):
+        if isinstance(wall, bool) or not isinstance(wall, int | float) or not _finite(wall):
             raise ProtocolError(f"{where}: a point's wall time must be a finite number")
         points.append(MetricPoint(series, step, float(wall), _value(where, value)))
     return tuple(points)

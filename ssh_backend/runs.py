@@ -9,7 +9,9 @@ HostSession over SSH and LocalSession on this machine alike.
 Launch is idempotent per run id: launching an id whose run folder holds a launched run
 only reports that run. A refused launch leaves the id free to try again; a retry after a
 finished, failed or lost attempt needs a fresh id (``attempt_run_id``). Nothing the user
-wrote ever reaches a command line: requests travel as JSON on runctl's stdin.
+wrote ever reaches a command line: requests travel as JSON on runctl's stdin, and a
+run's secrets go on from there to the wrapper through a pipe, into the job's environment
+only (never job.json or any other file).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class LaunchRequest:
     gpu_uuids: tuple[str, ...]
     # Snapshot of a local script/folder: relative path → content, written into the run dir.
     files: dict[str, bytes] = field(default_factory=dict)
+    # Secret values for the job's environment only: sent as data inside the request,
+    # never written to job.json; kept out of repr so no log or traceback shows them.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,12 @@ class RunStatus:
 
 class LaunchRefused(Exception):
     """The host refused the launch (a GPU lease is held, disk full, …); the run can be
-    queued again. The message says why, for the user."""
+    queued again. The message says why, for the user. ``host_wide``: no run can start on
+    that host now (its disk is full), so trying its other GPUs at once is pointless."""
+
+    def __init__(self, message: str, *, host_wide: bool = False) -> None:
+        super().__init__(message)
+        self.host_wide = host_wide
 
 
 class RunControlError(RuntimeError):
@@ -66,7 +76,7 @@ class RunControlError(RuntimeError):
 
 
 def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise ValueError(f"not a valid run id: {run_id!r}")
     return run_id
 
@@ -102,7 +112,7 @@ def decode_reply(host: str, code: int | None, out: bytes, err: str) -> dict[str,
     why = next((line for line in reversed(err.splitlines()) if line.strip()), "")
     try:
         reply = json.loads(out)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep
         reply = None
     if code != 0 or not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         said = why or out[-300:].decode("utf-8", "replace").strip() or "no output"
@@ -116,7 +126,10 @@ def _status(run_id: str, obj: Any) -> RunStatus:
 
     def num(key: str) -> Any:
         value = obj.get(key)
-        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        # NaN, infinities and integers beyond float range would fail int() / float().
+        return value if -1e18 < value < 1e18 else None
 
     def as_int(key: str) -> int | None:
         value = num(key)
@@ -142,7 +155,8 @@ def _expect(session: Session, reply: dict[str, Any], key: str) -> Any:
             raise RunControlError(f"run control on {session.name} sent no {key}")
         return reply[key]
     if isinstance(reply.get("refused"), str):
-        raise LaunchRefused(f"{session.name}: {reply['refused']}")
+        raise LaunchRefused(f"{session.name}: {reply['refused']}",
+                            host_wide=reply.get("host_wide") is True)
     raise RunControlError(f"run control on {session.name}: {reply.get('error')}")
 
 
@@ -157,7 +171,13 @@ def launch(session: Session, req: LaunchRequest) -> RunStatus:
     if len(req.gpu_indices) != len(req.gpu_uuids):
         raise ValueError("a launch needs one GPU uuid per GPU index")
     if req.files:
-        session.upload(req.run_id, req.files)
+        try:
+            session.upload(req.run_id, req.files)
+        except LaunchRefused:
+            # SFTP says only "Failure" for a full disk: ask the host how much room it has,
+            # which refuses with a clear "no space left" when that is the cause.
+            _expect(session, session.control({"op": "space"}), "free_bytes")
+            raise
     reply = session.control(
         {
             "op": "launch",
@@ -165,6 +185,7 @@ def launch(session: Session, req: LaunchRequest) -> RunStatus:
             "job": req.job,
             "gpu_indices": list(req.gpu_indices),
             "gpu_uuids": list(req.gpu_uuids),
+            "secrets": dict(req.secrets),
         },
         timeout=CONTROL_TIMEOUT_S,
     )

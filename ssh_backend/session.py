@@ -215,7 +215,9 @@ class HostSession(WorkerSession):
             if not link.transport.is_active():
                 raise SessionUnavailable(f"{self.name}: {describe_error(exc)}") from None
             where = f"~/{RUNS_DIR}/{run_id}/code"
-            raise LaunchRefused(f"{self.name}: cannot upload to {where}: {exc}") from None
+            raise LaunchRefused(
+                f"{self.name}: cannot upload to {where}: {exc}", host_wide=True
+            ) from None
         finally:
             sftp.close()
 

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import app
-from app.cli import desktop_cmd, gpus_cmd, hosts_cmd, metrics_cmd, runs_cmd, serve_cmd, window
+from app.cli import (
+    desktop_cmd,
+    gpus_cmd,
+    hosts_cmd,
+    metrics_cmd,
+    runs_cmd,
+    secrets_cmd,
+    serve_cmd,
+    window,
+)
 from app.cli.common import UsageError, check_display, warn
 from app.core import paths
 
@@ -66,9 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd.add_parser(commands)
     serve_cmd.add_parser(commands)
     metrics_cmd.add_parser(commands)
+    secrets_cmd.add_parser(commands)
     desktop_cmd.add_parser(commands)
     window.add_parser(commands)
     return parser
+
+
+class _LogFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file, which stays quiet when it cannot be written (a full disk): the
+    command says what went wrong itself, never with a logging traceback on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def setup_logging() -> Path | None:
@@ -76,9 +94,7 @@ def setup_logging() -> Path | None:
     try:
         log_path = paths.log_dir() / LOG_FILE
         paths.touch_private(log_path)
-        handler = logging.handlers.RotatingFileHandler(
-            log_path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
-        )
+        handler = _LogFileHandler(log_path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
     except OSError:
         return None
     handler.setFormatter(

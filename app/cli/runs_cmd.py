@@ -42,6 +42,9 @@ def add_parser(commands: Any) -> None:
     submit.add_argument("--name", metavar="NAME", help="the run's name")
     submit.add_argument("--priority", type=int, metavar="P", help="higher starts first")
     submit.add_argument("--tag", action="append", dest="tags", metavar="T", help="a tag")
+    submit.add_argument("--secret", action="append", dest="secrets", metavar="NAME",
+                        help="put this keyring secret into the run's environment "
+                        "(store it first with: labdeck secrets set NAME)")
     submit.set_defaults(run=_submit)
 
     ls = commands.add_parser("ls", help="list runs, newest first")
@@ -78,6 +81,7 @@ def _submit(args: argparse.Namespace) -> int:
         specs_by_name = {spec.name: spec for spec in store.hosts()}
         try:
             specs = _specs(args, specs_by_name)
+            _check_secrets(specs)
         except JobFileError as exc:
             for problem in exc.problems:
                 warn(printable(problem))
@@ -110,7 +114,12 @@ def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
                 raise JobFileError([f"{target}: --name names one run; this file makes "
                                     f"{len(specs)} (a sweep)"])
         specs = [dataclasses.replace(spec, **overrides) for spec in specs]
+        if args.secrets:
+            specs = [dataclasses.replace(spec, secrets=tuple(dict.fromkeys(
+                [*spec.secrets, *args.secrets]))) for spec in specs]
     else:
+        if args.secrets:
+            overrides["secrets"] = tuple(args.secrets)
         if args.name is not None:
             overrides["name"] = args.name
         specs = [spec_from_script(target, list(args.args), **overrides)]
@@ -126,6 +135,19 @@ def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
     if problems:
         raise JobFileError(problems)
     return specs
+
+
+def _check_secrets(specs: list[JobSpec]) -> None:
+    """Refuse a submit whose secrets are not in the keyring: a run that cannot get them
+    would only fail at launch."""
+    names = [name for spec in specs for name in spec.secrets]
+    if not names:
+        return
+    from app.core import secrets  # loads keyring: only for a submit that names secrets
+
+    problems = secrets.submit_problems(names)
+    if problems:
+        raise JobFileError(problems)
 
 
 def _max_gpus(names: tuple[str, ...], hosts: dict[str, Any]) -> int | None:

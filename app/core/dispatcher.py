@@ -284,6 +284,9 @@ class Dispatcher:
                     del shared.cooldown[key]
             in_flight |= set(shared.cooldown)
             blocked = set(shared.needs_reconcile)
+            # Hosts refusing every launch (disk full) until their backoff is over.
+            blocked |= {host for host, (until, _delay) in shared.host_cooldown.items()
+                        if until > now}
         per_user: dict[str, int] = defaultdict(int)
         for run in active:
             per_user[run.user] += 1

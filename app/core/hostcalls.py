@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.core import secrets
 from app.core.cluster import ClusterMonitor
 from app.core.jobspec import JobSpec, host_job, snapshot_files
 from app.core.reconciler import apply_status
@@ -70,6 +71,10 @@ class DispatchOptions:
     # A GPU whose launch was refused is left alone this long (the sample that shows who
     # holds it may not have arrived yet): no refuse/requeue/claim spin on it.
     refused_cooldown_s: float = 2.0
+    # A host that refused for a reason of its own (disk full) gets no launch for this
+    # long, doubled on each refusal in a row up to the max: no refuse/requeue spin on it.
+    host_refused_backoff_s: float = 2.0
+    host_refused_backoff_max_s: float = 60.0
     # A cancel not yet seen finished is sent again after this (its TERM may have been lost).
     cancel_resend_s: float = 45.0
     # Steps closer together than this only when woken by something that matters.
@@ -90,6 +95,8 @@ class Shared:
     # Runs whose launch call is in progress in this process: reconcile leaves them be.
     launching: set[str] = field(default_factory=set)
     cooldown: dict[tuple[str, int], float] = field(default_factory=dict)
+    # Host → (no launch before this monotonic time, the backoff that set it).
+    host_cooldown: dict[str, tuple[float, float]] = field(default_factory=dict)
     cancel_sent: dict[str, float] = field(default_factory=dict)
     # host → GPU index → host-side id of the running run whose lease samples should show.
     expected: dict[str, dict[int, str]] = field(default_factory=dict)
@@ -149,13 +156,25 @@ class HostCalls:
             sim_host = name if view.spec.simulated else None
             job = host_job(spec, host_run_id(run), run.gpus, run.gpu_uuids, sim_host=sim_host)
             files = snapshot_files(spec)
+            # Read from the keyring at every launch (a retry too); a missing secret fails
+            # the run with its name and the command that sets it (SecretsError is a
+            # ValueError). Failing, not waiting: the user hears of it at once, and a run
+            # that cannot start never holds a place on a GPU.
+            values = secrets.resolve(spec.secrets) if spec.secrets else {}
         except (ValueError, OSError) as exc:
             self.move(run, RunState.FAILED, ended_at=time.time(), reason=f"cannot launch: {exc}")
             return
-        request = LaunchRequest(host_run_id(run), job, run.gpus, run.gpu_uuids, files)
+        request = LaunchRequest(host_run_id(run), job, run.gpus, run.gpu_uuids, files,
+                                secrets=values)
         try:
             status = self._control.launch(session, request)
         except LaunchRefused as exc:
+            if exc.host_wide:
+                delay = self._host_refused(name)
+                self.move(run, RunState.QUEUED,
+                          reason=f"launch refused on {exc}; queued, next try there in "
+                                 f"{delay:g} s")
+                return
             until = time.monotonic() + self._options.refused_cooldown_s
             with self._shared.lock:
                 for gpu in run.gpus:
@@ -168,7 +187,19 @@ class HostCalls:
             with self._shared.lock:
                 self._shared.needs_reconcile.add(name)
             return
+        with self._shared.lock:
+            self._shared.host_cooldown.pop(name, None)  # the host takes runs again
         apply_status(run, status, self.move)
+
+    def _host_refused(self, name: str) -> float:
+        """Keep launches off host ``name`` for a backoff that doubles while it refuses."""
+        opts = self._options
+        with self._shared.lock:
+            _until, last = self._shared.host_cooldown.get(name, (0.0, 0.0))
+            delay = min(opts.host_refused_backoff_max_s,
+                        last * 2 if last else opts.host_refused_backoff_s)
+            self._shared.host_cooldown[name] = (time.monotonic() + delay, delay)
+        return delay
 
     def reconcile(self, name: str) -> None:
         session = self._monitor.session(name)

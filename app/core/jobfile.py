@@ -20,6 +20,9 @@ existing ``--key`` argument, else is appended; names get ``-key=value`` suffixes
 (``(?P<step>…)`` optional), a list of them, or ``series: regex`` entries (a mapping, or
 one-entry mappings in the list) whose regex needs only ``(?P<value>…)``.
 
+``secrets:`` names secrets kept in the keyring (``labdeck secrets set NAME``); their
+values are put into the job's environment at launch and never appear in a file.
+
 Every problem is reported at once, as ``file: field: problem``, in a :class:`JobFileError`;
 nothing is returned from a file with any problem, and no input makes this module raise
 anything else (YAML is read with ``safe_load`` only).
@@ -58,7 +61,7 @@ MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_FLOW_DEPTH = 100
 KEYS = (
     "name", "command", "shell", "script", "args", "interpreter", "workdir", "upload", "env",
-    "setup", "conda_env", "venv", "gpus", "min_free_mem_mib", "hosts", "host_tags",
+    "secrets", "setup", "conda_env", "venv", "gpus", "min_free_mem_mib", "hosts", "host_tags",
     "pin_gpus", "priority", "tags", "params", "time_limit", "retry_on_lost", "max_retries",
     "sweep", "metric_patterns",
 )
@@ -123,15 +126,41 @@ def parse_job_text(
     )
 
 
+# libyaml's safe loader when PyYAML was built with it: ~10× faster on big files.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_TOO_DEEP = object()
+
+
 def _parse(text: str, fmt: str, source: str) -> Any:
+    parsed = _parse_text(text, fmt, source)
+    if parsed is _TOO_DEEP:
+        raise JobFileError([f"{source}: nested too deeply to be a job file"])
+    return parsed
+
+
+def _parse_text(text: str, fmt: str, source: str) -> Any:
     if fmt == "yaml" and _bracket_depth(text) > MAX_FLOW_DEPTH:
         # PyYAML's scanner is quadratic in flow nesting ("[[[[…" takes minutes at 1 MiB);
         # no job file nests like this, so refuse before parsing.
         raise JobFileError([f"{source}: nested too deeply to be a job file"])
+    if fmt == "toml" and _dotted_key_depth(text) > MAX_FLOW_DEPTH:
+        # tomllib is quadratic in the parts of one dotted key (a.a.a… = 1 of 40 KB takes
+        # over 20 s), so refuse before parsing, as for YAML's flow nesting.
+        raise JobFileError([f"{source}: a key nested too deeply to be a job file"])
     try:
         if fmt == "toml":
             return tomllib.loads(text)
-        return yaml.safe_load(text)
+        try:
+            loaded = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        except (yaml.YAMLError, RecursionError):
+            # Read again with the pure-Python loader for its clearer message and marks.
+            return yaml.safe_load(text)
+        if _nesting(loaded) > MAX_FLOW_DEPTH:
+            # libyaml builds any depth; what uses the spec later recurses over it.
+            loaded = _TOO_DEEP
+        return loaded
     except tomllib.TOMLDecodeError as e:
         raise JobFileError([f"{source}: TOML syntax error: {e}"]) from None
     except yaml.MarkedYAMLError as e:
@@ -146,6 +175,41 @@ def _parse(text: str, fmt: str, source: str) -> Any:
     except (ValueError, TypeError, OverflowError) as e:
         # Scalars the parsers accept but cannot build (dates out of range, say).
         raise JobFileError([f"{source}: cannot read a value: {e}"]) from None
+
+
+def _nesting(value: Any) -> int:
+    """How deep lists and mappings nest in ``value`` (iteratively: any depth is safe)."""
+    deepest, todo = 0, [(value, 1)]
+    seen: set[int] = set()  # YAML aliases share objects: each is walked once
+    while todo:
+        item, depth = todo.pop()
+        if not isinstance(item, dict | list) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _dotted_key_depth(text: str) -> int:
+    """The most dots in the key part (before an unquoted ``=``) of any TOML line, quotes
+    ignored: an upper bound on a dotted key's depth."""
+    deepest = 0
+    for line in text.splitlines():
+        dots = 0
+        quote = ""
+        for ch in line:
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch == ".":
+                dots += 1
+            elif ch in "=#":
+                break
+        deepest = max(deepest, dots)
+    return deepest
 
 
 def _bracket_depth(text: str) -> int:
@@ -236,6 +300,7 @@ def _what_to_run(r: FieldReader, base_dir: Path) -> tuple[dict[str, Any], list[s
         "name": r.text("name", default=Path(r.source).stem or "job", numbers=True),
         "workdir": r.text("workdir"),
         "env": r.env("env"),
+        "secrets": tuple(r.text_list("secrets")),
         "setup": tuple(r.text_list("setup")),
         "conda_env": r.text("conda_env"),
         "venv": r.text("venv"),

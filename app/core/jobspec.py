@@ -66,6 +66,9 @@ class JobSpec:
     # Local file or folder copied into the run's code/ folder at launch.
     upload: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # Names of secrets (app.core.secrets): values come from the keyring at each launch and
+    # reach only the job's environment; a spec never holds a value.
+    secrets: tuple[str, ...] = ()
     # Shell lines run before the command (after the conda/venv activation).
     setup: tuple[str, ...] = ()
     conda_env: str | None = None
@@ -118,7 +121,7 @@ class JobSpec:
 
 
 _BAD = object()
-_STR_TUPLES = {"argv", "setup", "hosts", "host_tags", "tags", "metric_patterns"}
+_STR_TUPLES = {"argv", "setup", "hosts", "host_tags", "tags", "metric_patterns", "secrets"}
 _OPT_STRS = {"shell", "workdir", "upload", "conda_env", "venv"}
 _OPT_NUMS = {"min_free_mem_mib", "time_limit_s"}
 _INTS = {"gpus", "priority", "max_retries"}
@@ -227,6 +230,14 @@ def validate(
             p.append(f"env: {key} is set by Labdeck for every run; leave it out")
         if "\0" in value:
             p.append(f"env: {key}: the value contains a NUL byte")
+    for i, key in enumerate(spec.secrets):
+        if not ENV_NAME_RE.fullmatch(key):
+            p.append(f"secrets: {show(key)} is not a valid variable name")
+        elif key in RESERVED_ENV:
+            p.append(f"secrets: {key} is set by Labdeck for every run; leave it out")
+        elif key in spec.env or key in spec.secrets[:i]:
+            p.append(f"secrets: {key} is {'in env' if key in spec.env else 'listed twice'};"
+                     " name it once, as a secret")
     for line in spec.setup:
         _check_text(p, "setup", line)
     for fname in ("conda_env", "venv"):

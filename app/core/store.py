@@ -31,6 +31,7 @@ from app.core.schema import MIGRATIONS, SCHEMA_VERSION
 from ssh_backend.hostspec import AgentOptions, HostSpec
 
 BUSY_TIMEOUT_MS = 5000
+FULL_CLEAR_S = 5.0
 
 
 class StoreError(Exception):
@@ -49,6 +50,10 @@ class SchemaTooNewError(StoreError):
     pass
 
 
+class StoreFullError(StoreError):
+    """The disk holding the store is full: the write was rolled back, nothing was lost."""
+
+
 class Store:
     """The hosts and settings of this Labdeck, over one SQLite connection."""
 
@@ -58,6 +63,9 @@ class Store:
         self._path = path
         self._lock = threading.RLock()
         self._closed = False
+        # The last StoreFullError, when it was raised and when a write last succeeded.
+        self._full = ""
+        self._full_at = self._ok_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     @classmethod
@@ -117,6 +125,16 @@ class Store:
     def lock(self) -> threading.RLock:
         return self._lock
 
+    @property
+    def disk_full(self) -> str:
+        """Why writes fail for want of disk space ("" when they do not). Cleared once a
+        write succeeds after FULL_CLEAR_S without another failing: a nearly full disk
+        lets some small writes through, which must not read as "space is back"."""
+        if self._full and self._ok_at > self._full_at \
+                and time.monotonic() - self._full_at >= FULL_CLEAR_S:
+            self._full = ""
+        return self._full
+
     def schema_version(self) -> int:
         with self._lock:
             return _user_version(self._db.conn)
@@ -140,16 +158,29 @@ class Store:
                 raise _busy_or_raise(exc, self._path) from None
             try:
                 yield self._db
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if _is_full(exc):
+                    raise self._full_error() from None
                 raise
             try:
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if _is_full(exc):
+                    raise self._full_error() from None
                 raise _busy_or_raise(exc, self._path) from None
+            self._ok_at = time.monotonic()
+
+    def _full_error(self) -> StoreFullError:
+        error = StoreFullError(
+            f"the disk holding {self._path.parent} is full, so nothing could be stored: "
+            "free some space there (or move LABDECK_HOME to a disk with room) and try again"
+        )
+        self._full, self._full_at = str(error), time.monotonic()
+        return error
 
     def _migrate(self) -> None:
         version = _user_version(self._db.conn)
@@ -270,6 +301,13 @@ def _too_new(path: Path, version: int) -> str:
         f"this store was written by a newer Labdeck (schema {version}; this Labdeck knows "
         f"up to {SCHEMA_VERSION}); upgrade Labdeck ({path})"
     )
+
+
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: SQLite's answer when a write meets ENOSPC (or the disk quota)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and \
+        code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def _busy_or_raise(exc: sqlite3.OperationalError, path: Path) -> Exception:

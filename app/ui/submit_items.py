@@ -142,6 +142,13 @@ def jobfile_item(path: Path, hosts: Collection[str],
             (), gpu_counts))
     except JobFileError as e:
         return SubmitItem("jobfile", path.name, path, problems=e.problems)
+    names = [name for run in runs for name in run.secrets]
+    if names:
+        from app.core.secrets import submit_problems  # keyring: only when secrets are named
+
+        problems = [f"{path.name}: {p}" for p in submit_problems(names)]
+        if problems:
+            return SubmitItem("jobfile", path.name, path, problems=problems)
     return SubmitItem("jobfile", path.name, path, base=runs[0], runs=runs)
 
 

@@ -217,13 +217,25 @@ class Agent:
                     self.tails.unwatch(command.get("run_id"))
             else:
                 raise ValueError("unknown command type %r" % (kind,))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # Deep nesting (RecursionError), an unhashable run id (TypeError) or a huge
+            # interval (OverflowError) must not end the command reader with the agent alive.
             self.writer.send(wire.error("bad command ignored: %s" % str(exc)[:300]))
 
     def read_commands(self, backend):
+        # readline is bounded so a line without end cannot grow memory; the rest of an
+        # overlong line is read and dropped, and the next line is a command again.
+        skipping = False
         try:
-            for raw in iter(self.stdin.readline, b""):
-                if raw.strip():
+            for raw in iter(lambda: self.stdin.readline(MAX_COMMAND_BYTES + 1), b""):
+                complete = raw.endswith(b"\n")
+                if skipping:
+                    skipping = not complete
+                elif not complete and len(raw) > MAX_COMMAND_BYTES:
+                    skipping = True
+                    self.writer.send(wire.error(
+                        "bad command ignored: a line over %d bytes" % MAX_COMMAND_BYTES))
+                elif raw.strip():
                     self.handle(raw.strip(), backend)
                 if self.stop.is_set():
                     return

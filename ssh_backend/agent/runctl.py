@@ -3,16 +3,23 @@
     python3 -B runctl.py  < one JSON request on stdin  > one JSON reply on stdout
 
 Stdlib only, Python >= 3.8. Every value arrives inside the JSON on stdin, never on a
-command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_uuids"}``,
+command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_uuids",
+"secrets"}``,
 ``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...]}``.
-Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile),
-``{"ok": false, "refused": "<why>"}`` when the host refuses a launch (lease held, disk
-full) and ``{"ok": false, "error": "<why>"}`` for a malformed request.
+``{"op": "space"}`` (is there room for runs?).
+Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile,
+``"free_bytes"`` for space), ``{"ok": false, "refused": "<why>"}`` when the host
+refuses a launch (lease held; with ``"host_wide": true`` when no run can start here
+now, as on a full disk) and ``{"ok": false, "error": "<why>"}`` for a malformed request.
 
 Launch is idempotent per run folder: a run whose folder holds job.json was launched
 before, and a second launch only reports its status. A refused launch removes job.json
 (the uploaded code stays), so the run counts as never launched and may be tried again.
 A retry of a finished or lost run therefore needs a fresh run id.
+
+A launch's ``secrets`` (``{NAME: value}``) never touch a file: they are written to the
+wrapper's stdin (a pipe) and the wrapper puts them into the job's environment only.
+Errors about them name the variable, never the value.
 """
 
 import errno
@@ -46,7 +53,26 @@ class BadRequest(Exception):
 
 
 class Refused(Exception):
-    """The host cannot take this launch now; the message is for the user."""
+    """The host cannot take this launch now; the message is for the user. ``host_wide``:
+    no run can start on this host now (its disk is full), not only this one."""
+
+    def __init__(self, message, host_wide=False):
+        Exception.__init__(self, message)
+        self.host_wide = host_wide
+
+
+def no_space(path, free=None):
+    """The refusal for a disk too full to hold a run (says where and what to do)."""
+    have = "" if free is None else " (%.1f MiB free, %d MiB needed)" % (
+        free / 1048576.0, MIN_FREE_BYTES // 1048576)
+    return Refused("no space left on the disk holding %s%s: free some space there" % (
+        rundir.display(path), have), host_wide=True)
+
+
+def cannot_write(path, exc):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return no_space(path)
+    return Refused("cannot write %s: %s" % (rundir.display(path), exc.strerror or exc))
 
 
 def _text(value, what, allow_empty=True):
@@ -91,6 +117,30 @@ def check_job(job):
     return job
 
 
+def check_secrets(secrets):
+    """The launch's secrets, ``{NAME: value}``, validated; messages never show a value."""
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, dict):
+        raise BadRequest("secrets must be an object")
+    for key, value in secrets.items():
+        if not ENV_NAME.fullmatch(key):
+            raise BadRequest("secrets: %r is not a variable name" % (key,))
+        if not isinstance(value, str) or "\0" in value or not _encodes(value):
+            raise BadRequest("secrets[%s] must be a string without NUL" % key)
+    return secrets
+
+
+def _encodes(text):
+    """Whether ``text`` can go into the job's environment, which is bytes (surrogateescape
+    gives back the bytes a non-UTF-8 value was read from)."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_gpus(request):
     indices = request.get("gpu_indices")
     uuids = request.get("gpu_uuids")
@@ -129,8 +179,26 @@ def lock_launch(folder, mode):
         time.sleep(0.05)
 
 
+def free_space():
+    """Bytes free for run folders; Refused (host-wide) when under MIN_FREE_BYTES.
+    Checked before a run's own folder is made: a full disk leaves no empty run folder
+    behind for each refused try."""
+    path = rundir.runs_root()
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)  # the disk that will hold it
+    try:
+        stats = os.statvfs(path)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise no_space(rundir.runs_root(), free)
+    return free
+
+
 def make_folder(folder):
     """The run folder (0700), created if needed; Refused with the reason if it cannot be."""
+    free_space()
     try:
         try:
             os.mkdir(folder, 0o700)
@@ -140,13 +208,8 @@ def make_folder(folder):
         except FileExistsError:
             if not os.path.isdir(folder):
                 raise
-        stats = os.statvfs(folder)
     except OSError as exc:
-        raise Refused("cannot write %s: %s" % (
-            rundir.display(folder), exc.strerror or exc)) from None
-    free = stats.f_bavail * stats.f_frsize
-    if free < MIN_FREE_BYTES:
-        raise Refused("only %.1f MiB free for %s" % (free / 1048576.0, rundir.display(folder)))
+        raise cannot_write(folder, exc) from None
 
 
 def wait_started(folder, process=None, wait_s=STARTUP_WAIT_S):
@@ -165,17 +228,25 @@ def wait_started(folder, process=None, wait_s=STARTUP_WAIT_S):
         time.sleep(0.02)
 
 
-def spawn_wrapper(folder):
-    """Start wrapper.py detached: own session, no terminal, streams to wrapper.log."""
+def spawn_wrapper(folder, secrets):
+    """Start wrapper.py detached: own session, no terminal, streams to wrapper.log, and
+    ``secrets`` as JSON on its stdin (a pipe, closed once written: the wrapper reads to
+    the end first thing)."""
     log = os.open(os.path.join(folder, rundir.WRAPPER_LOG),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-B", os.path.join(HERE, "wrapper.py"), folder],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+            stdin=subprocess.PIPE, stdout=log, stderr=log, close_fds=True,
             start_new_session=True, cwd=folder)
     finally:
         os.close(log)
+    try:
+        process.stdin.write(json.dumps(secrets).encode("ascii"))
+        process.stdin.close()
+    except BrokenPipeError:
+        pass  # the wrapper died at start: wait_started sees it, its log says why
+    return process
 
 
 def launch(request):
@@ -183,6 +254,7 @@ def launch(request):
     run_id = request["run_id"]
     job = dict(check_job(request.get("job")))
     indices, uuids = check_gpus(request)
+    secrets = check_secrets(request.get("secrets"))
     job.update(run_id=run_id, gpu_indices=indices, gpu_uuids=uuids)
     make_folder(folder)
     lock = lock_launch(folder, fcntl.LOCK_EX)
@@ -198,9 +270,8 @@ def launch(request):
         try:
             rundir.write_json(os.path.join(folder, rundir.JOB), job)
         except OSError as exc:
-            raise Refused("cannot write %s: %s" % (
-                rundir.display(folder), exc.strerror or exc)) from None
-        process = spawn_wrapper(folder)
+            raise cannot_write(folder, exc) from None
+        process = spawn_wrapper(folder, secrets)
         ticks = hostinfo.start_ticks(process.pid)
         rundir.write_json(os.path.join(folder, rundir.WRAPPER), {
             "pid": process.pid, "start_ticks": ticks, "boot_id": hostinfo.boot_id()})
@@ -265,8 +336,8 @@ def handle(raw):
             raise BadRequest("request of %d bytes is too large" % len(raw))
         try:
             request = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("request is not JSON: %s" % exc) from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+            raise BadRequest("request is not JSON: %s" % str(exc)[:300]) from None
         if not isinstance(request, dict):
             raise BadRequest("request must be a JSON object")
         op = request.get("op")
@@ -276,9 +347,14 @@ def handle(raw):
             return {"ok": True, "status": cancel(request)}
         if op == "reconcile":
             return {"ok": True, "statuses": reconcile(request)}
+        if op == "space":
+            return {"ok": True, "free_bytes": free_space()}
         raise BadRequest("unknown op %r" % (op,))
     except Refused as exc:
-        return {"ok": False, "refused": str(exc)}
+        reply = {"ok": False, "refused": str(exc)}
+        if exc.host_wide:
+            reply["host_wide"] = True
+        return reply
     except BadRequest as exc:
         return {"ok": False, "error": str(exc)}
 

@@ -8,6 +8,8 @@ Stdlib only, Python >= 3.8: shared by runctl.py and wrapper.py.
     state.json    the job's pid, pgid, start ticks/time and boot id (wrapper, once started)
     exit_code     written last, atomically; 128+N for a death by signal N
     cancelled, timed_out   markers, written before exit_code
+    no_space      marker: the disk was full when the run ended (its output may be cut)
+    .exit.reserve room the wrapper keeps for the files above, freed if the disk fills
     refused.json  the wrapper found a GPU lease held (runctl then removes job.json)
     cancel.json   a cancel request (grace period) for the wrapper to read on SIGTERM
     output.log    the job's stdout+stderr; wrapper.log the wrapper's own messages
@@ -30,6 +32,8 @@ STATE = "state.json"
 EXIT_CODE = "exit_code"
 CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
+NO_SPACE = "no_space"
+RESERVE = ".exit.reserve"
 REFUSED = "refused.json"
 CANCEL_REQUEST = "cancel.json"
 OUTPUT = "output.log"
@@ -52,7 +56,7 @@ def display(path):
 
 
 def run_dir(run_id):
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise ValueError("not a valid run id: %r" % (run_id,))
     return os.path.join(runs_root(), run_id)
 
@@ -161,6 +165,9 @@ def status(folder, run_id):
             result["detail"] = "cancelled"
         elif result["timed_out"]:
             result["detail"] = "stopped at its time limit"
+        elif os.path.exists(os.path.join(folder, NO_SPACE)):
+            result["detail"] = ("the disk holding %s filled up while it ran; its output "
+                                "may be cut short" % display(folder))
         return result
 
     code = read_exit_code(folder)

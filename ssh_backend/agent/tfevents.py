@@ -321,7 +321,10 @@ def _fast_record(buf, start, end, points, names, prefix):
                 step |= (byte & 0x7F) << 14
                 pos += 1
                 if byte >= 0x80:
-                    step, pos = _varint(buf, start + 10)
+                    try:
+                        step, pos = _varint(buf, start + 10)
+                    except ValueError:  # over ten bytes: the long way reports it
+                        return False
                     if step >= 1 << 63:
                         step -= 1 << 64
     if pos + 6 > end or buf[pos] != 0x2A or buf[pos + 2] != 0x0A or buf[pos + 4] != 0x0A:
@@ -331,6 +334,8 @@ def _fast_record(buf, start, end, points, names, prefix):
     if buf[pos + 1] != value_len + 2 or tag_len >= 0x80:
         return False
     tag_end = pos + 6 + tag_len
+    if tag_end + 5 > end:  # a tag running past the record (its last byte may end buf)
+        return False
     if value_len == tag_len + 7 and tag_end + 5 == end and buf[tag_end] == 0x15:
         value = _F32.unpack_from(buf, tag_end + 1)[0]
     elif buf[tag_end] == 0x42 and buf[tag_end + 1] == 10 \

@@ -11,8 +11,14 @@ parameters, passed byte for byte and never parsed by a shell. The job's first pr
 is killed by the kernel should this wrapper be killed (PR_SET_PDEATHSIG), so a job never
 runs on without its lease; a grandchild that calls setsid() itself escapes the group and
 that guard alike.
+
+The run's secrets arrive as one JSON object on stdin (a pipe from runctl.py), read to its
+end before anything else; they go into the job's environment and nowhere else: not
+job.json, not a state file, not this wrapper's own environment or log.
 """
 
+import errno
+import json
 import os
 import shutil
 import signal
@@ -35,6 +41,8 @@ POLL_S = 0.05
 EXIT_REFUSED = 75
 EXIT_CANNOT_START = 127
 PR_SET_PDEATHSIG = 1
+# Room kept in the run folder for the markers and exit_code (a few pages on any disk).
+RESERVE_BYTES = 64 * 1024
 CLIENT_DIR = ".client"  # in the run folder; holds only labdeck.py
 CLIENT_MODULE = "labdeck.py"
 
@@ -65,10 +73,26 @@ def job_argv(job):
     return [bash, "-l", "-c", script, "labdeck-job", *job["argv"]]
 
 
-def job_env(job, folder):
+def read_secrets(stream):
+    """``{NAME: value}`` from ``stream`` (read to its end), or None when it is not that;
+    the reason logged never quotes what was read."""
+    try:
+        secrets = json.loads(stream.read().decode("ascii"))
+    except (OSError, ValueError) as exc:
+        log("unreadable secrets on stdin (%s)" % type(exc).__name__)
+        return None
+    if not isinstance(secrets, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
+        log("secrets on stdin are not an object of strings")
+        return None
+    return secrets
+
+
+def job_env(job, folder, secrets=None):
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(job.get("env") or {})
+    env.update(secrets or {})
     indices = ",".join(str(i) for i in job.get("gpu_indices") or [])
     # Set after the job's own env: a run must never see GPUs other than its own.
     env["CUDA_VISIBLE_DEVICES"] = indices
@@ -119,6 +143,7 @@ def exit_code_of(status):
 class Wrapper:
     def __init__(self, folder):
         self.folder = folder
+        self.secrets = {}
         self.cancel_pending = False
         self.kill_at = None
         self.cancelled = False
@@ -143,15 +168,42 @@ class Wrapper:
         log("refused: " + message)
         return EXIT_REFUSED
 
+    def reserve(self):
+        """Keep room for the end of the run: should the disk fill up while the job runs,
+        deleting this file frees what the markers and exit_code need."""
+        try:
+            rundir.write_atomic(self.path(rundir.RESERVE), b"\0" * RESERVE_BYTES)
+        except OSError as exc:
+            log("cannot keep room for the exit code: %s" % exc)
+
     def finish(self, code):
+        try:
+            self.write_end(code, no_space=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # The disk is full: give back the room kept for this, say so, write again.
+            try:
+                os.unlink(self.path(rundir.RESERVE))
+            except OSError:
+                pass
+            self.write_end(code, no_space=True)
+        try:
+            os.unlink(self.path(rundir.RESERVE))
+        except OSError:
+            pass
+        log("exit code %d written" % code)
+        return 0
+
+    def write_end(self, code, no_space):
         # Markers first: whoever sees exit_code sees how the run ended.
         if self.cancelled:
             rundir.write_atomic(self.path(rundir.CANCELLED), b"")
         if self.timed_out:
             rundir.write_atomic(self.path(rundir.TIMED_OUT), b"")
+        if no_space:
+            rundir.write_atomic(self.path(rundir.NO_SPACE), b"")
         rundir.write_atomic(self.path(rundir.EXIT_CODE), ("%d\n" % code).encode())
-        log("exit code %d written" % code)
-        return 0
 
     def stop_group(self, pgid, how, grace_s):
         """TERM the job's group now, KILL it when the grace period is over."""
@@ -186,10 +238,14 @@ class Wrapper:
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        secrets = read_secrets(sys.stdin.buffer)
         job = rundir.read_json(self.path(rundir.JOB))
         if job is None:
             log("no readable %s" % rundir.JOB)
             return 2
+        if secrets is None:
+            return self.finish(EXIT_CANNOT_START)
+        self.secrets = secrets
         try:
             held = leases.acquire(job.get("gpu_uuids") or [], job["run_id"])
         except leases.Held as exc:
@@ -197,6 +253,7 @@ class Wrapper:
         except (OSError, ValueError) as exc:
             return self.refuse("cannot take a GPU lease in %s: %s" % (leases.lease_dir(), exc))
         log("leased %d GPU(s) for run %s" % (len(held), job["run_id"]))
+        self.reserve()
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):
             self.cancelled = True
             return self.finish(128 + signal.SIGTERM)
@@ -220,7 +277,7 @@ class Wrapper:
             install_client(self.folder)
             return subprocess.Popen(
                 job_argv(job), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env=job_env(job, self.folder), cwd=job_cwd(job, self.folder),
+                env=job_env(job, self.folder, self.secrets), cwd=job_cwd(job, self.folder),
                 close_fds=True, start_new_session=True, preexec_fn=die_with_wrapper)
         except (OSError, ValueError) as exc:
             os.write(out, ("labdeck: cannot start the job: %s\n" % exc).encode("utf-8"))

@@ -252,3 +252,35 @@ def test_a_misspelt_job_file_key_is_named_with_a_suggestion(qtbot, world) -> Non
     dialog = _open(qtbot, world, paths=(job,))
     assert f'{job}: unknown key "gpu" (did you mean "gpus"?)' in dialog.problems()
     dialog.reject()
+
+
+def test_a_job_file_naming_an_unset_secret_queues_nothing(qtbot, world, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+
+    from tests.harness.file_keyring import ENV_VAR, FileKeyring
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "keyring.json"))
+    before = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring())
+    try:
+        world.script()
+        job = world.files / "needs_token.yaml"
+        job.write_text("script: train.py\nsecrets: [WANDB_API_KEY]\n")
+        dialog = _open(qtbot, world, paths=(job,))
+        (problem,) = dialog.problems()
+        assert problem.startswith("needs_token.yaml: ") and "WANDB_API_KEY" in problem
+        assert "labdeck secrets set WANDB_API_KEY" in problem
+        assert not dialog.ok_button.isEnabled()
+        dialog.reject()
+        from app.core.secrets import set_secret
+
+        set_secret("WANDB_API_KEY", "s3cr3t-value")
+        dialog = _open(qtbot, world, paths=(job,))
+        assert dialog.problems() == [] and dialog.ok_button.isEnabled()
+        _enter(qtbot, dialog)
+        (run,) = world.ctx.runstore.list_runs()
+        assert run.spec["secrets"] == ["WANDB_API_KEY"]
+        assert "s3cr3t-value" not in str(run.spec)
+    finally:
+        keyring.set_keyring(before)
