@@ -332,7 +332,7 @@ def _points(where: str, raw: Any) -> tuple[MetricPoint, ...]:
 
 def _tail(f: _Fields) -> TailChunk:
     start, end, inode = f.int_("start"), f.int_("end"), f.int_("inode")
-    if start < 0 or end < start or inode < 0:
+    if start < 0 or end < start or not 0 <= inode < 1 << 64:
         raise ProtocolError(f"tail: bad byte range [{start}, {end}) or inode {inode}")
     data = b""
     if f.obj.get("data") is not None:

@@ -116,7 +116,22 @@ def load_cursor(conn: sqlite3.Connection, run_id: str, source: str) -> Cursor | 
         "WHERE run_id = ? AND source = ?",
         [run_id, source],
     ).fetchone()
-    return None if row is None else Cursor(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+    if row is None:
+        return None
+    return Cursor(_inode_from_sql(int(row[0])), int(row[1]), int(row[2]), int(row[3]))
+
+
+# Inodes are unsigned 64-bit (some file systems hand out ones >= 2**63); SQLite's INTEGER
+# is signed 64-bit, so they are stored as their two's-complement bit pattern.
+_U64 = 1 << 64
+
+
+def _inode_to_sql(inode: int) -> int:
+    return inode - _U64 if inode >= 1 << 63 else inode
+
+
+def _inode_from_sql(value: int) -> int:
+    return value + _U64 if value < 0 else value
 
 
 def save_cursor(conn: sqlite3.Connection, run_id: str, source: str, c: Cursor) -> None:
@@ -125,5 +140,5 @@ def save_cursor(conn: sqlite3.Connection, run_id: str, source: str, c: Cursor) -
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, source) DO UPDATE SET "
         "inode = excluded.inode, offset = excluded.offset, "
         "reset_start = excluded.reset_start, reset_log_pos = excluded.reset_log_pos",
-        [run_id, source, c.inode, c.offset, c.reset_start, c.reset_log_pos],
+        [run_id, source, _inode_to_sql(c.inode), c.offset, c.reset_start, c.reset_log_pos],
     )

@@ -382,3 +382,14 @@ def test_out_of_range_steps_and_odd_values_do_not_fail_the_batch(ms: MetricStore
     p = ms.points("r1", "x")
     assert math.isnan(p.step[0]) and p.step[1:].tolist() == [5.0, 6.0]
     assert p.value[0] == 1.0 and math.isnan(p.value[1]) and math.isnan(p.value[2])
+
+
+def test_an_inode_beyond_signed_64_bits_round_trips(ms: MetricStore) -> None:
+    # Some file systems hand out inodes >= 2**63; SQLite's INTEGER is signed.
+    big = (1 << 64) - 5
+    ms.ingest([console("r9", STREAM, 0, 100, inode=big)])
+    assert ms.offsets("r9")[LOG] == 100
+    # A re-delivery with that inode is recognised (not taken for a replaced file).
+    ms.ingest([console("r9", STREAM, 0, 100, inode=big), console("r9", STREAM, 100, 150,
+                                                                  inode=big)])
+    assert ms.log_bytes("r9") == STREAM[:150]
