@@ -12,14 +12,19 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import printable, say, warn
 from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.runs import RunState
 from app.core.store import Store
 
+if TYPE_CHECKING:
+    from app.core.ingest import Ingestor
+
 DEFAULT_WAIT_S = 60.0
+# --until-done: how long to wait for the last runs' output to be stored before exiting.
+DRAIN_WAIT_S = 60.0
 _UNFINISHED = (RunState.QUEUED, RunState.LAUNCHING, RunState.RUNNING)
 
 
@@ -100,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(hosts)}")
         if args.once:
             return _once(dispatcher, stop, args.wait)
-        _serve(dispatcher, stop, until_done=args.until_done)
+        _serve(dispatcher, stop, store, until_done=args.until_done)
+        if args.until_done:
+            _drain(ingestor, stop)
         return 0
     finally:
         # The dispatcher first: nothing new is launched while the sessions close.
@@ -126,9 +133,32 @@ def _once(dispatcher: Dispatcher, stop: threading.Event, wait_s: float) -> int:
     return 0
 
 
-def _serve(dispatcher: Dispatcher, stop: threading.Event, *, until_done: bool) -> None:
-    said = ""
+def _drain(ingestor: Ingestor, stop: threading.Event) -> None:
+    """Every run has ended: wait until their consoles and curves are all stored, so
+    ``labdeck logs`` shows them whole (the last bytes may still be on their way)."""
+    deadline = time.monotonic() + DRAIN_WAIT_S
+    while not stop.is_set():
+        if ingestor.wait_drained(0.5):
+            return
+        if time.monotonic() > deadline:
+            warn(f"some runs' output was not all fetched within {DRAIN_WAIT_S:g} s (a host "
+                 "offline?); the next labdeck serve or window fetches the rest")
+            return
+
+
+def _serve(
+    dispatcher: Dispatcher, stop: threading.Event, store: Store, *, until_done: bool
+) -> None:
+    said = full = ""
     while not stop.wait(0.5):
+        # Runs go on on their hosts while the store is full; their changes, consoles and
+        # curves are stored once there is room again (nothing is lost meanwhile).
+        if store.disk_full != full:
+            if store.disk_full:
+                warn(f"{store.disk_full}; runs go on on their hosts and are caught up then")
+            else:
+                warn("the store takes writes again; catching up with the runs")
+            full = store.disk_full
         reason = dispatcher.passive_reason()
         if reason != said:
             if reason:

@@ -105,6 +105,9 @@ class Ingestor:
         self._splitters: dict[str, tuple[ConsoleSplitter, int]] = {}
         self._assumed: set[str] = set()
         self._drained: set[str] = set()
+        # Runs watched as of the last look at the runs, and how many looks there were.
+        self._watched = 0
+        self._refreshes = 0
         self._listeners: list[RunDataListener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -157,6 +160,22 @@ class Ingestor:
         """Whether the ended run ``run_id`` was drained and unwatched by this Ingestor."""
         with self._cond:
             return run_id in self._drained
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until nothing is watched any more, as of a look at the runs taken after
+        this call: every run had ended and its files were drained (``serve --until-done``
+        exits only then). False after ``timeout`` (a host offline) or once stopped."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = self._refreshes
+        self.refresh()
+        with self._cond:
+            while self._refreshes <= seen or self._watched:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set() or self._thread is None:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every chunk received so far is stored (for tests and the CLI)."""
@@ -338,5 +357,8 @@ class Ingestor:
             log.exception("updating the tail watches failed")
         with self._cond:
             self._drained = set(self._watches.drained)
+            self._watched = len(self._watches.by_key)
+            self._refreshes += 1
+            self._cond.notify_all()
         for key in [k for k in self._splitters if self._watches.lookup(k) is None]:
             del self._splitters[key]  # rebuilt from the stored console if it comes back

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,8 @@ from app.core.runs import RunState
 from tests.conftest import Lab
 from tests.harness.labapp import LabApp, base_run_id, run_dirs
 from tests.harness.netfault import NetNamespace, unavailable_reason
-from tests.harness.sshd import SSHD, SshdHost, generate_key
+from tests.harness.nshost import start_in
+from tests.harness.sshd import SshdHost
 
 pytestmark = [pytest.mark.sshd]
 
@@ -33,13 +32,6 @@ while not os.path.exists(go):
     time.sleep(0.05)
 sys.exit(int(sys.argv[1]))
 """
-PROBE = """
-import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
-except OSError:
-    sys.exit(1)
-"""
 
 
 @pytest.fixture
@@ -50,26 +42,6 @@ def namespace() -> Iterator[NetNamespace]:
     ns = NetNamespace()
     yield ns
     ns.close()
-
-
-def start_in(ns: NetNamespace, host: SshdHost) -> None:
-    """What ``SshdHost.start`` does, with sshd inside the namespace."""
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    host.home.mkdir(parents=True, exist_ok=True)
-    generate_key(host.host_key_path)
-    pub = host.client_key.with_name(host.client_key.name + ".pub").read_text()
-    (host.root / "authorized_keys").write_text(pub)
-    host._write_config()
-    with host.log_path.open("ab") as log:
-        host.proc = ns.popen([SSHD, "-D", "-e", "-f", str(host.config_path)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-    host.known_pids.add(host.proc.pid)
-    probe = [sys.executable, "-c", PROBE, host.address, str(host.port)]
-    deadline = time.monotonic() + 10
-    while ns.run(probe).returncode != 0:
-        assert time.monotonic() < deadline, host.log_text()
-        time.sleep(0.05)
 
 
 def folder_of(host: SshdHost, run_id: str, attempt: int = 0) -> Path:
