@@ -213,14 +213,7 @@ class MetricStore:
 
     def points(self, run_id: str, series: str) -> PointsArrays:
         """Every point of one series in arrival order (empty arrays if there is none)."""
-        with self._store.lock:
-            conn = self._store.db.conn
-            row = conn.execute(
-                "SELECT id FROM metric_series WHERE run_id = ? AND name = ?", [run_id, series]
-            ).fetchone()
-            if row is None:
-                return seriesblob.empty_points()
-            return seriesblob.read(conn, int(row[0]))
+        return self.points_since(run_id, series, 0)
 
     def points_since(self, run_id: str, series: str, start: int) -> PointsArrays:
         """The points of one series from index ``start`` on (a live view's new points)."""
