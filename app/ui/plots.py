@@ -259,10 +259,11 @@ class CurvePanel(QWidget):
             # pyqtgraph autoranges lazily, inside the paint, and the new range asks for a
             # second full paint of the same frame: settle the range before any paint.
             self._plots[name].getViewBox().prepareForPaint()
-        labels = dict(self._runs)
-        colors = {key: self._color(*key) for key in self._items}
         rows = self.table.rowCount()
-        self.table.update_infos(infos, labels, colors, series_order)
+        if not self.table.isHidden():  # the compare window shows its own table instead
+            labels = dict(self._runs)
+            colors = {key: self._color(*key) for key in self._items}
+            self.table.update_infos(infos, labels, colors, series_order)
         if self.table.rowCount() != rows:
             # Room for the table's rows (up to six), the plots take the rest.
             total = sum(self.splitter.sizes())

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 
 COLUMNS = ("Series", "Last", "Min", "Max", "Last step", "Points")
 VALUE_ROLE = Qt.ItemDataRole.UserRole  # the exact float behind a rounded cell
+CELL_PADDING_PX = 16  # room a cell's text needs beside its advance (margins, focus frame)
 
 
 def format_value(value: float | None) -> str:
@@ -45,7 +46,9 @@ class SeriesTable(QTableWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self._rows: dict[tuple[str, str], int] = {}
-        self._changed = False
+        # What each row shows now: an unchanged row is skipped without touching a cell.
+        self._shown: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._too_narrow = False
 
     def wanted_height(self, max_rows: int = 6) -> int:
         """Height that shows up to ``max_rows`` rows without scrolling."""
@@ -61,21 +64,28 @@ class SeriesTable(QTableWidget):
         for run_id, series in infos.items():
             for info in sorted(series, key=lambda i: order(i.name)):
                 key = (run_id, info.name)
+                name = f"{labels.get(run_id, run_id)} · {info.name}" if several else info.name
+                color = colors.get(key)
+                shown = (info, name, None if color is None else color.rgba())
+                if self._shown.get(key) == shown:
+                    continue
+                self._shown[key] = shown
                 row = self._rows.get(key)
                 if row is None:
                     row = self._rows[key] = self.rowCount()
                     self.insertRow(row)
-                name = f"{labels.get(run_id, run_id)} · {info.name}" if several else info.name
-                self._set(row, 0, name, None, colors.get(key))
+                self._set(row, 0, name, None, color)
                 self._set(row, 1, format_value(info.last_value), info.last_value)
                 self._set(row, 2, format_value(info.min_value), info.min_value)
                 self._set(row, 3, format_value(info.max_value), info.max_value)
                 step = info.last_step
                 self._set(row, 4, "–" if step is None else f"{int(step):,}", step)
                 self._set(row, 5, f"{int(info.count):,}", info.count)
-        if self._changed:
+        if self._too_narrow:
+            # Only when a text no longer fits: measuring every row each frame costs
+            # ~10 ms with a hundred runs.
             self.resizeColumnsToContents()
-            self._changed = False
+            self._too_narrow = False
 
     def row_of(self, run_id: str, series: str) -> int | None:
         return self._rows.get((run_id, series))
@@ -99,7 +109,9 @@ class SeriesTable(QTableWidget):
             self.setItem(row, col, item)
         if item.text() != text:
             item.setText(text)
-            self._changed = True
+            if not self._too_narrow:
+                needed = self.fontMetrics().horizontalAdvance(text) + CELL_PADDING_PX
+                self._too_narrow = needed > self.columnWidth(col)
         if item.data(VALUE_ROLE) != value:
             item.setData(VALUE_ROLE, value)
         if color is not None and item.foreground().color() != color:
