@@ -88,6 +88,9 @@ def test_proxyjump_none_and_bad_jump(ssh_dir: Path) -> None:
     assert resolve(HostSpec(name="a", ssh_alias="a"), config).jumps == ()
     with pytest.raises(ConfigError, match="bad port 'notaport'"):
         resolve(HostSpec(name="b", ssh_alias="b"), config)
+    huge = write(ssh_dir / "huge", "Host c\n ProxyJump x:" + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="bad port '999"):
+        resolve(HostSpec(name="c", ssh_alias="c"), huge)
 
 
 def test_proxycommand_tokens_are_expanded(ssh_dir: Path) -> None:
@@ -143,6 +146,7 @@ Host *
     [
         ("Host a\n  HostName b\n  justakeyword\n", 3, "expected 'Keyword value'"),
         ("Host a\n  Port 99999\n", 2, "Port must be 1-65535"),
+        ("Host a\n  Port " + "1" * 5000 + "\n", 2, "Port must be 1-65535"),
         ('\n\nHost "unterminated\n', 3, "Unparsable host"),
         ("Match all host x\n", 1, "Match does not allow 'all'"),
         ("Include\n", 1, "Include needs a file name"),
