@@ -135,13 +135,20 @@ def _once(dispatcher: Dispatcher, stop: threading.Event, wait_s: float) -> int:
 
 def _drain(ingestor: Ingestor, stop: threading.Event) -> None:
     """Every run has ended: wait until their consoles and curves are all stored, so
-    ``labdeck logs`` shows them whole (the last bytes may still be on their way)."""
+    ``labdeck logs`` shows them whole (the last bytes may still be on their way).
+
+    As long as output keeps arriving this waits (a gigabyte console takes a minute or
+    more); it gives up after ``DRAIN_WAIT_S`` without any progress (a host offline)."""
     deadline = time.monotonic() + DRAIN_WAIT_S
+    progress = ingestor.batches_stored
     while not stop.is_set():
         if ingestor.wait_drained(0.5):
             return
-        if time.monotonic() > deadline:
-            warn(f"some runs' output was not all fetched within {DRAIN_WAIT_S:g} s (a host "
+        if ingestor.batches_stored != progress:
+            progress = ingestor.batches_stored
+            deadline = time.monotonic() + DRAIN_WAIT_S
+        elif time.monotonic() > deadline:
+            warn(f"some runs' output stopped arriving for {DRAIN_WAIT_S:g} s (a host "
                  "offline?); the next labdeck serve or window fetches the rest")
             return
 

@@ -108,6 +108,7 @@ class Ingestor:
         # Runs watched as of the last look at the runs, and how many looks there were.
         self._watched = 0
         self._refreshes = 0
+        self.batches_stored = 0  # grows with every stored batch: progress for waiters
         self._listeners: list[RunDataListener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -291,6 +292,7 @@ class Ingestor:
     def _after_commit(self, result: IngestResult, batch: list[tuple[str, TailChunk]]) -> None:
         keys = {chunk.run_id for _host, chunk in batch}
         mono = time.monotonic()
+        self.batches_stored += 1
         for key in keys:
             self._watches.data_arrived(key, mono)
         with self._cond:
