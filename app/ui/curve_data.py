@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -171,22 +171,47 @@ def _columns(*arrays: np.ndarray) -> tuple[_Column, ...]:
     return tuple(_Column(a) for a in arrays)
 
 
+def _views(columns: tuple[_Column, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, y, ys = (c.view() for c in columns)
+    return x, y, ys
+
+
+_EMPTY = np.empty(0)
+
+
 @dataclass(slots=True)
 class _Series:
-    count: int = -1
-    step: np.ndarray = field(default_factory=lambda: np.empty(0))
-    wall: np.ndarray = field(default_factory=lambda: np.empty(0))
-    value: np.ndarray = field(default_factory=lambda: np.empty(0))
-    columns: tuple[_Column, ...] = ()  # step, wall, value: the growable storage behind them
-    # (x mode, beta, t0) → x sorted ascending, raw y, smoothed y (same order).
+    count: int = -1  # -1: never read
+    columns: tuple[_Column, ...] = ()  # step, wall, value, as stored
+    # For ``derived_key`` (x mode, beta, t0): x sorted ascending, raw y, smoothed y.
     derived_key: tuple[Any, ...] | None = None
-    derived: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     derived_columns: tuple[_Column, ...] = ()
     derived_count: int = 0  # source points ``derived`` covers
     in_order: bool = False  # ``derived`` kept arrival order (no sort): appends can extend it
     ema_state: tuple[float, int] = (math.nan, 0)  # last smoothed finite value, finite count
     frame_key: tuple[Any, ...] | None = None
     frame: CurveFrame | None = None
+
+    def _stored(self, i: int) -> np.ndarray:
+        return self.columns[i].view() if self.columns else _EMPTY
+
+    @property
+    def step(self) -> np.ndarray:
+        return self._stored(0)
+
+    @property
+    def wall(self) -> np.ndarray:
+        return self._stored(1)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._stored(2)
+
+    @property
+    def derived(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if self.derived_key is None or not self.derived_columns:
+            return None
+        return _views(self.derived_columns)
 
 
 class SeriesCache:
@@ -214,15 +239,13 @@ class SeriesCache:
                     continue
                 if 0 < entry.count < info.count and entry.columns:
                     tail = self._source.points_since(run_id, info.name, entry.count)
-                    step, wall, value = entry.columns
-                    entry.step = step.extend(_f64(tail.step))
-                    entry.wall = wall.extend(_f64(tail.wall))
-                    entry.value = value.extend(_f64(tail.value))
+                    for column, new in zip(entry.columns, (tail.step, tail.wall, tail.value),
+                                           strict=True):
+                        column.extend(_f64(new))
                 else:
                     arrays = self._source.points(run_id, info.name)
                     entry.columns = _columns(arrays.step, arrays.wall, arrays.value)
-                    entry.step, entry.wall, entry.value = (c.view() for c in entry.columns)
-                    entry.derived_key = entry.derived = None
+                    entry.derived_key = None
                 entry.count = int(entry.value.size)
         return self.infos
 
@@ -274,9 +297,12 @@ class SeriesCache:
     def _derived(self, entry: _Series, mode: XMode, beta: float,
                  t0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (mode, round(beta, 4), t0 if mode is XMode.RELATIVE else 0.0)
-        if entry.derived_key == key and entry.derived is not None:
-            if entry.derived_count == entry.count or _extend_derived(entry, mode, beta, t0):
-                return entry.derived
+        derived = entry.derived
+        if entry.derived_key == key and derived is not None:
+            if entry.derived_count == entry.count:
+                return derived
+            if _extend_derived(entry, mode, beta, t0):
+                return _views(entry.derived_columns)
         x = x_values(entry.step, entry.wall, mode, t0)
         y = entry.value
         ys = ema_debiased(y, beta) if beta > 0 else y
@@ -290,11 +316,10 @@ class SeriesCache:
             order = np.argsort(x, kind="stable")
             x, y, ys = x[order], y[order], ys[order]
             entry.in_order = False
-        cx, cy, cys = entry.derived_columns = _columns(x, y, ys)
-        derived = (cx.view(), cy.view(), cys.view())
-        entry.derived_key, entry.derived = key, derived
+        entry.derived_columns = _columns(x, y, ys)
+        entry.derived_key = key
         entry.derived_count = entry.count
-        return derived
+        return _views(entry.derived_columns)
 
 
 def _f64(values: Any) -> np.ndarray:
@@ -308,7 +333,8 @@ def _ema_state(y: np.ndarray, ys: np.ndarray) -> tuple[float, int]:
 
 def _extend_derived(entry: _Series, mode: XMode, beta: float, t0: float) -> bool:
     """Append the new points to ``entry.derived``; False if they need a full recompute."""
-    if not entry.in_order or entry.derived is None:
+    derived = entry.derived
+    if not entry.in_order or derived is None:
         return False
     start = entry.derived_count
     step_new = entry.step[start:]
@@ -322,11 +348,12 @@ def _extend_derived(entry: _Series, mode: XMode, beta: float, t0: float) -> bool
     ys_new = ema_continue(y_new, beta, last, count) if beta > 0 else y_new
     good = np.isfinite(x_new)
     x_new, y_new_kept, ys_new_kept = x_new[good], y_new[good], ys_new[good]
-    x = entry.derived[0]
+    x = derived[0]
     if x_new.size and ((x.size and x_new[0] < x[-1]) or np.any(np.diff(x_new) < 0)):
         return False  # out of order: sort everything again
-    cx, cy, cys = entry.derived_columns
-    entry.derived = (cx.extend(x_new), cy.extend(y_new_kept), cys.extend(ys_new_kept))
+    for column, new in zip(entry.derived_columns, (x_new, y_new_kept, ys_new_kept),
+                           strict=True):
+        column.extend(new)
     tail_last, tail_count = _ema_state(y_new, ys_new)
     if tail_count:
         entry.ema_state = (tail_last, count + tail_count)
