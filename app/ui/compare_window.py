@@ -37,7 +37,7 @@ from app.ui.compare_view import build_layout
 from app.ui.context import AppContext
 from app.ui.curve_data import XMode, series_order
 from app.ui.data_worker import DataWorker
-from app.ui.run_export import ask_export_path
+from app.ui.run_export import ask_export_path, export_drawing
 from app.ui.run_window import RunDataBridge, open_run_window
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
@@ -337,11 +337,7 @@ class CompareWindow(QWidget):
     def export(self, kind: str, path: str | Path,
                done: Callable[[str], None] | None = None) -> None:
         """PNG/SVG of the plots now (GUI thread: it renders); the summary CSV on the worker."""
-        if kind == "png":
-            self.curves.export_image(path)
-            self._exported(f"Saved the plots to {path}", done)
-        elif kind == "svg":
-            self.curves.export_svg(path)
+        if export_drawing(self.curves, kind, path):
             self._exported(f"Saved the plots to {path}", done)
         elif kind == "csv":
             rows = list(self.stats.rows)

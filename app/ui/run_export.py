@@ -26,6 +26,18 @@ def ask_export_path(parent: QWidget, kind: str, name: str) -> str:
     return path
 
 
+def export_drawing(curves: Any, kind: str, path: str | Path) -> bool:
+    """PNG or SVG of a curve panel as drawn now (on the GUI thread: it renders); False
+    for any other kind, which the caller writes itself."""
+    if kind == "png":
+        curves.export_image(path)
+    elif kind == "svg":
+        curves.export_svg(path)
+    else:
+        return False
+    return True
+
+
 def write_metrics_csv(metricstore: Any, run_key: str, path: str | Path) -> int:
     """Every stored point as ``series,step,wall_time,value``; returns the row count.
 

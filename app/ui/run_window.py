@@ -31,7 +31,7 @@ from app.ui.gpu_usage_plot import GpuUsagePlot
 from app.ui.params_view import ParamsView
 from app.ui.plot_axes import format_duration
 from app.ui.plots import CurvePanel
-from app.ui.run_export import ask_export_path, write_metrics_csv
+from app.ui.run_export import ask_export_path, export_drawing, write_metrics_csv
 
 RunDataListener = Callable[[str, frozenset[str]], None]
 RUN_POLL_MS = 2000
@@ -271,11 +271,7 @@ class RunWindow(QWidget):
     def export(self, kind: str, path: str | Path,
                done: Callable[[str], None] | None = None) -> None:
         """PNG/SVG of the curves now (GUI thread: it renders); CSV on the worker."""
-        if kind == "png":
-            self.curves.export_image(path)
-            self._exported(f"Saved the plot to {path}", done)
-        elif kind == "svg":
-            self.curves.export_svg(path)
+        if export_drawing(self.curves, kind, path):
             self._exported(f"Saved the plot to {path}", done)
         elif kind == "csv":
             metricstore, key = self.context.metricstore, self._key
