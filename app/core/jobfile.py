@@ -130,12 +130,10 @@ def parse_job_text(
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-_TOO_DEEP = object()
-
-
 def _parse(text: str, fmt: str, source: str) -> Any:
     parsed = _parse_text(text, fmt, source)
-    if parsed is _TOO_DEEP:
+    if fmt == "yaml" and _nesting(parsed) > MAX_FLOW_DEPTH:
+        # libyaml builds any depth; what uses the spec later recurses over it.
         raise JobFileError([f"{source}: nested too deeply to be a job file"])
     return parsed
 
@@ -153,14 +151,10 @@ def _parse_text(text: str, fmt: str, source: str) -> Any:
         if fmt == "toml":
             return tomllib.loads(text)
         try:
-            loaded = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+            return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
         except (yaml.YAMLError, RecursionError):
             # Read again with the pure-Python loader for its clearer message and marks.
             return yaml.safe_load(text)
-        if _nesting(loaded) > MAX_FLOW_DEPTH:
-            # libyaml builds any depth; what uses the spec later recurses over it.
-            loaded = _TOO_DEEP
-        return loaded
     except tomllib.TOMLDecodeError as e:
         raise JobFileError([f"{source}: TOML syntax error: {e}"]) from None
     except yaml.MarkedYAMLError as e:
