@@ -1,19 +1,18 @@
 """sshd hosts inside a network namespace (``tests.harness.netfault.NetNamespace``), so a
 test can cut the network between them and an app that runs in the same namespace.
 
-``start_in`` does what ``SshdHost.start`` does, with the listener started through
-``nsenter``; it is also how such a host's listener is restarted (the host key is kept).
+``start_in`` starts the listener through ``nsenter`` (``SshdHost.spawn``) and waits
+until it answers inside the namespace; it is also how such a host's listener is
+restarted (the host key is kept).
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.harness.netfault import NetNamespace
-from tests.harness.sshd import SSHD, SshdHost, generate_key
+from tests.harness.sshd import SshdHost
 
 # Exit 0 when a TCP connection to argv[1]:argv[2] can be made (run inside the namespace).
 PROBE = """
@@ -28,18 +27,8 @@ except OSError:
 def start_in(ns: NetNamespace, host: SshdHost, timeout: float = 10.0) -> None:
     """Start ``host``'s sshd inside ``ns``; returns once it accepts connections there.
     A first start makes the host key; a restart keeps it (the app trusts it)."""
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    host.home.mkdir(parents=True, exist_ok=True)
-    if not host.host_key_path.exists():
-        generate_key(host.host_key_path)
-    pub = host.client_key.with_name(host.client_key.name + ".pub").read_text()
-    (host.root / "authorized_keys").write_text(pub)
-    host._write_config()
-    with host.log_path.open("ab") as log:
-        host.proc = ns.popen([SSHD, "-D", "-e", "-f", str(host.config_path)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
-    host.known_pids.add(host.proc.pid)
+    host.spawn(ns.popen)
+    assert host.proc is not None
     probe = [sys.executable, "-c", PROBE, host.address, str(host.port)]
     deadline = time.monotonic() + timeout
     while ns.run(probe).returncode != 0:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -193,6 +194,12 @@ class SshdHost:
 
     def start(self) -> None:
         """Write the config and start sshd; returns once it answers with a banner."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self, popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen) -> None:
+        """Write the config and start sshd through ``popen`` (a network namespace's, say),
+        without waiting for it. A first start makes the host key; a restart keeps it."""
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         self.home.mkdir(parents=True, exist_ok=True)
         if not self.host_key_path.exists():
@@ -201,7 +208,7 @@ class SshdHost:
         (self.root / "authorized_keys").write_text(pub)
         self._write_config()
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = popen(
                 [SSHD, "-D", "-e", "-f", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -209,7 +216,6 @@ class SshdHost:
                 start_new_session=True,
             )
         self.known_pids.add(self.proc.pid)
-        self.wait_ready()
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
