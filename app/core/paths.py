@@ -49,9 +49,27 @@ def user_ssh_config() -> Path:
 
 
 def ensure_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
+    """Create ``path`` and any missing parents as 0700 folders.
+
+    A folder that already exists is left exactly as it is: it may be the user's own
+    choice (``LABDECK_HOME=/tmp/x``), or shared (``/tmp``), and changing another folder's
+    mode breaks whoever else uses it. Folders made here are private from birth (mkdir's
+    mode is only ever narrowed by the umask), and every file Labdeck writes is 0600.
+    """
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another process; not ours to change
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it exists and is not a folder", str(path))
 
 
 def touch_private(path: Path) -> None:
