@@ -5,33 +5,34 @@ from __future__ import annotations
 import os
 import sys
 
+from app.core.safetext import terminal_safe
+
 
 class UsageError(Exception):
     """The user asked for something that cannot be done; ``str()`` says what to do."""
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    # Every line the CLI prints passes here: whatever a host or another user put into it,
+    # no control character reaches the terminal (tables and one-line values also lose
+    # their newlines where they are built).
+    print(terminal_safe(text, keep="\n\t"), flush=True)
 
 
 def warn(text: str) -> None:
-    print(f"labdeck: {text}", file=sys.stderr, flush=True)
+    print("labdeck: " + terminal_safe(text, keep="\n"), file=sys.stderr, flush=True)
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    """Left-aligned columns two spaces apart, header first; cells made printable."""
-    rows = [[printable(cell) for cell in row] for row in rows]
+    """Left-aligned columns two spaces apart, header first; every cell one line of
+    terminal-safe text (a newline in a host's text would break the columns)."""
+    rows = [[terminal_safe(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def printable(text: str) -> str:
-    """Text from a host with control characters replaced: no terminal escapes get through."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def check_display() -> None:

@@ -10,7 +10,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import printable, say, table, warn
+from app.cli.common import say, table, warn
+from app.core.safetext import terminal_safe
 from ssh_backend.states import HostState
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def render_table(views: list[HostView]) -> str:
         if view.state not in (HostState.ONLINE, HostState.CONNECTING):
             notes.append(f"{view.name}: {view.state.label}: {host_detail(view)}")
     text = table(rows, header)
-    return "\n".join([text, "", *map(printable, notes)]) if notes else text
+    return "\n".join([text, "", *map(terminal_safe, notes)]) if notes else text
 
 
 def _num(value: float | None, unit: str = "") -> str:
@@ -156,10 +157,10 @@ def _num(value: float | None, unit: str = "") -> str:
 def _users(gpu: GpuReading) -> str:
     parts = []
     for p in gpu.processes:
-        command = printable((p.command or "?").replace("\0", " ").strip())
+        command = terminal_safe((p.command or "?").replace("\0", " ").strip())
         command = command if len(command) <= 40 else command[:39] + "…"
         mem = f" ({p.mem_mib:.0f} MiB)" if p.mem_mib is not None else ""
-        parts.append(f"{printable(p.user or '?')}:{command}{mem}")
+        parts.append(f"{terminal_safe(p.user or '?')}:{command}{mem}")
     return ", ".join(parts) or "-"
 
 

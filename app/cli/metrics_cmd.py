@@ -2,10 +2,13 @@
 console and curves from a shell.
 
 ``logs`` writes the stored console byte for byte to stdout (non-UTF-8 output stays as
-it was). With ``-f`` it also follows the run: it connects to the run's host, tails the
-run's files into the store (like the window does) and prints new output until the run
-has ended and its output is all in. ``metrics`` prints every stored point of every series
-(series, step, wall time, value), series by name, points in the order they arrived.
+it was, escape sequences too: that is the run's own terminal output, by design); with
+``--safe`` it passes it through :class:`~app.core.safetext.ConsoleFilter` instead. With
+``-f`` it also follows the run: it connects to the run's host, tails the run's files into
+the store (like the window does) and prints new output until the run has ended and its
+output is all in. ``metrics`` prints every stored point of every series (series, step,
+wall time, value), series by name, points in the order they arrived; series names come
+from the run, so the table and CSV show them terminal-safe and formula-guarded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
+from app.core.safetext import ConsoleFilter, csv_text, terminal_safe
 from app.core.store import Store
 
 PAGE = 1024 * 1024
@@ -34,20 +38,33 @@ STATUS_EVERY_S = 2.0
 
 def add_parser(commands: Any) -> None:
     logs = commands.add_parser(
-        "logs", help="print a run's console (-f: follow it while it runs)",
+        "logs", help="print a run's console, raw (-f: follow it while it runs; --safe)",
         description="Print the console output Labdeck stored for a run, exactly as the run "
-        "wrote it. With -f, connect to the run's host and keep printing new output until "
-        "the run ends (Ctrl-C stops following; the run goes on).",
+        "wrote it: the raw bytes, which may contain terminal escape sequences (colours, but "
+        "also ones that retitle, clear or recolour your terminal). --safe strips them and "
+        "shows other control characters as visible escapes. With -f, connect to the run's "
+        "host and keep printing new output until the run ends (Ctrl-C stops following; "
+        "the run goes on).",
     )
     logs.add_argument("run_id", metavar="RUN", help="a run id (or a unique start of one)")
     logs.add_argument("-f", "--follow", action="store_true", help="follow while it runs")
+    logs.add_argument(
+        "--safe", action="store_true",
+        help="print text that cannot act on the terminal: escape sequences removed, other "
+        "control characters and non-UTF-8 bytes as visible escapes (\\x1b), each line as "
+        "the terminal would leave it (a progress bar's last \\r redraw, shown once its "
+        "line ends), as the window's console shows it",
+    )
     logs.set_defaults(run=_logs)
 
     metrics = commands.add_parser(
         "metrics", help="print every stored metric point of a run",
         description="Print every stored point of a run: series, step, wall time (seconds "
         "since the epoch) and value; tab-separated unless --json or --csv. Values are "
-        "exact (nan, inf and -inf as such); a missing step is empty (null in JSON).",
+        "exact (nan, inf and -inf as such); a missing step is empty (null in JSON). "
+        "Series names come from the run: in the table and the CSV, control characters "
+        "show as escapes (\\x1b) and a name a spreadsheet would take for a formula "
+        "(starting with =, +, -, @) gets a leading '; --json has them exact.",
     )
     metrics.add_argument("run_id", metavar="RUN", help="a run id (or a unique start of one)")
     form = metrics.add_mutually_exclusive_group()
@@ -57,7 +74,26 @@ def add_parser(commands: Any) -> None:
 
 
 # -- logs ------------------------------------------------------------------------------
-def _print_log(metrics: MetricStore, key: str, pos: int, out: IO[bytes]) -> int:
+class _Console:
+    """Where ``logs`` writes: stdout as raw bytes, or through a ConsoleFilter (--safe)."""
+
+    def __init__(self, out: IO[bytes], safe: bool) -> None:
+        self._out = out
+        self._filter = ConsoleFilter() if safe else None
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data if self._filter is None else self._filter.feed(data).encode())
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def finish(self) -> None:
+        if self._filter is not None:
+            self._out.write(self._filter.finish().encode())
+        self._out.flush()
+
+
+def _print_log(metrics: MetricStore, key: str, pos: int, out: _Console) -> int:
     """Write the stored console from ``pos`` on; returns the new position."""
     while True:
         data = metrics.log_bytes(key, pos, pos + PAGE)
@@ -69,17 +105,20 @@ def _print_log(metrics: MetricStore, key: str, pos: int, out: IO[bytes]) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    out = sys.stdout.buffer
+    out = _Console(sys.stdout.buffer, args.safe)
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
         metrics = MetricStore(store)
         key = host_run_id(run)
-        pos = _print_log(metrics, key, 0, out)
-        if not args.follow:
-            if pos == 0:
-                warn(_nothing_yet(run))
-            return 0
-        return _follow(store, run, pos, out)
+        try:
+            pos = _print_log(metrics, key, 0, out)
+            if not args.follow:
+                if pos == 0:
+                    warn(_nothing_yet(run))
+                return 0
+            return _follow(store, run, pos, out)
+        finally:
+            out.finish()  # --safe holds an unterminated last line until here
 
 
 def _nothing_yet(run: Run) -> str:
@@ -88,7 +127,7 @@ def _nothing_yet(run: Run) -> str:
     return f"no console output stored for run {run.id}"
 
 
-def _follow(store: Store, run: Run, pos: int, out: IO[bytes]) -> int:
+def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
     from app.core.ingest import Ingestor
     from app.core.lab import build_monitor
 
@@ -183,11 +222,15 @@ def _metrics(args: argparse.Namespace) -> int:
             else:
                 say("\t".join(header))
             for name in names:
+                # The run chose the name: it reaches a terminal (both forms print to
+                # stdout) and perhaps a spreadsheet (both are tables it imports). The
+                # numbers are Labdeck's own and stay numbers.
+                cell = csv_text(terminal_safe(name))
                 pts = metrics.points(key, name)
                 steps = _steps(pts.step)
                 for step, wall, value in zip(steps, pts.wall.tolist(), pts.value.tolist(),
                                              strict=True):
-                    row = [name, "" if step is None else str(step), _number(wall),
+                    row = [cell, "" if step is None else str(step), _number(wall),
                            _number(value)]
                     if writer is not None:
                         writer.writerow(row)

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import UsageError, printable, say, table, warn
+from app.cli.common import UsageError, say, table, warn
 from app.core.jobfile import is_job_file, load_job_file
 from app.core.jobspec import JobFileError, JobSpec, spec_from_script, validate
 from app.core.queuelock import QueueLock
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
+from app.core.safetext import terminal_safe
 from app.core.store import Store
 
 EXIT_USAGE = 2
@@ -84,7 +85,7 @@ def _submit(args: argparse.Namespace) -> int:
             _check_secrets(specs)
         except JobFileError as exc:
             for problem in exc.problems:
-                warn(printable(problem))
+                warn(terminal_safe(problem))
             warn("nothing was queued")
             return EXIT_USAGE
         ids = RunStore(store).submit([spec.to_dict() for spec in specs], getpass.getuser())
@@ -197,11 +198,11 @@ def _show(args: argparse.Namespace) -> int:
     ]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
-        say(f"{key.ljust(width)}  {printable(value)}")
+        say(f"{key.ljust(width)}  {terminal_safe(value)}")
     say("spec")
     for key, value in sorted(run.spec.items()):
         if value not in (None, [], {}, ""):
-            say(f"  {key}: {printable(json.dumps(value))}")
+            say(f"  {key}: {terminal_safe(json.dumps(value))}")
     return 0
 
 

@@ -14,9 +14,10 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import printable, say, warn
+from app.cli.common import say, warn
 from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.runs import RunState
+from app.core.safetext import terminal_safe
 from app.core.store import Store
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class _Printer:
             where = f" on {run.host}:{','.join(map(str, run.gpus))}"
         code = f" (exit code {run.exit_code})" if run.exit_code is not None else ""
         why = f": {run.reason}" if run.reason and not code else ""
-        line = printable(f"{run.id} {run.name} {run.state}{where}{code}{why}")
+        line = terminal_safe(f"{run.id} {run.name} {run.state}{where}{code}{why}")
         with self._lock:
             if self._last.get(run.id) != line:
                 self._last[run.id] = line

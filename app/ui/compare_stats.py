@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from app.core.safetext import csv_text
 from app.ui.compare_data import RunSnapshot
 from app.ui.compare_legend import swatch
 from app.ui.curve_data import series_order
@@ -65,7 +66,9 @@ def write_stats_csv(rows: Sequence[StatRow], path: str | Path) -> int:
             writer = csv.writer(fh)
             writer.writerow(CSV_HEADER)
             for r in rows:
-                writer.writerow((r.metric, r.label, r.run_id, _number(r.last), _number(r.min),
+                # Names and labels are the runs' text (formula-guarded); numbers stay numbers.
+                writer.writerow((csv_text(r.metric), csv_text(r.label), csv_text(r.run_id),
+                                 _number(r.last), _number(r.min),
                                  _number(r.max), "" if r.last_step is None else r.last_step,
                                  r.points))
         os.replace(tmp, target)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from app.core.safetext import csv_text
+
 CSV_HEADER = ("series", "step", "wall_time", "value")
 EXPORT_FILTERS = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)",
                   "csv": "CSV table (*.csv)"}
@@ -57,8 +59,9 @@ def write_metrics_csv(metricstore: Any, run_key: str, path: str | Path) -> int:
                 steps = _steps(np.asarray(arrays.step))
                 walls = np.asarray(arrays.wall, dtype=np.float64).tolist()
                 values = np.asarray(arrays.value, dtype=np.float64).tolist()
+                name = csv_text(info.name)  # the run's text; the numbers stay numbers
                 writer.writerows(
-                    (info.name, s, repr(w), repr(v))
+                    (name, s, repr(w), repr(v))
                     for s, w, v in zip(steps, walls, values, strict=True)
                 )
                 rows += len(values)
