@@ -293,6 +293,8 @@ class Connector:
                 f"the host key of {role} {hop.label} CHANGED (now {what}); if the host "
                 "was reinstalled, remove its old key from known_hosts, else do not connect"
             )
+        if verdict == "other_type":
+            raise HostKeyChanged(self._other_type_refusal(hop, role, what))
         if self.trust is None:
             raise HostKeyUnknown(f"the host key of {role} {hop.label} is unknown ({what})")
         if not self.trust(question(hop.hostname, hop.port, key)):
@@ -300,6 +302,18 @@ class Connector:
                 f"the host key of {role} {hop.label} ({what}) was not trusted"
             )
         self.known_hosts.add(hop.hostname, hop.port, key)
+
+    def _other_type_refusal(self, hop: Hop, role: str, what: str) -> str:
+        """Like a changed key (an impostor cannot show the trusted one), saying what was
+        trusted and how to remove it when the host's keys were replaced on purpose."""
+        before = self.known_hosts.known_types(hop.hostname, hop.port)
+        forget = " and ".join(self.known_hosts.forget_commands(hop.hostname, hop.port))
+        return (
+            f"the host key of {role} {hop.label} is of ANOTHER TYPE: it offers {what}, "
+            f"but {' and '.join(before)} {'was' if len(before) == 1 else 'were'} trusted "
+            f"before; if the host's keys were replaced, remove the old entry ({forget}), "
+            "else do not connect"
+        )
 
     def _candidate_keys(
         self,

@@ -3,6 +3,10 @@
 System files are read line by line so one line paramiko cannot handle (``@cert-authority``,
 an unknown key type) skips that line only, where ``HostKeys.load`` rejects the whole file.
 ``@revoked`` lines are honoured: a key listed there for a host is refused, as by OpenSSH.
+A key of a type not listed for a host that has keys of other types is "other_type", not
+"unknown": the handshake asks for the listed types first, so a host answering with another
+type does not offer its trusted key, and asking to trust the new one would let through an
+impostor that lacks the old key.
 Trusted keys go to Labdeck's own file, appended as one hashed line each, never rewritten.
 """
 
@@ -14,6 +18,7 @@ import hmac
 import logging
 import os
 import re
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,7 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 log = logging.getLogger(__name__)
 
-CheckResult = Literal["known", "unknown", "changed", "revoked"]
+CheckResult = Literal["known", "unknown", "changed", "other_type", "revoked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ def _names_match(patterns: Sequence[str], name: str) -> bool:
 class _Entry:
     names: tuple[str, ...]
     key: paramiko.PKey
+    path: Path
     revoked: bool = False
 
 
@@ -166,7 +172,7 @@ class KnownHosts:
             if entry is None or entry.key is None:
                 self.skipped.append(f"{where}: not a 'names type key' line or unknown type")
                 continue
-            entries.append(_Entry(tuple(entry.hostnames), entry.key, revoked))
+            entries.append(_Entry(tuple(entry.hostnames), entry.key, path, revoked))
         return entries
 
     def _matching(self, host: str, port: int, revoked: bool = False) -> list[_Entry]:
@@ -179,8 +185,9 @@ class KnownHosts:
 
     def check(self, host: str, port: int, key: paramiko.PKey) -> CheckResult:
         """``known``: this key is listed for the host; ``changed``: a different key of the
-        same type is; ``unknown``: nothing of this type is listed; ``revoked``: an
-        ``@revoked`` line lists this key for the host (whatever else is listed)."""
+        same type is; ``other_type``: no key of this type is, but keys of other types are;
+        ``unknown``: nothing is listed for the host; ``revoked``: an ``@revoked`` line
+        lists this key for the host (whatever else is listed)."""
         if any(e.key == key for e in self._matching(host, port, revoked=True)):
             return "revoked"
         matching = self._matching(host, port)
@@ -188,7 +195,7 @@ class KnownHosts:
             return "known"
         if any(e.key.get_name() == key.get_name() for e in matching):
             return "changed"
-        return "unknown"
+        return "other_type" if matching else "unknown"
 
     def known_types(self, host: str, port: int) -> list[str]:
         """Key types listed for the host, so the handshake can prefer one we can check."""
@@ -197,6 +204,17 @@ class KnownHosts:
             if entry.key.get_name() not in types:
                 types.append(entry.key.get_name())
         return types
+
+    def forget_commands(self, host: str, port: int) -> list[str]:
+        """``ssh-keygen -R`` commands that remove the host's entries, one per file that
+        lists it: the way out after its keys were replaced on purpose (it also finds
+        hashed names, which the user cannot search for)."""
+        files: list[Path] = []
+        for entry in self._matching(host, port):
+            if entry.path not in files:
+                files.append(entry.path)
+        label = shlex.quote(host_label(host, port))
+        return [f"ssh-keygen -R {label} -f {shlex.quote(str(path))}" for path in files]
 
     def add(self, host: str, port: int, key: paramiko.PKey) -> None:
         """Append one hashed line for the host to the app file (0600 in a 0700 folder)."""

@@ -84,15 +84,22 @@ def test_hashed_names_patterns_and_negation(tmp_path: Path, keys: dict[str, Path
     assert known.check("bad.farm", 22, a) == "unknown"
 
 
-def test_rsa_known_but_other_type_offered_is_unknown_not_changed(
+def test_rsa_known_but_other_type_offered_is_other_type_not_unknown(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
     rsa, ed = pub(keys["rsa"]), pub(keys["a"])
     system = tmp_path / "known_hosts"
-    system.write_text(line("box", rsa) + "\n")
+    system.write_text(line("box", rsa) + "\n" + line("[box]:2222", ed) + "\n")
     known = KnownHosts(tmp_path / "app", [system])
-    assert known.check("box", 22, ed) == "unknown"
+    assert known.check("box", 22, ed) == "other_type"
     assert known.known_types("box", 22) == ["ssh-rsa"]
+    assert known.check("box", 2222, rsa) == "other_type"  # per [host]:port, hashed or not
+    assert known.check("other", 22, ed) == "unknown"
+    assert known.forget_commands("box", 2222) == [f"ssh-keygen -R '[box]:2222' -f {system}"]
+    known.add("box", 22, ed)  # a hashed line in the app file
+    assert known.forget_commands("box", 22) == [
+        f"ssh-keygen -R box -f {system}", f"ssh-keygen -R box -f {known.app_file}"
+    ]
 
 
 def test_add_appends_one_hashed_line_and_keeps_what_was_there(
