@@ -2,7 +2,9 @@
 
 The upload goes over SFTP only for files that are missing or whose sha256 (computed on
 the host) differs from the bundle, so an unchanged host costs one small command and a
-tampered copy is replaced. Files are written to a temporary name and renamed into place.
+tampered copy is replaced. Files are written to a temporary name, checked for their full
+size and renamed into place. An upload that fails on a disk too full for it says so: SFTP
+itself reports a full disk only as "Failure".
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import time
 
 import paramiko
 
-from ssh_backend.agent_bundle import AgentBundle, remote_dir
+from ssh_backend.agent_bundle import REMOTE_ROOT, AgentBundle, remote_dir
 from ssh_backend.agent_channel import StderrTail
 from ssh_backend.connect import ConnectError, Unreachable
 from ssh_backend.states import HostState
 
 MIN_PYTHON = (3, 8)
+# Where everything of Labdeck lives on a host, relative to $HOME.
+_LABDECK_DIR = posixpath.dirname(REMOTE_ROOT)
 # Tagged lines, so a chatty login shell (a banner from .bashrc) cannot be mistaken for them.
 _PROBE = (
     'printf "labdeck-home=%s\\n" "$HOME"; command -v python3 >/dev/null 2>&1 && '
@@ -38,7 +42,18 @@ _HASHER = (
     "    except OSError: return None\n"
     "print(json.dumps({n: h(n) for n in sys.argv[2:]}))\n"
 )
+# Runs on the host: bytes free to this user on the disk that holds (or will hold) a path.
+_FREE_SPACE = (
+    "import os,sys\n"
+    "p=sys.argv[1]\n"
+    "while not os.path.isdir(p) and os.path.dirname(p)!=p: p=os.path.dirname(p)\n"
+    "s=os.statvfs(p)\n"
+    "print('labdeck-free=%d' % (s.f_bavail*s.f_frsize))\n"
+)
 MAX_OUTPUT = 1 << 20
+MIB = 1 << 20
+# Each file takes at least one block of its own, whatever its length.
+_BLOCK = 4096
 
 
 class AgentFailed(ConnectError):
@@ -97,13 +112,33 @@ def sftp_makedirs(sftp: paramiko.SFTPClient, base: str, folder: str) -> None:
 
 def sftp_put(sftp: paramiko.SFTPClient, target: str, content: bytes) -> None:
     """Write a file 0600 under a temporary name, then rename it into place: a reader
-    never sees half a file."""
+    never sees half a file. A failed or short write raises OSError and leaves nothing."""
     temp = f"{target}.tmp-{secrets.token_hex(4)}"
-    with sftp.open(temp, "wb") as handle:
-        handle.chmod(0o600)
-        handle.set_pipelined(True)
-        handle.write(content)
+    try:
+        with sftp.open(temp, "wb") as handle:
+            handle.chmod(0o600)
+            handle.set_pipelined(True)
+            handle.write(content)
+        # paramiko files the replies to pipelined writes under no file object
+        # (SFTPFile._write: _async_request(type(None), ...)), so a refused write (a full
+        # disk) raises nothing; the size left is the only trace, as putfo(confirm=True)
+        # checks too.
+        written = sftp.stat(temp).st_size
+        if written != len(content):
+            name = posixpath.basename(target)
+            raise OSError(f"only {written} of {len(content)} bytes of {name} were written")
+    except OSError:
+        _remove_quietly(sftp, temp)
+        raise
     sftp.posix_rename(temp, target)
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Best effort: the error that led here is the one worth reporting."""
+    try:
+        sftp.remove(path)
+    except (OSError, paramiko.SSHException, EOFError):
+        pass
 
 
 class Deployer:
@@ -169,6 +204,18 @@ class Deployer:
         names = self.stale_files(folder, bundle)
         if not names:
             return folder
+        files = {name: bundle.files[name] for name in names}
+        try:
+            self._upload(home, folder, files)
+        except OSError as exc:
+            reason = f"cannot upload the agent to {self.host}: {exc}"
+            raise self._upload_failed(home, files, reason) from None
+        if self.stale_files(folder, bundle):
+            reason = f"the agent files on {self.host} differ after upload"
+            raise self._upload_failed(home, files, reason)
+        return folder
+
+    def _upload(self, home: str, folder: str, files: dict[str, bytes]) -> None:
         sftp = self.transport.open_sftp_client()
         if sftp is None:
             raise AgentFailed(f"{self.host} refuses SFTP, needed to upload the agent")
@@ -178,15 +225,38 @@ class Deployer:
                 sftp_channel.settimeout(self.timeout)
             sftp_makedirs(sftp, home, folder)
             sftp.chmod(folder, 0o700)
-            for name in names:
-                sftp_put(sftp, posixpath.join(folder, name), bundle.files[name])
-        except OSError as exc:
-            raise AgentFailed(f"cannot upload the agent to {self.host}: {exc}") from None
+            for name, content in files.items():
+                sftp_put(sftp, posixpath.join(folder, name), content)
         finally:
             sftp.close()
-        if self.stale_files(folder, bundle):
-            raise AgentFailed(f"the agent files on {self.host} differ after upload")
-        return folder
+
+    def _upload_failed(self, home: str, files: dict[str, bytes], reason: str) -> AgentFailed:
+        """The error for a failed upload: "no space left" when the disk holding ~/.labdeck
+        has less room than the upload needed (SFTP names no cause, only "Failure"), else
+        one saying ``reason``."""
+        needed = sum(len(content) + _BLOCK for content in files.values())
+        free = self.free_bytes(posixpath.join(home, _LABDECK_DIR))
+        if free is None or free >= needed:
+            return AgentFailed(reason)
+        return AgentFailed(
+            f"no space left on {self.host} (~/{_LABDECK_DIR}): {free / MIB:.1f} MiB free; "
+            "free some space there"
+        )
+
+    def free_bytes(self, path: str) -> int | None:
+        """Bytes free to this user on the disk that holds (or would hold) ``path`` on the
+        host; None when it cannot tell. ``path`` is one quoted argument, never code."""
+        try:
+            code, out, _err = self._run(shlex.join(["python3", "-c", _FREE_SPACE, path]))
+        except (ConnectError, paramiko.SSHException, OSError, EOFError):
+            return None  # the failure being explained is the one to report
+        if code != 0:
+            return None
+        for line in out.decode("utf-8", errors="replace").splitlines():
+            if line.startswith("labdeck-free="):
+                value = line.partition("=")[2]
+                return int(value) if value.isdigit() else None
+        return None
 
     def control(self, folder: str, request: bytes, timeout: float) -> tuple[int, bytes, bytes]:
         """Run the bundle's runctl.py with one request on stdin (never on the command
