@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ RunStatusKind = Literal["running", "finished", "failed", "lost", "unknown"]
 KINDS: tuple[str, ...] = ("running", "finished", "failed", "lost", "unknown")
 # Same alphabet as app.core.runs.RUN_ID_RE and agent/rundir.py: run ids name host folders.
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,63}$")
+_ATTEMPT_SUFFIX = re.compile(r"-a[0-9]+$")
 # runctl waits up to 5 s for the wrapper to start the job; this covers that and a slow link.
 CONTROL_TIMEOUT_S = 30.0
 
@@ -58,6 +60,13 @@ class RunStatus:
     # Set with kind "finished": the run ended by a cancel / at its time limit.
     cancelled: bool = False
     timed_out: bool = False
+    # The wrapper refused to start the job (a GPU lease was held): nothing of it ran.
+    refused: bool = False
+    # Kind "unknown" from a fencing reconcile: this attempt never reached the host and
+    # now never will, so launching a new attempt elsewhere is safe.
+    fenced: bool = False
+    # Another attempt of the same run that is live on this host (a fencing reconcile).
+    live_attempt: str | None = None
 
 
 class LaunchRefused(Exception):
@@ -146,7 +155,18 @@ def _status(run_id: str, obj: Any) -> RunStatus:
         detail=str(obj.get("detail") or ""),
         cancelled=obj.get("cancelled") is True,
         timed_out=obj.get("timed_out") is True,
+        refused=obj.get("refused") is True,
+        fenced=obj.get("fenced") is True,
+        live_attempt=_attempt_of(run_id, obj.get("live_attempt")),
     )
+
+
+def _attempt_of(run_id: str, other: Any) -> str | None:
+    """``other`` when it is an attempt id of the same run as ``run_id``, else None."""
+    if not isinstance(other, str) or not RUN_ID_RE.fullmatch(other):
+        return None
+    base = _ATTEMPT_SUFFIX.sub("", run_id)
+    return other if _ATTEMPT_SUFFIX.sub("", other) == base else None
 
 
 def _expect(session: Session, reply: dict[str, Any], key: str) -> Any:
@@ -174,6 +194,8 @@ def launch(session: Session, req: LaunchRequest) -> RunStatus:
         try:
             session.upload(req.run_id, req.files)
         except LaunchRefused:
+            # What was written is of no use: a refused attempt leaves nothing behind.
+            session.control({"op": "discard", "run_id": req.run_id})
             # SFTP says only "Failure" for a full disk: ask the host how much room it has,
             # which refuses with a clear "no space left" when that is the cause.
             _expect(session, session.control({"op": "space"}), "free_bytes")
@@ -201,13 +223,24 @@ def cancel(session: Session, run_id: str, grace_s: float = 30.0) -> RunStatus:
     return _status(run_id, _expect(session, reply, "status"))
 
 
-def reconcile(session: Session, run_ids: list[str]) -> dict[str, RunStatus]:
-    """The status of each run on the host (one round trip for all)."""
+def reconcile(
+    session: Session, run_ids: list[str], fence: Collection[str] = ()
+) -> dict[str, RunStatus]:
+    """The status of each run on the host (one round trip for all).
+
+    ``fence``: those of ``run_ids`` whose launch went unanswered. The host settles each
+    for good: launched, or fenced so that the request can never start it later (then
+    kind "unknown" with ``fenced``), naming any other attempt of the run live there.
+    """
     for run_id in run_ids:
         check_run_id(run_id)
     if not run_ids:
         return {}
-    reply = session.control({"op": "reconcile", "run_ids": list(run_ids)})
+    request: dict[str, Any] = {"op": "reconcile", "run_ids": list(run_ids)}
+    fenced = [run_id for run_id in run_ids if run_id in set(fence)]
+    if fenced:
+        request["fence"] = fenced
+    reply = session.control(request)
     statuses = _expect(session, reply, "statuses")
     if not isinstance(statuses, dict):
         raise RunControlError(f"run control on {session.name} sent unreadable statuses")

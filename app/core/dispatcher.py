@@ -260,6 +260,8 @@ class Dispatcher:
                 poked = name in self._shared.poked
             if not full and name not in hosts_with_runs:
                 continue
+            if not self._calls.reconcile_due(name, now):
+                continue
             # A host that keeps failing its reconcile is asked at most every min gap.
             gap = self._options.min_poll_gap_s if full or poked else self._options.poll_s
             if now - self._last_poll.get(name, -1e9) < gap:
@@ -273,6 +275,12 @@ class Dispatcher:
     def _dispatch(self, active: list[Run], views: dict[str, HostView], now: float) -> bool:
         queued = self.runstore.queued()
         shared = self._shared
+        with shared.lock:
+            # Refusal counts of runs no longer waiting (started, cancelled) are done.
+            counts = shared.run_refusals
+            ids = {run.id for run in queued} | shared.launching
+            for run_id in [r for r in counts if r not in ids]:
+                del counts[run_id]
         if not queued:
             with shared.lock:
                 shared.waiting = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,7 +35,9 @@ class RunControl(Protocol):
 
     def cancel(self, session: Any, run_id: str, grace_s: float = 30.0) -> RunStatus: ...
 
-    def reconcile(self, session: Any, run_ids: list[str]) -> dict[str, RunStatus]: ...
+    def reconcile(
+        self, session: Any, run_ids: list[str], fence: Collection[str] = ()
+    ) -> dict[str, RunStatus]: ...
 
 
 class SshRunControl:
@@ -47,8 +49,10 @@ class SshRunControl:
     def cancel(self, session: Any, run_id: str, grace_s: float = 30.0) -> RunStatus:
         return host_runs.cancel(session, run_id, grace_s=grace_s)
 
-    def reconcile(self, session: Any, run_ids: list[str]) -> dict[str, RunStatus]:
-        return host_runs.reconcile(session, run_ids)
+    def reconcile(
+        self, session: Any, run_ids: list[str], fence: Collection[str] = ()
+    ) -> dict[str, RunStatus]:
+        return host_runs.reconcile(session, run_ids, fence)
 
 
 def host_run_id(run: Run) -> str:
@@ -75,6 +79,14 @@ class DispatchOptions:
     # long, doubled on each refusal in a row up to the max: no refuse/requeue spin on it.
     host_refused_backoff_s: float = 2.0
     host_refused_backoff_max_s: float = 60.0
+    # A GPU that keeps refusing (its lease held by something the samples do not show) is
+    # left alone for refused_cooldown_s, doubled on each refusal in a row up to this.
+    refused_cooldown_max_s: float = 60.0
+    # A run refused this many times in a row fails with the last reason.
+    max_refusals: int = 30
+    # A host whose reconcile keeps failing (a broken runctl, no python3) is asked again
+    # after this, doubled each time up to the max.
+    reconcile_backoff_max_s: float = 60.0
     # A cancel not yet seen finished is sent again after this (its TERM may have been lost).
     cancel_resend_s: float = 45.0
     # Steps closer together than this only when woken by something that matters.
@@ -98,6 +110,12 @@ class Shared:
     # Host → (no launch before this monotonic time, the backoff that set it).
     host_cooldown: dict[str, tuple[float, float]] = field(default_factory=dict)
     cancel_sent: dict[str, float] = field(default_factory=dict)
+    # (host, GPU) → the cooldown its last refusal set (doubles while it keeps refusing).
+    gpu_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
+    # Run → refusals in a row (a lasting refusal ends the run instead of spinning).
+    run_refusals: dict[str, int] = field(default_factory=dict)
+    # Host → (no reconcile before this monotonic time, the backoff that set it).
+    reconcile_backoff: dict[str, tuple[float, float]] = field(default_factory=dict)
     # host → GPU index → host-side id of the running run whose lease samples should show.
     expected: dict[str, dict[int, str]] = field(default_factory=dict)
     seen_leased: set[str] = field(default_factory=set)
@@ -169,27 +187,54 @@ class HostCalls:
         try:
             status = self._control.launch(session, request)
         except LaunchRefused as exc:
-            if exc.host_wide:
-                delay = self._host_refused(name)
-                self.move(run, RunState.QUEUED,
-                          reason=f"launch refused on {exc}; queued, next try there in "
-                                 f"{delay:g} s")
-                return
-            until = time.monotonic() + self._options.refused_cooldown_s
-            with self._shared.lock:
-                for gpu in run.gpus:
-                    self._shared.cooldown[(name, gpu)] = until
-            self.move(run, RunState.QUEUED, reason=f"launch refused on {exc}")
+            self._refused(run, name, str(exc), exc.host_wide)
             return
         except Exception as exc:
-            # Cut off mid-call: the host may or may not have started it. Reconcile asks.
+            # Cut off mid-call: the host may or may not have started it, or may start it
+            # later (a runctl still starting on a loaded host). The run stays LAUNCHING;
+            # reconcile fences this attempt on the host before anything is retried.
             log.warning("run %s: launch on %s did not complete: %s", run.id, name, exc)
             with self._shared.lock:
                 self._shared.needs_reconcile.add(name)
             return
         with self._shared.lock:
             self._shared.host_cooldown.pop(name, None)  # the host takes runs again
+            self._shared.run_refusals.pop(run.id, None)
+            for gpu in run.gpus:
+                self._shared.gpu_backoff.pop((name, gpu), None)
         apply_status(run, status, self.move)
+
+    def _refused(self, run: Run, name: str, why: str, host_wide: bool) -> None:
+        """A refused launch: the host removed the attempt's folder, so the run goes back
+        to the queue under the same attempt id. The GPUs that refused are left alone for
+        a cooldown that doubles while they keep refusing; a host-wide refusal (disk full,
+        an unusable lease folder) blocks the whole host the same way and does not count
+        against the run, which waits saying why. After ``max_refusals`` in a row the run
+        fails with the last reason."""
+        opts = self._options
+        if host_wide:
+            delay = self._host_refused(name)
+            self.move(run, RunState.QUEUED, keep_attempt=True,
+                      reason=f"launch refused on {why}; waiting, next try there in {delay:g} s")
+            return
+        now = time.monotonic()
+        with self._shared.lock:
+            delay = opts.refused_cooldown_s
+            for gpu in run.gpus:
+                last = self._shared.gpu_backoff.get((name, gpu), 0.0)
+                delay = max(delay, min(opts.refused_cooldown_max_s, last * 2))
+            for gpu in run.gpus:
+                self._shared.gpu_backoff[(name, gpu)] = delay
+                self._shared.cooldown[(name, gpu)] = now + delay
+            count = self._shared.run_refusals.get(run.id, 0) + 1
+            self._shared.run_refusals[run.id] = count
+        if count >= opts.max_refusals:
+            with self._shared.lock:
+                self._shared.run_refusals.pop(run.id, None)
+            self.move(run, RunState.FAILED, ended_at=time.time(),
+                      reason=f"launch refused {count} times in a row; last: {why}")
+            return
+        self.move(run, RunState.QUEUED, keep_attempt=True, reason=f"launch refused on {why}")
 
     def _host_refused(self, name: str) -> float:
         """Keep launches off host ``name`` for a backoff that doubles while it refuses."""
@@ -217,18 +262,41 @@ class HostCalls:
                 launching = set(shared.launching)
             runs = [run for run in runs if run.id not in launching]
             ids = [host_run_id(run) for run in runs]
-            statuses = self._control.reconcile(session, ids) if runs else {}
+            # Every LAUNCHING run not being launched right now has a launch whose outcome
+            # is unknown (a timeout, a cut, this app killed mid-launch): the host fences
+            # it, so a request still on its way can never start it beside a retry.
+            fence = [host_run_id(run) for run in runs if run.state is RunState.LAUNCHING]
+            statuses = self._control.reconcile(session, ids, fence) if runs else {}
         except Exception as exc:
-            log.info("%s: reconcile did not complete: %s", name, exc)
+            delay = self._reconcile_failed(name)
+            log.info("%s: reconcile did not complete (next try in %g s): %s", name, delay, exc)
             if full:
                 with shared.lock:
                     shared.needs_reconcile.add(name)
             return
+        with shared.lock:
+            shared.reconcile_backoff.pop(name, None)
         for run in runs:
             status = statuses.get(host_run_id(run))
             if status is not None:
                 apply_status(run, status, self.move)
         self._wake()
+
+    def _reconcile_failed(self, name: str) -> float:
+        """Ask a host whose reconcile fails (broken runctl, no python3) less and less
+        often, instead of every step."""
+        opts = self._options
+        with self._shared.lock:
+            _until, last = self._shared.reconcile_backoff.get(name, (0.0, 0.0))
+            delay = min(opts.reconcile_backoff_max_s,
+                        last * 2 if last else opts.min_poll_gap_s)
+            self._shared.reconcile_backoff[name] = (time.monotonic() + delay, delay)
+        return delay
+
+    def reconcile_due(self, name: str, now: float) -> bool:
+        with self._shared.lock:
+            until, _delay = self._shared.reconcile_backoff.get(name, (0.0, 0.0))
+        return now >= until
 
     def cancel(self, run: Run) -> None:
         host = run.host or ""

@@ -8,6 +8,7 @@ first simply wins, and nothing is recorded twice.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -17,12 +18,15 @@ from typing import Any
 from app.core.runs import Run, RunState
 from ssh_backend.runs import RunStatus
 
+log = logging.getLogger("app.core.dispatcher")
+
 # ``move(run, new_state, **fields) -> bool``: the dispatcher's CAS + notification.
 Move = Callable[..., bool]
 
 REASON_LOST = "the host rebooted while the run was on it; its processes are gone"
 REASON_RETRY_LOST = "host rebooted; retrying"
 REASON_NEVER_LAUNCHED = "the launch never reached {host}; queued again"
+REASON_LIVE_ATTEMPT = "attempt {other} of this run is still live on {host}; waiting for it"
 
 
 def exit_reason(code: int | None) -> str:
@@ -75,12 +79,25 @@ def apply_status(run: Run, status: RunStatus, move: Move) -> RunState | None:
         return RunState.LOST
     if kind == "unknown":
         if run.state is RunState.LAUNCHING:
-            # No run dir: the launch never got there (crash or network cut between claim
-            # and launch). Launching again is safe: the host never saw this run.
+            if not status.fenced or status.live_attempt:
+                # Without a fence, a launch request still on its way could start this
+                # attempt later; with another attempt live there, a new one would run
+                # beside it. Either way: wait, and ask again at the next reconcile.
+                log.warning("run %s: %s", run.id, REASON_LIVE_ATTEMPT.format(
+                    other=status.live_attempt, host=run.host) if status.live_attempt
+                    else "launch outcome still unknown; waiting for the host")
+                return None
+            # Fenced: the launch never got there and now never will (a cut or a timeout
+            # between claim and launch). A new attempt is safe, on any host.
             reason = REASON_NEVER_LAUNCHED.format(host=run.host)
             return RunState.QUEUED if move(run, RunState.QUEUED, reason=reason) else None
         detail = status.detail or f"the run's folder is gone from {run.host}"
         return RunState.FAILED if move(run, RunState.FAILED, ended_at=now, reason=detail) else None
+    if status.refused and run.state in (RunState.LAUNCHING, RunState.RUNNING):
+        # The wrapper refused the GPU lease after runctl stopped waiting for it: the job
+        # never ran. Its folder stays (refused.json says why), so the retry is a new attempt.
+        reason = f"launch refused on {run.host} ({status.detail}); queued again"
+        return RunState.QUEUED if move(run, RunState.QUEUED, reason=reason) else None
     # "failed": the run dir exists but the process is gone without an exit code.
     if run.state is RunState.LAUNCHING and status.pid is None:
         # The job itself never started (no state.json): the launch was cut short on the

@@ -38,8 +38,11 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
         {RunState.RUNNING, RunState.QUEUED, RunState.FAILED, RunState.CANCELLED,
          RunState.SUCCEEDED, RunState.LOST}
     ),
+    # RUNNING → QUEUED: its wrapper refused the GPU lease after the launch had reported
+    # it starting (a very slow start): the job never ran.
     RunState.RUNNING: frozenset(
-        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST}
+        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST,
+         RunState.QUEUED}
     ),
     RunState.SUCCEEDED: frozenset({RunState.QUEUED}),
     RunState.FAILED: frozenset({RunState.QUEUED}),

@@ -169,11 +169,17 @@ class RunStore:
         return {(run.host, gpu) for run in self.active() if run.host for gpu in run.gpus}
 
     # -- state changes -------------------------------------------------------------
-    def transition(self, run_id: str, old: RunState, new: RunState, **fields: Any) -> bool:
+    def transition(
+        self, run_id: str, old: RunState, new: RunState, *, keep_attempt: bool = False,
+        **fields: Any,
+    ) -> bool:
         """Move ``run_id`` from ``old`` to ``new`` if it is still in ``old``.
 
-        Re-entering QUEUED bumps ``attempt``, clears the placement and restarts the wait
-        clock (the FIFO position ``seq`` is kept: a refused or lost run keeps its turn).
+        Re-entering QUEUED bumps ``attempt`` (each attempt has its own folder on its
+        host), clears the placement and restarts the wait clock (the FIFO position
+        ``seq`` is kept: a refused or lost run keeps its turn). ``keep_attempt``: the
+        host refused the launch and removed the attempt's folder, so the same attempt id
+        may be launched again (refusals then never multiply folders on a host).
         A run whose cancel was requested while it was launching does not go back to the
         queue: LAUNCHING → QUEUED then ends it CANCELLED (still ``True``: the row moved).
         """
@@ -195,7 +201,7 @@ class RunStore:
                 new = RunState.CANCELLED
                 values.update(ended_at=now, reason="cancelled before it started")
             elif new is RunState.QUEUED:
-                bump = ", attempt = attempt + 1"
+                bump = "" if keep_attempt else ", attempt = attempt + 1"
                 values.update(host=None, gpus=(), gpu_uuids=(), pid=None, boot_id=None,
                               started_at=None, ended_at=None, exit_code=None, reason="",
                               cancel_requested=False, queued_at=now)

@@ -5,17 +5,25 @@
 Stdlib only, Python >= 3.8. Every value arrives inside the JSON on stdin, never on a
 command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_uuids",
 "secrets"}``,
-``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...]}``.
-``{"op": "space"}`` (is there room for runs?).
+``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...],
+"fence": [...]}``, ``{"op": "discard", "run_id"}`` (remove a never-launched attempt's
+folder), ``{"op": "space"}`` (is there room for runs?).
 Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile,
 ``"free_bytes"`` for space), ``{"ok": false, "refused": "<why>"}`` when the host
 refuses a launch (lease held; with ``"host_wide": true`` when no run can start here
 now, as on a full disk) and ``{"ok": false, "error": "<why>"}`` for a malformed request.
 
 Launch is idempotent per run folder: a run whose folder holds job.json was launched
-before, and a second launch only reports its status. A refused launch removes job.json
-(the uploaded code stays), so the run counts as never launched and may be tried again.
-A retry of a finished or lost run therefore needs a fresh run id.
+before, and a second launch only reports its status. A refused launch removes the whole
+folder, so it leaves nothing behind and the same id may be tried again. A retry of a
+finished or lost run needs a fresh attempt id (``<run>-a<n>``).
+
+Exactly once across attempts: a launch claims its attempt under the runs root's claim
+lock, and is refused while any other attempt of the same run is live on this host. When
+a launch went unanswered (timeout, cut), the app reconciles with ``fence``: under the same
+lock, an attempt that never got its job.json is fenced, so a request for it that arrives
+late (a runctl started minutes later on a loaded host) is refused instead of starting a
+second copy beside the attempt that replaces it.
 
 A launch's ``secrets`` (``{NAME: value}``) never touch a file: they are written to the
 wrapper's stdin (a pipe) and the wrapper puts them into the job's environment only.
@@ -27,6 +35,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,13 +170,22 @@ def folder_of(request):
 
 
 def lock_launch(folder, mode):
-    """The run's launch lock, held (flock ``mode``) on the returned descriptor."""
-    fd = os.open(os.path.join(folder, rundir.LAUNCH_LOCK),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """The run's launch lock, held (flock ``mode``) on the returned descriptor.
+    FileNotFoundError when the folder is (or, while we waited, was) removed: a refused
+    launch removes its folder, and a lock on the removed file guards nothing."""
+    path = os.path.join(folder, rundir.LAUNCH_LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                raise FileNotFoundError(errno.ENOENT, "run folder removed", folder)
             return fd
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -249,19 +267,59 @@ def spawn_wrapper(folder, secrets):
     return process
 
 
-def launch(request):
-    folder = folder_of(request)
-    run_id = request["run_id"]
-    job = dict(check_job(request.get("job")))
-    indices, uuids = check_gpus(request)
-    secrets = check_secrets(request.get("secrets"))
-    job.update(run_id=run_id, gpu_indices=indices, gpu_uuids=uuids)
-    make_folder(folder)
-    lock = lock_launch(folder, fcntl.LOCK_EX)
-    try:
+class claim_lock(object):
+    """The runs root's claim lock (see the module docstring), held in a ``with``."""
+
+    def __enter__(self):
+        root = rundir.runs_root()
+        try:
+            os.makedirs(root, 0o700, exist_ok=True)
+            self.fd = os.open(os.path.join(root, rundir.CLAIM_LOCK),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise cannot_write(root, exc) from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc):
+        os.close(self.fd)
+        return False
+
+
+def fence_path(run_id):
+    return os.path.join(rundir.runs_root(), rundir.FENCES, run_id)
+
+
+def live_sibling(run_id):
+    """Another attempt of the same run that is live on this host, as (id, status)."""
+    for other in rundir.attempts_of(run_id):
+        if other == run_id:
+            continue
+        status = rundir.status(rundir.run_dir(other), other)
+        if status["kind"] == "running":
+            return other, status
+    return None, None
+
+
+def remove_folder(folder):
+    """Remove a run folder that never got a job to run (a refused or fenced attempt)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def claim(folder, run_id, job):
+    """Under the claim lock: refuse a fenced attempt or a run with another live attempt,
+    else write job.json. Returns False when this attempt was launched before."""
+    with claim_lock():
         if os.path.exists(os.path.join(folder, rundir.JOB)):
-            wait_started(folder)  # launched before: report, never start twice
-            return rundir.status(folder, run_id)
+            return False
+        if os.path.exists(fence_path(run_id)):
+            remove_folder(folder)
+            raise Refused("attempt %s was given up after its launch went unanswered; "
+                          "a newer attempt replaces it" % run_id)
+        other, _status = live_sibling(run_id)
+        if other is not None:
+            remove_folder(folder)
+            raise Refused("attempt %s of this run is still live on this host" % other)
         for stale in (rundir.REFUSED, rundir.WRAPPER, rundir.CANCEL_REQUEST):
             try:
                 os.unlink(os.path.join(folder, stale))
@@ -270,7 +328,32 @@ def launch(request):
         try:
             rundir.write_json(os.path.join(folder, rundir.JOB), job)
         except OSError as exc:
+            remove_folder(folder)
             raise cannot_write(folder, exc) from None
+    return True
+
+
+def launch(request):
+    folder = folder_of(request)
+    run_id = request["run_id"]
+    job = dict(check_job(request.get("job")))
+    indices, uuids = check_gpus(request)
+    secrets = check_secrets(request.get("secrets"))
+    job.update(run_id=run_id, gpu_indices=indices, gpu_uuids=uuids)
+    lock = None
+    for _try in range(3):
+        make_folder(folder)
+        try:
+            lock = lock_launch(folder, fcntl.LOCK_EX)
+            break
+        except FileNotFoundError:
+            continue  # a refused launch of the same id removed the folder: make it again
+    if lock is None:
+        raise Refused("the run folder %s keeps disappearing" % rundir.display(folder))
+    try:
+        if not claim(folder, run_id, job):
+            wait_started(folder)  # launched before: report, never start twice
+            return rundir.status(folder, run_id)
         process = spawn_wrapper(folder, secrets)
         ticks = hostinfo.start_ticks(process.pid)
         rundir.write_json(os.path.join(folder, rundir.WRAPPER), {
@@ -279,9 +362,77 @@ def launch(request):
         refused = rundir.read_json(os.path.join(folder, rundir.REFUSED))
         if refused is not None and rundir.read_exit_code(folder) is None:
             process.wait()
-            os.unlink(os.path.join(folder, rundir.JOB))
-            raise Refused(str(refused.get("message") or "a GPU lease is held"))
+            # Nothing ran: no folder is left behind, and the same id may try again.
+            remove_folder(folder)
+            raise Refused(str(refused.get("message") or "a GPU lease is held"),
+                          host_wide=refused.get("host_wide") is True)
         return rundir.status(folder, run_id)
+    finally:
+        os.close(lock)
+
+
+def fence(run_ids):
+    """Settle attempts whose launch went unanswered: one that got its job.json was
+    launched (its status says how it is); one that did not is fenced for good, its folder
+    (uploaded code) removed, and reported with every other attempt of its run here."""
+    statuses = {}
+    with claim_lock():
+        for run_id in run_ids:
+            folder = rundir.run_dir(run_id)
+            if not os.path.exists(os.path.join(folder, rundir.JOB)):
+                mark = fence_path(run_id)
+                try:
+                    os.makedirs(os.path.dirname(mark), 0o700, exist_ok=True)
+                    os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                except OSError as exc:
+                    raise cannot_write(mark, exc) from None
+                remove_folder(folder)
+            result = rundir.status(folder, run_id)
+            if result["kind"] == "unknown":
+                result["detail"] = "the launch never reached this host; it cannot start now"
+                result["fenced"] = True
+            other, status = live_sibling(run_id)
+            if other is not None:
+                result["live_attempt"] = other
+                result["live_status"] = status
+            statuses[run_id] = result
+    prune_fences()
+    return statuses
+
+
+# A late launch request comes from a runctl started while the app still waited, or soon
+# after: a fence older than this has nothing left to stop.
+FENCE_KEEP_S = 7 * 24 * 3600.0
+
+
+def prune_fences():
+    folder = os.path.join(rundir.runs_root(), rundir.FENCES)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    cutoff = time.time() - FENCE_KEEP_S
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if os.lstat(path).st_mtime < cutoff:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def discard(request):
+    """Remove the folder of an attempt that was never launched (an upload that failed)."""
+    folder = folder_of(request)
+    try:
+        lock = lock_launch(folder, fcntl.LOCK_EX)
+    except FileNotFoundError:
+        return rundir.status(folder, request["run_id"])
+    try:
+        with claim_lock():
+            if not os.path.exists(os.path.join(folder, rundir.JOB)):
+                remove_folder(folder)
+        return rundir.status(folder, request["run_id"])
     finally:
         os.close(lock)
 
@@ -293,9 +444,10 @@ def cancel(request):
     grace = request.get("grace_s", 30.0)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
         raise BadRequest("grace_s must be a number >= 0")
-    if not os.path.isdir(folder):
+    try:
+        lock = lock_launch(folder, fcntl.LOCK_EX)
+    except FileNotFoundError:
         return rundir.status(folder, run_id)
-    lock = lock_launch(folder, fcntl.LOCK_EX)
     try:
         result = rundir.status(folder, run_id)
         if result["kind"] != "running":
@@ -318,14 +470,17 @@ def cancel(request):
 
 def reconcile(request):
     run_ids = request.get("run_ids")
-    if not isinstance(run_ids, list):
-        raise BadRequest("run_ids must be a list")
+    fenced = request.get("fence") or []
+    if not isinstance(run_ids, list) or not isinstance(fenced, list):
+        raise BadRequest("run_ids and fence must be lists")
+    for run_id in run_ids + fenced:
+        folder_of({"run_id": run_id})
     statuses = {}
     for run_id in run_ids:
-        try:
+        if run_id not in fenced:
             statuses[run_id] = rundir.status(rundir.run_dir(run_id), run_id)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+    if fenced:
+        statuses.update(fence(fenced))
     return statuses
 
 
@@ -347,6 +502,8 @@ def handle(raw):
             return {"ok": True, "status": cancel(request)}
         if op == "reconcile":
             return {"ok": True, "statuses": reconcile(request)}
+        if op == "discard":
+            return {"ok": True, "status": discard(request)}
         if op == "space":
             return {"ok": True, "free_bytes": free_space()}
         raise BadRequest("unknown op %r" % (op,))

@@ -39,6 +39,17 @@ CANCEL_REQUEST = "cancel.json"
 OUTPUT = "output.log"
 WRAPPER_LOG = "wrapper.log"
 LAUNCH_LOCK = ".launch.lock"
+# Held by the wrapper for its whole life: the kernel's word that it is alive, even before
+# runctl recorded its pid in wrapper.json (runctl killed right after the spawn).
+WRAPPER_LOCK = ".wrapper.lock"
+# In the runs root: held for the moment a launch claims its attempt or a reconcile fences
+# one, so "is any attempt of this run live?" and "may this attempt still start?" are
+# answered once for every attempt of every run.
+CLAIM_LOCK = ".claim.lock"
+# In the runs root: one empty file per attempt whose launch went unanswered and was then
+# given up by the app; a launch request for it that arrives late is refused.
+FENCES = ".fences"
+ATTEMPT_SUFFIX = re.compile(r"-a[0-9]+$")
 CODE = "code"
 TB = "tb"
 
@@ -59,6 +70,23 @@ def run_dir(run_id):
     if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise ValueError("not a valid run id: %r" % (run_id,))
     return os.path.join(runs_root(), run_id)
+
+
+def base_id(run_id):
+    """The run an attempt id belongs to (``r123-a2`` → ``r123``)."""
+    return ATTEMPT_SUFFIX.sub("", run_id)
+
+
+def attempts_of(run_id, root=None):
+    """Ids of the folders in the runs root that are attempts of ``run_id``'s run."""
+    base = base_id(run_id)
+    try:
+        names = os.listdir(root or runs_root())
+    except OSError:
+        return []
+    return sorted(name for name in names
+                  if (name == base or (name.startswith(base + "-a") and base_id(name) == base))
+                  and RUN_ID_RE.fullmatch(name))
 
 
 def write_atomic(path, data, mode=0o600):
@@ -117,10 +145,10 @@ def last_line(path, limit=4096):
     return lines[-1][:300] if lines else ""
 
 
-def _locked_by_launch(folder):
-    """Whether a launch holds this run's launch lock right now."""
+def locked(folder, name):
+    """Whether some process holds the flock of ``folder/name`` right now."""
     try:
-        fd = os.open(os.path.join(folder, LAUNCH_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -144,7 +172,7 @@ def status(folder, run_id):
     wrapper or job alive with its recorded start time → running; else failed."""
     result = {"run_id": run_id, "kind": "unknown", "exit_code": None, "pid": None,
               "pgid": None, "start_time": None, "boot_id": None, "detail": "",
-              "cancelled": False, "timed_out": False}
+              "cancelled": False, "timed_out": False, "refused": False}
     if not os.path.isdir(folder):
         result["detail"] = "no folder %s on the host" % display(folder)
         return result
@@ -177,6 +205,7 @@ def status(folder, run_id):
         refused = read_json(os.path.join(folder, REFUSED))
         if refused and isinstance(refused.get("message"), str):
             result["detail"] = "the launch was refused: " + refused["message"]
+            result["refused"] = True
         else:
             result["detail"] = "the run was never launched on this host"
         return result
@@ -184,7 +213,8 @@ def status(folder, run_id):
         result["kind"] = "lost"
         result["detail"] = "the host rebooted while the run was running"
         return result
-    wrapper_alive = hostinfo.alive(wrapper.get("pid"), wrapper.get("start_ticks"))
+    wrapper_alive = hostinfo.alive(wrapper.get("pid"), wrapper.get("start_ticks")) or \
+        locked(folder, WRAPPER_LOCK)
     job_alive = hostinfo.alive(state.get("pid"), state.get("start_ticks"))
     if wrapper_alive or job_alive:
         result["kind"] = "running"
@@ -193,7 +223,7 @@ def status(folder, run_id):
         elif not wrapper_alive:
             result["detail"] = "the wrapper is gone; the job runs on unrecorded"
         return result
-    if not wrapper and _locked_by_launch(folder):
+    if not wrapper and locked(folder, LAUNCH_LOCK):
         result["kind"] = "running"
         result["detail"] = "being launched"
         return result
@@ -204,8 +234,10 @@ def status(folder, run_id):
     result["kind"] = "failed"
     refused = read_json(os.path.join(folder, REFUSED))
     if refused and isinstance(refused.get("message"), str):
-        # Refused after runctl stopped waiting for it (a very slow start).
+        # Refused after runctl stopped waiting for it (a very slow start): the job never
+        # ran, so the run may go back to the queue.
         result["detail"] = "the launch was refused: " + refused["message"]
+        result["refused"] = True
     elif not wrapper:
         result["detail"] = "the launch was interrupted before the wrapper started"
     else:

@@ -18,6 +18,7 @@ job.json, not a state file, not this wrapper's own environment or log.
 """
 
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -162,9 +163,11 @@ class Wrapper:
                 return float(value)
         return DEFAULT_GRACE_S
 
-    def refuse(self, message, uuid=None, holder=None):
+    def refuse(self, message, uuid=None, holder=None, host_wide=False):
+        """Record why the run cannot start; ``host_wide``: no run can start on this host
+        until someone fixes it (an unusable lease folder), not only this one."""
         rundir.write_json(self.path(rundir.REFUSED), {
-            "uuid": uuid, "holder": holder, "message": message})
+            "uuid": uuid, "holder": holder, "message": message, "host_wide": host_wide})
         log("refused: " + message)
         return EXIT_REFUSED
 
@@ -234,7 +237,21 @@ class Wrapper:
         except OSError:
             pass
 
+    def hold_life_lock(self):
+        """Hold the folder's wrapper lock until this process ends (the descriptor is
+        close-on-exec: the job never inherits it), so reconcile sees a live wrapper even
+        when runctl died before recording its pid."""
+        try:
+            fd = os.open(self.path(rundir.WRAPPER_LOCK),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            log("cannot hold the wrapper lock: %s" % exc)
+            return None
+        return fd
+
     def run(self):
+        self.life_lock = self.hold_life_lock()
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -251,7 +268,8 @@ class Wrapper:
         except leases.Held as exc:
             return self.refuse(str(exc), exc.uuid, exc.holder)
         except (OSError, ValueError) as exc:
-            return self.refuse("cannot take a GPU lease in %s: %s" % (leases.lease_dir(), exc))
+            return self.refuse("cannot take a GPU lease in %s: %s" % (leases.lease_dir(), exc),
+                               host_wide=True)
         log("leased %d GPU(s) for run %s" % (len(held), job["run_id"]))
         self.reserve()
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):

@@ -28,7 +28,8 @@ from ssh_backend.protocol import GpuProcess, GpuReading, Sample
 from ssh_backend.runs import LaunchRefused, LaunchRequest, RunStatus
 from ssh_backend.states import HostState
 
-FAST = DispatchOptions(tick_s=0.05, poll_s=0.1, min_poll_gap_s=0.02, refused_cooldown_s=0.2)
+FAST = DispatchOptions(tick_s=0.05, poll_s=0.1, min_poll_gap_s=0.02, refused_cooldown_s=0.2,
+                       host_refused_backoff_s=0.2)
 SIM = AgentOptions(interval_s=0.2, backend="sim", sim_gpus=4)
 OUTSIDER = GpuProcess(pid=4242, user="bob", command="python manual.py", mem_mib=2000.0)
 
@@ -92,15 +93,18 @@ class FakeHosts:
     """The host side of runs for every fake session, keyed by host name."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.runs: dict[str, RunStatus] = {}
         self.placed: dict[str, tuple[str, tuple[int, ...]]] = {}
         self.launches: list[tuple[str, LaunchRequest]] = []
         self.cancels: list[str] = []
         self.reconciles: list[tuple[str, list[str]]] = []
         self.refuse: set[tuple[str, int]] = set()
-        # Launches that fail on the way: "before" never reaches the host, "after" does.
+        # Launches that fail on the way: "before" never reaches the host, "after" does,
+        # "late" times out at the app and reaches the host later (``deliver_late``).
         self.cut: str | None = None
+        self.late: list[tuple[str, LaunchRequest]] = []
+        self.fenced: set[str] = set()
         self.pids = iter(range(1000, 100000))
 
     def launch(self, session: Any, req: LaunchRequest) -> RunStatus:
@@ -108,17 +112,44 @@ class FakeHosts:
             self.launches.append((session.name, req))
             if self.cut == "before":
                 raise OSError("connection reset")
+            if self.cut == "late":
+                self.late.append((session.name, req))
+                raise TimeoutError("run control timed out")
+            return self._start(session.name, req)
+
+    def deliver_late(self) -> list[str]:
+        """Carry out the launches that timed out at the app, as a slow host would now;
+        a fenced attempt or a run with another live attempt is refused, as runctl does."""
+        started = []
+        with self.lock:
+            late, self.late = self.late, []
+            for host, req in late:
+                if req.run_id in self.fenced or self._live_sibling(req.run_id):
+                    continue
+                self._start(host, req)
+                started.append(req.run_id)
+        return started
+
+    def _live_sibling(self, run_id: str) -> str | None:
+        for other, status in self.runs.items():
+            if other != run_id and base_id(other) == base_id(run_id) \
+                    and status.kind == "running":
+                return other
+        return None
+
+    def _start(self, name: str, req: LaunchRequest) -> RunStatus:
+        with self.lock:
             if req.run_id in self.runs:
                 return self.runs[req.run_id]
-            held = [g for g in req.gpu_indices if (session.name, g) in self.refuse]
+            held = [g for g in req.gpu_indices if (name, g) in self.refuse]
             if held:
                 raise LaunchRefused(f"GPU {held[0]} is leased by another run")
-            busy = {g for rid, (h, gpus) in self.placed.items() if h == session.name
+            busy = {g for rid, (h, gpus) in self.placed.items() if h == name
                     and self.runs[rid].kind == "running" for g in gpus}
             assert not busy & set(req.gpu_indices), "two runs on one GPU"
             status = RunStatus(req.run_id, "running", pid=next(self.pids), boot_id="boot-1")
             self.runs[req.run_id] = status
-            self.placed[req.run_id] = (session.name, req.gpu_indices)
+            self.placed[req.run_id] = (name, req.gpu_indices)
             if self.cut == "after":
                 raise OSError("connection reset")
             return status
@@ -128,10 +159,19 @@ class FakeHosts:
             self.cancels.append(run_id)
         return self.finish(run_id, 143)
 
-    def reconcile(self, session: Any, run_ids: list[str]) -> dict[str, RunStatus]:
+    def reconcile(self, session: Any, run_ids: list[str],
+                  fence: Any = ()) -> dict[str, RunStatus]:
         with self.lock:
             self.reconciles.append((session.name, list(run_ids)))
-            return {r: self.runs.get(r, RunStatus(r, "unknown")) for r in run_ids}
+            out = {}
+            for r in run_ids:
+                status = self.runs.get(r)
+                if status is None and r in fence:
+                    self.fenced.add(r)
+                    status = RunStatus(r, "unknown", fenced=True,
+                                       live_attempt=self._live_sibling(r))
+                out[r] = status or RunStatus(r, "unknown")
+            return out
 
     def finish(self, run_id: str, code: int) -> RunStatus:
         with self.lock:

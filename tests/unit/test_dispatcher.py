@@ -75,7 +75,49 @@ def test_refused_launch_goes_back_to_the_queue_and_starts_elsewhere(rig: Rig) ->
     rig.sessions["ws2"].online()
     rig.wait_state(run_id, RunState.RUNNING)
     run = rig.runs.get(run_id)
-    assert run is not None and run.host == "ws2" and run.attempt >= 1
+    # A refused attempt left nothing on its host: the same attempt id started on ws2.
+    assert run is not None and run.host == "ws2" and run.attempt == 0
+    assert rig.hosts.started(run_id) == 1
+
+
+def test_a_launch_that_reaches_its_host_late_never_runs_twice(rig: Rig) -> None:
+    """A loaded host: the launch call times out at the app, the host carries it out
+    later. The retry must not run beside it (the fence refuses the late request)."""
+    rig.hosts.cut = "late"
+    run_id = rig.submit()
+    rig.dispatcher.start()
+    rig.sessions["ws1"].online()
+    wait_for(lambda: rig.hosts.launched(run_id) >= 1)
+    rig.hosts.cut = None
+    # Reconcile fences the unanswered attempt, then a new attempt starts.
+    wait_for(lambda: rig.hosts.started(run_id) == 1, why=lambda: str(rig.hosts.launches))
+    rig.wait_state(run_id, RunState.RUNNING)
+    # Now the slow host gets to the first request: it must be refused.
+    assert rig.hosts.deliver_late() == []
+    time.sleep(0.3)
+    assert rig.hosts.started(run_id) == 1
+    run = rig.runs.get(run_id)
+    assert run is not None and run.attempt == 1
+
+
+def test_lasting_refusals_back_off_and_end_with_the_reason(tmp_path: Path) -> None:
+    options = replace(FAST, refused_cooldown_s=0.02, refused_cooldown_max_s=0.2,
+                      max_refusals=6)
+    rig = Rig(tmp_path, ["ws1"])
+    rig.dispatcher = rig.new_dispatcher(options)
+    try:
+        rig.hosts.refuse = {("ws1", g) for g in range(4)}
+        run_id = rig.submit()
+        rig.dispatcher.start()
+        rig.sessions["ws1"].online()
+        rig.wait_state(run_id, RunState.FAILED, timeout=10)
+        run = rig.runs.get(run_id)
+        assert run is not None and "refused 6 times in a row" in run.reason
+        assert "leased by another run" in run.reason
+        assert rig.hosts.launched(run_id) == 6
+        assert run.attempt == 0  # never a new attempt (host folder) per refusal
+    finally:
+        rig.close()
 
 
 @pytest.mark.parametrize("cut", ["before", "after"])

@@ -75,6 +75,11 @@ def test_reconcile_outcomes(host: RunHost) -> None:
     state, wrapper = json.loads(state_file.read_text()), json.loads(wrapper_file.read_text())
     state_file.write_text(json.dumps({**state, "start_ticks": state["start_ticks"] - 1}))
     wrapper_file.write_text(json.dumps({**wrapper, "start_ticks": wrapper["start_ticks"] - 1}))
+    # The wrapper's life lock is the kernel's word that it lives: while held, the run
+    # runs whatever the files say. A dead wrapper's lock is free; without the file here
+    # the check cannot find it held, as after that death.
+    assert host.status("rebooted")["kind"] == "running"
+    (host.run_dir("rebooted") / ".wrapper.lock").unlink()
     failed = host.status("rebooted")
     assert failed["kind"] == "failed" and "without writing an exit code" in failed["detail"]
     state_file.write_text(json.dumps(state))
@@ -124,9 +129,9 @@ def test_held_lease_refuses_and_a_retry_launches_later(host: RunHost) -> None:
     refused = host.launch("second-run", ["true"], gpus=gpu)
     assert time.monotonic() - started >= 2.0  # the wrapper retried before refusing
     assert refused == {"ok": False, "refused": "GPU GPU-shared is leased by run holder-run"}
-    assert not (host.run_dir("second-run") / "job.json").exists()
-    status = host.status("second-run")
-    assert status["kind"] == "unknown" and "refused" in status["detail"]
+    # A refused attempt leaves nothing behind on the host.
+    assert not host.run_dir("second-run").exists()
+    assert host.status("second-run")["kind"] == "unknown"
     (host.root / "go-h").touch()
     host.wait_kind("holder-run", "finished")
     retry = host.launch("second-run", ["true"], gpus=gpu)

@@ -122,7 +122,7 @@ def test_transition_is_compare_and_set_and_follows_the_state_machine(
     assert not runs.transition(rid, Q, L)  # already moved: the CAS fails
     assert runs.transition(rid, L, R, pid=4242, boot_id="b1", started_at=10.0)
     with pytest.raises(TransitionError):
-        runs.transition(rid, R, Q)
+        runs.transition(rid, R, L)
     with pytest.raises(ValueError, match="cannot set"):
         runs.transition(rid, R, RunState.FAILED, state="queued")
     assert runs.transition(rid, R, RunState.FAILED, exit_code=3, ended_at=11.0,
