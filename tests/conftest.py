@@ -11,11 +11,28 @@ from pathlib import Path
 import pytest
 
 from ssh_backend.hostkeys import KnownHosts
+from tests.harness.burner import burning
 from tests.harness.sshd import SSHD, Lab, SshdLab
 
 __all__ = ["Lab"]  # tests import Lab from here too
 
 THREAD_GRACE_S = 3.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--burn", action="store_true",
+                     help="keep every CPU busy with burner processes for the whole run "
+                          "(tests.harness.burner; LABDECK_BURN sets how many)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def saturated_session(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """With ``--burn``, the whole suite runs on a saturated machine."""
+    if not request.config.getoption("--burn"):
+        yield False
+        return
+    with burning():
+        yield True
 
 
 @pytest.fixture(autouse=True)

@@ -88,7 +88,7 @@ def _starts(hosts: list[SshdHost]) -> Counter[tuple[str, str]]:
 
 
 def _killed_by(attempt: Attempt, reboots: list[Reboot]) -> Reboot | None:
-    return next((r for r in reboots if r.host == attempt.host.name and r.at >= attempt.began),
+    return next((r for r in reboots if r.host == attempt.host.name and r.done >= attempt.began),
                 None)
 
 
@@ -196,7 +196,7 @@ def _overlaps(attempts: list[Attempt], reboots: list[Reboot]) -> list[str]:
         end = a.job_end
         if end is None:
             killer = _killed_by(a, reboots)
-            end = killer.at if killer else float("inf")
+            end = killer.done if killer else float("inf")
         for uuid in a.gpus:
             spans[(a.host.name, uuid)].append((a.job_start, end, a.name))
     found = []

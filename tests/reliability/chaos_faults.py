@@ -42,8 +42,12 @@ class FaultScale:
 @dataclass(frozen=True)
 class Reboot:
     host: str
-    at: float  # wall time when its processes were killed
+    at: float  # wall time when the killing began
     old_boot_id: str
+    # Wall time when every process of the host was dead. A process can still write
+    # (job.json, state.json) between ``at`` and its SIGSTOP: an attempt that began
+    # before ``done`` and never wrote an exit code was killed by this reboot, by ``done``.
+    done: float = 0.0
 
 
 @dataclass
@@ -235,8 +239,9 @@ class FaultInjector:
             time.sleep(0.05)
         if host.proc is not None:
             host.proc.wait(5)
+        done = time.time()
         host.fake_reboot()
-        self.log.reboots.append(Reboot(host.name, at, old))
+        self.log.reboots.append(Reboot(host.name, at, old, done))
         time.sleep(self._span(self.scale.down))
         start_in(self.ns, host)
         return f"{killed} process(es) killed"
