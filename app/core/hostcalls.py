@@ -208,9 +208,9 @@ class HostCalls:
         """A refused launch: the host removed the attempt's folder, so the run goes back
         to the queue under the same attempt id. The GPUs that refused are left alone for
         a cooldown that doubles while they keep refusing; a host-wide refusal (disk full,
-        an unusable lease folder) blocks the whole host the same way and does not count
-        against the run, which waits saying why. After ``max_refusals`` in a row the run
-        fails with the last reason."""
+        leases that cannot be taken at all) blocks the whole host the same way and does
+        not count against the run, which waits saying why. After ``max_refusals`` in a
+        row the run fails with the last reason."""
         opts = self._options
         if host_wide:
             delay = self._host_refused(name)

@@ -80,7 +80,8 @@ def clamp_interval(value):
 def mark_leases(readings):
     """Name the run holding each GPU's lease, whatever backend read the GPU."""
     for reading in readings:
-        reading["leased_by"] = leases.holder(reading["uuid"])
+        reading["leased_by"] = leases.holder(reading["uuid"],
+                                             timeout=leases.SAMPLE_PROBE_TIMEOUT_S)
     return readings
 
 

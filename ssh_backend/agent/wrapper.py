@@ -149,6 +149,7 @@ class Wrapper:
         self.kill_at = None
         self.cancelled = False
         self.timed_out = False
+        self.held = []
 
     def path(self, name):
         return os.path.join(self.folder, name)
@@ -165,7 +166,7 @@ class Wrapper:
 
     def refuse(self, message, uuid=None, holder=None, host_wide=False):
         """Record why the run cannot start; ``host_wide``: no run can start on this host
-        until someone fixes it (an unusable lease folder), not only this one."""
+        until someone fixes it (leases cannot be taken at all), not only this one."""
         rundir.write_json(self.path(rundir.REFUSED), {
             "uuid": uuid, "holder": holder, "message": message, "host_wide": host_wide})
         log("refused: " + message)
@@ -264,13 +265,12 @@ class Wrapper:
             return self.finish(EXIT_CANNOT_START)
         self.secrets = secrets
         try:
-            held = leases.acquire(job.get("gpu_uuids") or [], job["run_id"])
+            self.held = leases.acquire(job.get("gpu_uuids") or [], job["run_id"])
         except leases.Held as exc:
-            return self.refuse(str(exc), exc.uuid, exc.holder)
+            return self.refuse(str(exc), exc.uuid, leases.describe(exc.holder))
         except (OSError, ValueError) as exc:
-            return self.refuse("cannot take a GPU lease in %s: %s" % (leases.lease_dir(), exc),
-                               host_wide=True)
-        log("leased %d GPU(s) for run %s" % (len(held), job["run_id"]))
+            return self.refuse("cannot take a GPU lease: %s" % (exc,), host_wide=True)
+        log("leased %d GPU(s) for run %s" % (len(self.held), job["run_id"]))
         self.reserve()
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):
             self.cancelled = True
@@ -340,7 +340,8 @@ class Wrapper:
                     pass
                 log("grace period over: KILL sent to group %d" % pgid)
                 self.kill_at = float("inf")
-            time.sleep(POLL_S)
+            # Sleeps POLL_S, waking at once to tell a probing agent who holds the GPUs.
+            leases.serve_all(self.held, POLL_S)
         process.returncode = exit_code_of(status)  # reaped by hand: keep Popen quiet
         self.sweep(pgid)
         return self.finish(exit_code_of(status))

@@ -1,5 +1,5 @@
 """This machine as a run host for tests: runctl.py run as a real process with its own
-HOME, lease folder and boot id file, plus waits and process checks around it."""
+HOME, lease namespace and boot id file, plus waits and process checks around it."""
 
 from __future__ import annotations
 
@@ -42,12 +42,13 @@ def python_job(code: str) -> list[str]:
 
 
 class RunHost:
-    """A fake host rooted at ``root``: HOME, lease folder and boot id file inside it."""
+    """A fake host rooted at ``root`` (HOME, boot id file) with leases of its own."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / "home"
-        self.lease_dir = root / "leases"
+        # Leases of this fake host only (abstract socket names are machine-wide).
+        self.lease_ns = f"runhost-{os.getpid()}-{id(self):x}"
         self.boot_id_file = root / "boot_id"
         self.home.mkdir(parents=True, exist_ok=True)
 
@@ -55,7 +56,7 @@ class RunHost:
         return {
             **os.environ,
             "HOME": str(self.home),
-            "LABDECK_LEASE_DIR": str(self.lease_dir),
+            "LABDECK_LEASE_NS": self.lease_ns,
             "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
         }
 

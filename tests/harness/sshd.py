@@ -130,9 +130,10 @@ class SshdHost:
         return public_key(self.host_key_path)
 
     @property
-    def lease_dir(self) -> Path:
-        """This host's GPU lease folder (its own "/tmp/labdeck-leases", via SetEnv)."""
-        return self.root / "leases"
+    def lease_ns(self) -> str:
+        """This host's GPU lease namespace (LABDECK_LEASE_NS, via SetEnv): the hosts of
+        the lab in a box share one kernel, and a real host's leases are its own."""
+        return f"{self.name}-{self.root.name}"
 
     @property
     def boot_id_file(self) -> Path:
@@ -167,8 +168,8 @@ class SshdHost:
         env = {
             "HOME": str(self.home),
             "PATH": BASE_PATH,
-            # Each host is its own machine: its own lease folder, its own boot id.
-            "LABDECK_LEASE_DIR": str(self.lease_dir),
+            # Each host is its own machine: its own leases, its own boot id.
+            "LABDECK_LEASE_NS": self.lease_ns,
             "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
             **self.env,
         }

@@ -179,7 +179,7 @@ def test_not_json_is_an_error(host: RunHost) -> None:
 
 @pytest.fixture
 def session(host: RunHost, monkeypatch: pytest.MonkeyPatch) -> LocalSession:
-    monkeypatch.setenv("LABDECK_LEASE_DIR", str(host.lease_dir))
+    monkeypatch.setenv("LABDECK_LEASE_NS", host.lease_ns)
     monkeypatch.setenv("LABDECK_BOOT_ID_FILE", str(host.boot_id_file))
     return LocalSession(HostSpec(name="here", local=True), Recorder(), home=host.home)
 
@@ -234,7 +234,7 @@ def test_runctl_failure_is_a_clear_error(session: LocalSession, tmp_path: Path,
     with pytest.raises(RunControlError, match="here failed \\(exit code 2\\): boom: disk on fire"):
         reconcile(session, ["some-run"])
     assert attempt_run_id("r1234", 0) == "r1234" and attempt_run_id("r1234", 2) == "r1234-a2"
-    assert os.environ["LABDECK_LEASE_DIR"].startswith(str(tmp_path))
+    assert os.environ["LABDECK_LEASE_NS"].startswith("runhost-")
 
 
 def test_run_files_ship_in_the_agent_bundle() -> None:
