@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.ui.plain_text import PlainLabel
 from ssh_backend.hostspec import HostSpec
 
 ERROR_STYLE = "color: #c62828;"
@@ -145,7 +146,8 @@ class AddHostDialog(QDialog):
         form.addRow("", self.key_error)
         layout.addLayout(form)
 
-        note = QLabel("The host's key fingerprint is shown for you to confirm on first connect.")
+        note = PlainLabel(
+            "The host's key fingerprint is shown for you to confirm on first connect.")
         note.setWordWrap(True)
         layout.addWidget(note)
         self.buttons = QDialogButtonBox(
@@ -164,7 +166,7 @@ class AddHostDialog(QDialog):
         self.validate()
 
     def _error_label(self, name: str) -> QLabel:
-        label = QLabel()
+        label = PlainLabel()
         label.setObjectName(name)
         label.setStyleSheet(ERROR_STYLE)
         label.setWordWrap(True)

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent, QShowEvent
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor, GpuHistory
 from app.ui.bridge import ClusterBridge
 from app.ui.host_group import HostGroup
+from app.ui.plain_text import rich_label
 from app.ui.sparkline import WINDOW_S
 
 # From the first change to its repaint: long enough to gather a burst of samples.
@@ -70,7 +71,7 @@ class ClusterView(QWidget):
         self._list = QVBoxLayout(self._page)
         self._list.setContentsMargins(10, 10, 10, 10)
         self._list.setSpacing(12)
-        self.empty_label = QLabel(
+        self.empty_label = rich_label(
             "<h3>No hosts yet</h3><p>Use <b>Add host…</b> to monitor a workstation over "
             "SSH, or <b>Import from ~/.ssh/config…</b> to pick hosts you already use.</p>"
         )

@@ -16,6 +16,8 @@ from PySide6.QtWidgets import (
     QMenu,
 )
 
+from app.ui.plain_text import display_text, tooltip_text
+
 RUN_ROLE = Qt.ItemDataRole.UserRole
 SWATCH = QSize(22, 14)
 
@@ -108,11 +110,13 @@ class RunLegend(QListWidget):
         self.toggled.emit(run_id, visible)
 
     def _show(self, item: QListWidgetItem, entry: LegendEntry) -> None:
-        item.setText(f"{entry.label}\n{entry.detail}" if entry.detail else entry.label)
+        label, detail = display_text(entry.label), display_text(entry.detail)
+        item.setText(f"{label}\n{detail}" if detail else label)
         item.setIcon(swatch(entry.color, entry.visible))
         state = "shown" if entry.visible else "hidden"
-        item.setToolTip(f"{entry.label} ({entry.run_id}) — {entry.detail}\n{state}: click to "
-                        "hide or show it in every plot; right-click to remove it")
+        item.setToolTip(tooltip_text(f"{entry.label} ({entry.run_id}) — {entry.detail}\n"
+                                     f"{state}: click to hide or show it in every plot; "
+                                     "right-click to remove it"))
         font = QFont(self.font())
         font.setItalic(not entry.visible)
         item.setFont(font)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QWidget
 from app.ui.compare_colors import PlotTheme, plot_theme, run_color
 from app.ui.curve_data import PointSource, series_order
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import html_text
 from app.ui.plot_axes import RAW_ALPHA
 from app.ui.plots import MANY_RUNS, ROW_MIN_PX, CurvePanel
 
@@ -222,7 +223,7 @@ class ComparePanel(CurvePanel):
 
     def _style_plot(self, plot: pg.PlotItem, series: str) -> None:
         theme: PlotTheme = self.theme
-        plot.setTitle(series, bold=True, size="10pt", color=theme.title)
+        plot.setTitle(html_text(series), bold=True, size="10pt", color=theme.title)
         plot.showGrid(x=True, y=True, alpha=theme.grid_alpha)
         for name in ("left", "bottom"):
             axis = plot.getAxis(name)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.compare_legend import swatch
+from app.ui.plain_text import action_text, display_text, tooltip_text
 
 MISSING = "–"
 
@@ -83,19 +84,19 @@ class ParamTable(QTableWidget):
         bold = QFont(self.font())
         bold.setBold(True)
         for c, name in enumerate(self._names, start=1):
-            head = QTableWidgetItem(name)
-            head.setToolTip(name)
+            head = QTableWidgetItem(display_text(name))
+            head.setToolTip(tooltip_text(name))
             if self.show_all and name in diff:
                 head.setFont(bold)  # with every parameter shown, the differing ones stand out
             self.setHorizontalHeaderItem(c, head)
         for r, run in enumerate(self._runs):
-            head = QTableWidgetItem(swatch(run.color), run.label)
-            head.setToolTip(f"{run.label} ({run.run_id}); right-click to remove it")
+            head = QTableWidgetItem(swatch(run.color), display_text(run.label))
+            head.setToolTip(tooltip_text(f"{run.label} ({run.run_id}); right-click to remove it"))
             self.setItem(r, 0, head)
             for c, name in enumerate(self._names, start=1):
                 text = run.params.get(name, MISSING)
-                item = QTableWidgetItem(text)
-                item.setToolTip(f"{run.label}: {name} = {text}")
+                item = QTableWidgetItem(display_text(text))
+                item.setToolTip(tooltip_text(f"{run.label}: {name} = {text}"))
                 self.setItem(r, c, item)
         self.resizeColumnsToContents()
 
@@ -137,6 +138,6 @@ class ParamTable(QTableWidget):
             return None
         run = self._runs[row]
         menu = QMenu(self)
-        menu.addAction(f"Remove “{run.label}” from the comparison",
+        menu.addAction(action_text(f"Remove “{run.label}” from the comparison"),
                        lambda: self.remove_requested.emit([run.run_id]))
         return menu

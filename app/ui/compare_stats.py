@@ -23,6 +23,7 @@ from app.core.safetext import csv_text
 from app.ui.compare_data import RunSnapshot
 from app.ui.compare_legend import swatch
 from app.ui.curve_data import series_order
+from app.ui.plain_text import display_text
 from app.ui.series_table import VALUE_ROLE, format_value
 
 COLUMNS = ("Metric", "Run", "Last", "Min", "Max", "Last step", "Points")
@@ -137,6 +138,7 @@ class StatsTable(QTableWidget):
 
     def _set(self, row: int, col: int, text: str, value: Any,
              right: bool = False) -> QTableWidgetItem:
+        text = display_text(text)  # run and series names come from runs and hosts
         item = self.item(row, col)
         if item is None:
             item = QTableWidgetItem()

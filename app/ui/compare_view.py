@@ -22,6 +22,7 @@ from app.ui.compare_legend import MetricChooser, RunLegend
 from app.ui.compare_panel import ComparePanel
 from app.ui.compare_params import ParamTable
 from app.ui.compare_stats import StatsTable
+from app.ui.plain_text import PlainLabel
 
 SIDE_PX = 240
 HEADING = "font-weight: bold;"
@@ -48,7 +49,7 @@ class CompareUi:
 
 
 def _heading(text: str) -> QLabel:
-    label = QLabel(text)
+    label = PlainLabel(text)
     label.setStyleSheet(HEADING)
     return label
 
@@ -70,9 +71,9 @@ def _column(*rows: QWidget | QHBoxLayout, stretch_last: bool = True) -> QWidget:
 def build_layout(window: QWidget) -> CompareUi:
     """Lay out ``window``'s parts (it must have the attributes of ``CompareParts``)."""
     parts: CompareParts = window  # type: ignore[assignment]
-    title = QLabel("Comparing runs")
+    title = PlainLabel("Comparing runs")
     title.setStyleSheet("font-size: 14pt; font-weight: bold;")
-    hint = QLabel("Drop runs here to add them · click a run to hide or show it")
+    hint = PlainLabel("Drop runs here to add them · click a run to hide or show it")
     hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     top = QHBoxLayout()
     top.addWidget(title)
@@ -85,7 +86,7 @@ def build_layout(window: QWidget) -> CompareUi:
     side_split.setSizes([330, 140])
     side_split.setChildrenCollapsible(False)
 
-    params_summary = QLabel()
+    params_summary = PlainLabel()
     params_summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     show_all = QCheckBox("Show all")
     show_all.setToolTip("Also list the parameters that are the same in every run")
@@ -119,7 +120,7 @@ def build_layout(window: QWidget) -> CompareUi:
     main_split.setSizes([540, 210])
     main_split.setChildrenCollapsible(False)
 
-    status = QLabel()
+    status = PlainLabel()
     status.setStyleSheet("color: palette(dark);")
     status.setWordWrap(True)
     box = QVBoxLayout(window)

@@ -37,6 +37,7 @@ from app.ui.compare_view import build_layout
 from app.ui.context import AppContext
 from app.ui.curve_data import XMode, series_order
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import title_text
 from app.ui.run_export import ask_export_path, export_drawing
 from app.ui.run_window import RunDataBridge, open_run_window
 
@@ -253,7 +254,7 @@ class CompareWindow(QWidget):
         count = len(self._ids)
         self.ui.title.setText(f"Comparing {count} run{'s' if count != 1 else ''}")
         names = ", ".join(labels[s.run_id] for s in snaps[:4]) + ("…" if len(snaps) > 4 else "")
-        self.setWindowTitle(f"Compare — {names}" if names else "Compare runs")
+        self.setWindowTitle(title_text(f"Compare — {names}") if names else "Compare runs")
         if self._missing:
             self.ui.status.setText(f"{len(self._missing)} of these runs are no longer in the "
                                    "store (deleted); they are left out.")

@@ -12,7 +12,6 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.ui.console_pager import MAX_LINES, ConsolePager, ConsoleUpdate, LogSource
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import PlainLabel
 
 DISPLAY_HZ = 5.0
 MAX_HIGHLIGHTS = 2000
@@ -76,13 +76,13 @@ class ConsoleView(QWidget):
         self.prev_button.clicked.connect(lambda: self.find_next(backward=True))
         self.next_button = QPushButton("Next")
         self.next_button.clicked.connect(lambda: self.find_next())
-        self.match_label = QLabel()
+        self.match_label = PlainLabel()
         self.earlier_button = QPushButton("Earlier output")
         self.earlier_button.setToolTip("Load the part of the log before the first line shown")
         self.earlier_button.clicked.connect(self.load_earlier)
         self.end_button = QPushButton("Jump to end")
         self.end_button.clicked.connect(self.jump_to_end)
-        self.status = QLabel()
+        self.status = PlainLabel()
         self.status.setStyleSheet("color: palette(dark);")
 
         bar = QHBoxLayout()

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDialogButtonBox,
-    QLabel,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 import app
+from app.ui.plain_text import PlainLabel
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class CrashDialog(QDialog):
         self.setObjectName("crash_dialog")
         self.setWindowTitle("Labdeck: unexpected error")
         self.resize(720, 480)
-        intro = QLabel(
+        intro = PlainLabel(
             "Labdeck ran into an error it did not expect. It keeps running, but what you "
             "were doing may not have finished. Please copy this report into a bug report; "
             "the log file named in it has more detail."

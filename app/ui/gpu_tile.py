@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from app.core.cluster import GpuHistory
 from app.ui.painted import Pill, RoundedFrame
+from app.ui.plain_text import PlainLabel, display_text
 from app.ui.sparkline import Sparkline
 from ssh_backend.protocol import GpuProcess, GpuReading
 
@@ -83,18 +84,18 @@ def short_command(command: str) -> str:
 
 def caption_label(text: str) -> QLabel:
     """A label in the palette's placeholder colour, for names of values."""
-    label = QLabel(text)
+    label = PlainLabel(text)
     pal = label.palette()
     pal.setColor(QPalette.ColorRole.WindowText, pal.color(QPalette.ColorRole.PlaceholderText))
     label.setPalette(pal)
     return label
 
 
-class ElidedLabel(QLabel):
+class ElidedLabel(PlainLabel):
     """A one-line label that elides its text to its width; the full text is the tooltip."""
 
     def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent=parent)
         self._full = ""
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.set_full_text(text)
@@ -103,6 +104,7 @@ class ElidedLabel(QLabel):
         return self._full
 
     def set_full_text(self, text: str) -> None:
+        text = display_text(text)
         if text != self._full:
             self._full = text
             self.setToolTip(text)
@@ -124,12 +126,12 @@ class _ProcessRow(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
-        self.user = QLabel()
+        self.user = PlainLabel()
         bold = QFont(self.user.font())
         bold.setBold(True)
         self.user.setFont(bold)
         self.command = ElidedLabel()
-        self.mem = QLabel()
+        self.mem = PlainLabel()
         self.mem.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.user)
         row.addWidget(self.command, 1)
@@ -172,9 +174,9 @@ class GpuTile(RoundedFrame):
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(3)
-        self.load_label = QLabel()
+        self.load_label = PlainLabel()
         self.load_label.setObjectName("load")
-        self.mem_label = QLabel()
+        self.mem_label = PlainLabel()
         self.mem_label.setObjectName("memory")
         self.load_spark = Sparkline(LOAD_COLOR)
         self.load_spark.setToolTip("GPU load, last 5 minutes")
@@ -193,13 +195,13 @@ class GpuTile(RoundedFrame):
         outer.addLayout(grid)
 
         stats = QHBoxLayout()
-        self.temp_label = QLabel()
+        self.temp_label = PlainLabel()
         self.temp_label.setObjectName("temperature")
         self.temp_label.setToolTip("GPU temperature")
-        self.power_label = QLabel()
+        self.power_label = PlainLabel()
         self.power_label.setObjectName("power")
         self.power_label.setToolTip("Power draw / power limit")
-        self.fan_label = QLabel()
+        self.fan_label = PlainLabel()
         self.fan_label.setObjectName("fan")
         self.fan_label.setToolTip("Fan speed (— where the GPU has no fan it reports)")
         stats.addWidget(self.temp_label)
@@ -216,7 +218,7 @@ class GpuTile(RoundedFrame):
         outer.addWidget(line)
 
         self.process_rows = [_ProcessRow() for _ in range(MAX_PROCESS_ROWS)]
-        self.no_process_label = QLabel()
+        self.no_process_label = PlainLabel()
         self.no_process_label.setObjectName("noProcess")
         outer.addWidget(self.no_process_label)
         # Every tile keeps the same height (one line for "no process" or the first
@@ -227,7 +229,7 @@ class GpuTile(RoundedFrame):
                 policy.setRetainSizeWhenHidden(True)
                 row_widget.setSizePolicy(policy)
             outer.addWidget(row_widget)
-        self.more_label = QLabel()
+        self.more_label = PlainLabel()
         self.more_label.setObjectName("moreProcesses")
         outer.addWidget(self.more_label)
         outer.addStretch(1)

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor
 from app.core.decimate import decimate
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import PlainLabel
 from app.ui.plot_axes import color, plot_colors
 
 REFRESH_MS = 2000
@@ -73,7 +74,7 @@ class GpuUsagePlot(QWidget):
         self._samples: dict[int, _Samples] = {}
         self._inflight = False
         self._curves: dict[tuple[str, int], pg.PlotDataItem] = {}
-        self.note = QLabel(NOTE)
+        self.note = PlainLabel(NOTE)
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #5f6368; padding: 4px 0px;")
         self.graphs = pg.GraphicsLayoutWidget()
@@ -81,7 +82,7 @@ class GpuUsagePlot(QWidget):
         self.load_plot = self._make_plot("GPU load", "%", row=0)
         self.mem_plot = self._make_plot("GPU memory", "%", row=1)
         self.mem_plot.setXLink(self.load_plot)
-        self.empty = QLabel()
+        self.empty = PlainLabel()
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet("color: palette(mid); font-size: 11pt;")

@@ -8,12 +8,13 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont, QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.core.cluster import GpuHistory, HostView
 from app.ui.flow_layout import FlowLayout
 from app.ui.gpu_tile import GpuTile, is_free
 from app.ui.painted import Pill, RoundedFrame
+from app.ui.plain_text import PlainLabel
 from ssh_backend.states import HostState
 
 STATE_COLORS = {
@@ -97,13 +98,13 @@ class HostGroup(RoundedFrame):
 
         header = QHBoxLayout()
         header.setSpacing(8)
-        self.name_label = QLabel(name)
+        self.name_label = PlainLabel(name)
         self.name_label.setObjectName("hostName")
         font = QFont(self.name_label.font())
         font.setBold(True)
         font.setPointSizeF(font.pointSizeF() * 1.25)
         self.name_label.setFont(font)
-        self.address_label = QLabel()
+        self.address_label = PlainLabel()
         self.address_label.setObjectName("address")
         self.simulated_badge = Pill("simulated", outline=True)
         self.simulated_badge.set_color(SIMULATED_COLOR)
@@ -113,9 +114,9 @@ class HostGroup(RoundedFrame):
         )
         self.state_label = Pill()
         self.state_label.setObjectName("statePill")
-        self.age_label = QLabel()
+        self.age_label = PlainLabel()
         self.age_label.setObjectName("age")
-        self.summary_label = QLabel()
+        self.summary_label = PlainLabel()
         self.summary_label.setObjectName("hostSummary")
         header.addWidget(self.name_label)
         header.addWidget(self.address_label)
@@ -138,7 +139,7 @@ class HostGroup(RoundedFrame):
             header.addWidget(button)
         outer.addLayout(header)
 
-        self.detail_label = QLabel()
+        self.detail_label = PlainLabel()
         self.detail_label.setObjectName("detail")
         self.detail_label.setWordWrap(True)
         self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -148,7 +149,7 @@ class HostGroup(RoundedFrame):
         self.body.setObjectName("hostBody")
         self.flow = FlowLayout(self.body)
         outer.addWidget(self.body)
-        self.placeholder = QLabel()
+        self.placeholder = PlainLabel()
         self.placeholder.setObjectName("placeholder")
         self.placeholder.setWordWrap(True)
         outer.addWidget(self.placeholder)

@@ -9,12 +9,13 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QLabel,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
+
+from app.ui.plain_text import PlainLabel, html_paragraphs, html_text, rich_label
 
 
 class KeyQuestion(Protocol):
@@ -52,20 +53,20 @@ class HostKeyDialog(QDialog):
         self.setObjectName("HostKeyDialog")
         layout = QVBoxLayout(self)
 
-        heading = QLabel(
-            f"<b>Labdeck has never connected to {_html(question.host)} before.</b>"
+        heading = rich_label(
+            f"<b>Labdeck has never connected to {html_text(question.host)} before.</b>"
         )
         heading.setWordWrap(True)
         layout.addWidget(heading)
 
-        facts = QLabel(
-            f"Host: {_html(question.host)}<br>Port: {question.port}<br>"
-            f"Key type: {_html(question.key_type)}<br>Fingerprint:"
+        facts = rich_label(
+            f"Host: {html_text(question.host)}<br>Port: {question.port}<br>"
+            f"Key type: {html_text(question.key_type)}<br>Fingerprint:"
         )
         facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(facts)
 
-        self.fingerprint_label = QLabel(question.fingerprint)
+        self.fingerprint_label = PlainLabel(question.fingerprint)
         self.fingerprint_label.setObjectName("fingerprint")
         self.fingerprint_label.setFont(
             QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
@@ -77,8 +78,8 @@ class HostKeyDialog(QDialog):
         self.fingerprint_label.setStyleSheet("padding: 6px; border: 1px solid palette(mid);")
         layout.addWidget(self.fingerprint_label)
 
-        keyfile = f"/etc/ssh/ssh_host_{_keygen_name(question.key_type)}_key.pub"
-        advice = QLabel(
+        keyfile = html_text(f"/etc/ssh/ssh_host_{_keygen_name(question.key_type)}_key.pub")
+        advice = rich_label(
             "Verify this fingerprint with your administrator before you trust it. "
             f"On the host they can print it with:<br><tt>ssh-keygen -lf {keyfile}</tt><br>"
             "If it does not match, press Cancel: someone may be intercepting the connection."
@@ -121,14 +122,14 @@ def show_hostkey_changed(parent: QWidget | None, host: str, port: int = 22) -> Q
     box.setObjectName("HostKeyChangedBox")
     box.setIcon(QMessageBox.Icon.Critical)
     box.setWindowTitle("Host key CHANGED")
-    box.setText(f"<b>The host key of {_html(host)} has CHANGED.</b>")
-    box.setInformativeText(changed_key_text(host, port))
+    # Rich on purpose (the bold line): then the informative text is HTML too, and the host
+    # name in both is escaped.
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.setText(f"<b>The host key of {html_text(host)} has CHANGED.</b>")
+    box.setInformativeText(html_paragraphs(changed_key_text(host, port)))
     box.setStandardButtons(QMessageBox.StandardButton.Close)
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

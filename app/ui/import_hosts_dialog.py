@@ -9,7 +9,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.add_host_dialog import ERROR_STYLE
+from app.ui.plain_text import PlainLabel
 
 
 class ImportHostsDialog(QDialog):
@@ -26,11 +26,11 @@ class ImportHostsDialog(QDialog):
         self.setWindowTitle("Import hosts from ~/.ssh/config")
         self.setObjectName("ImportHostsDialog")
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Choose the hosts to monitor. Their connection settings "
-                                "are read from ~/.ssh/config at every connect."))
+        layout.addWidget(PlainLabel("Choose the hosts to monitor. Their connection settings "
+                                    "are read from ~/.ssh/config at every connect."))
         self.list = QListWidget()
         layout.addWidget(self.list, 1)
-        self.message = QLabel()
+        self.message = PlainLabel()
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
         layout.addWidget(self.message)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
 
 from app.core import paths
 from app.core.cluster import ClusterMonitor
@@ -20,6 +20,7 @@ from app.ui.bridge import ClusterBridge, TrustPrompter
 from app.ui.cluster_view import ClusterView
 from app.ui.hostkey_dialog import show_hostkey_changed
 from app.ui.import_hosts_dialog import ImportHostsDialog, aliases_from_ssh_config
+from app.ui.plain_text import PlainLabel, display_text, plain_message_box
 from app.ui.resources import app_icon
 from ssh_backend.hostspec import HostSpec
 
@@ -96,7 +97,7 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self._about)
         help_menu.addAction(about)
 
-        self.summary_label = QLabel()
+        self.summary_label = PlainLabel()
         self.summary_label.setObjectName("summary")
         self.statusBar().addPermanentWidget(self.summary_label)
         self.cluster_view.summary_changed.connect(self.summary_label.setText)
@@ -135,10 +136,9 @@ class MainWindow(QMainWindow):
                           owner=self)
 
     def _show_action_error(self, message: str) -> None:
-        self.statusBar().showMessage(message, 10000)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Labdeck", message,
-                          QMessageBox.StandardButton.Ok, self)
-        box.open()
+        # The message carries what a host or the network said: plain text, bounded.
+        self.statusBar().showMessage(display_text(message), 10000)
+        plain_message_box(QMessageBox.Icon.Warning, "Labdeck", message, self).open()
 
     def _reconnect(self, name: str) -> None:
         # reconnect_now() is meant to return at once, but it belongs to a session thread

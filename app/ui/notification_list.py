@@ -9,7 +9,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.notify_events import NotifyEvent
+from app.ui.plain_text import PlainLabel, display_text, tooltip_text
 
 MAX_ITEMS = 500
 EVENT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -35,8 +35,8 @@ class NotificationList(QWidget):
         self.list.setUniformItemSizes(False)
         self.list.setSpacing(2)
         self.list.itemClicked.connect(self._on_item)
-        self.empty = QLabel("No notifications yet. Finished runs and watched conditions "
-                            "show up here.")
+        self.empty = PlainLabel("No notifications yet. Finished runs and watched conditions "
+                                "show up here.")
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet("color: palette(mid); padding: 8px;")
         self.clear_button = QPushButton("Clear")
@@ -54,10 +54,11 @@ class NotificationList(QWidget):
     def add(self, event: NotifyEvent, shown_by: str) -> QListWidgetItem:
         """Record ``event`` at the top; ``shown_by`` is the channel ("" if only listed)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-        item = QListWidgetItem(f"{stamp}  {event.title}\n{event.body}")
+        item = QListWidgetItem(f"{stamp}  {display_text(event.title)}\n{display_text(event.body)}")
         item.setData(EVENT_ROLE, event)
         tip = event.text if shown_by else f"{event.text}\n(not shown as a popup)"
-        item.setToolTip(tip + ("\nClick to open the run." if event.run_id else ""))
+        item.setToolTip(tooltip_text(tip + ("\nClick to open the run." if event.run_id
+                                            else "")))
         self.list.insertItem(0, item)
         while self.list.count() > MAX_ITEMS:
             self.list.takeItem(self.list.count() - 1)

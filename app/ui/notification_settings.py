@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
-    QLabel,
     QLineEdit,
     QSpinBox,
     QVBoxLayout,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.notify_events import RUN_EVENTS, NotifySettings
+from app.ui.plain_text import PlainLabel
 
 _LABELS = {
     "succeeded": "A run finishes",
@@ -61,7 +61,7 @@ class NotificationSettingsDialog(QDialog):
         self.stall_runs = QLineEdit(", ".join(settings.stall_runs))
         self.stall_runs.setPlaceholderText("every running run")
         form.addRow("Watch runs (ids):", self.stall_runs)
-        hint = QLabel("Watched conditions notify once each time they start to hold.")
+        hint = PlainLabel("Watched conditions notify once each time they start to hold.")
         hint.setWordWrap(True)
         form.addRow(hint)
 

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QSystemTrayIcon, QWidget
 
 from app.core.notify_events import NotifyEvent
+from app.ui.plain_text import display_text, html_text, markup_free
 from app.ui.resources import resource_path
 from app.ui.toast import Toast
 
@@ -63,7 +64,11 @@ class TrayChannel:
     def show(self, event: NotifyEvent, done: Done) -> None:
         assert self._icon is not None
         self._last = event
-        self._icon.showMessage(event.title, event.body, self._icon.icon(), TRAY_MESSAGE_MS)
+        # Where the desktop runs a StatusNotifier host, Qt hands the message to its
+        # notification server, which reads the body as markup; where Qt draws a balloon
+        # itself the body is plain text. Look-alikes for < > & read right in both.
+        self._icon.showMessage(display_text(event.title), markup_free(event.body),
+                               self._icon.icon(), TRAY_MESSAGE_MS)
         done(True)
 
     def _on_message_clicked(self) -> None:
@@ -146,8 +151,9 @@ class DesktopChannel:
         notifier = self._notifier
         assert isinstance(notifier, DesktopNotifier)
         dispatched = asyncio.Event()
+        # freedesktop notifications: the summary is plain text, the body may be markup.
         note = Notification(
-            title=event.title, message=event.body,
+            title=display_text(event.title), message=html_text(event.body),
             on_dispatched=dispatched.set,
             on_clicked=lambda: self._relay.clicked.emit(event),
         )

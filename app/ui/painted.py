@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette, QPen
-from PySide6.QtWidgets import QFrame, QLabel, QWidget
+from PySide6.QtWidgets import QFrame, QWidget
+
+from app.ui.plain_text import PlainLabel
 
 
 class RoundedFrame(QFrame):
@@ -35,7 +37,7 @@ class RoundedFrame(QFrame):
         painter.end()
 
 
-class Pill(QLabel):
+class Pill(PlainLabel):
     """A label on a rounded pill: filled (white text) or outlined (text in the colour)."""
 
     def __init__(self, text: str = "", outline: bool = False, bold: bool = False,

@@ -10,13 +10,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from app.ui.plain_text import PlainLabel, display_text, tooltip_text
 
 SPEC = "job spec"
 RECORDED = "recorded by the run"
@@ -84,7 +85,7 @@ class ParamsView(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.empty = QLabel("This run has no parameters: none in its job spec, none recorded.")
+        self.empty = PlainLabel("This run has no parameters: none in its job spec, none recorded.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setStyleSheet("color: palette(mid);")
         box = QVBoxLayout(self)
@@ -99,8 +100,8 @@ class ParamsView(QWidget):
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
-                item = QTableWidgetItem(text)
-                item.setToolTip(text)
+                item = QTableWidgetItem(display_text(text))
+                item.setToolTip(tooltip_text(text))
                 self.table.setItem(r, c, item)
         self.table.setVisible(bool(rows))
         self.filter.setVisible(bool(rows))

@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPen
 
 from app.ui.curve_data import CurveFrame, XMode
+from app.ui.plain_text import html_text
 from app.ui.series_table import format_value
 
 # Distinct on white, and readable by most colour-blind viewers (Tableau 10 order).
@@ -167,7 +168,7 @@ def new_plot(series: str, x_mode: str, log_y: bool, legend: bool) -> pg.PlotItem
     """A plot styled for the theme in force, its axes (and grid) under its curves."""
     plot = pg.PlotItem(axisItems={"left": left_axis(), "bottom": bottom_axis(x_mode)})
     _bg, title, text, _line = plot_colors()
-    plot.setTitle(series, bold=True, size="10pt", color=title)
+    plot.setTitle(html_text(series), bold=True, size="10pt", color=title)  # pyqtgraph: HTML
     plot.showGrid(x=True, y=True, alpha=0.18)
     plot.setLogMode(False, log_y)
     plot.hideButtons()

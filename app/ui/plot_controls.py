@@ -7,7 +7,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,
-    QLabel,
     QMenu,
     QPushButton,
     QSizePolicy,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.curve_data import XMode
+from app.ui.plain_text import PlainLabel
 
 X_MODES = ((XMode.STEP, "Step"), (XMode.WALL, "Wall time"), (XMode.RELATIVE, "Relative time"))
 DEFAULT_SMOOTHING = 0.6
@@ -40,7 +40,7 @@ class PlotControls(QWidget):
         self.smooth_slider.setToolTip(
             "Exponential moving average, debiased like TensorBoard's; the raw curve "
             "stays faint behind the smoothed one")
-        self.smooth_value = QLabel()
+        self.smooth_value = PlainLabel()
         self.smooth_value.setMinimumWidth(30)
         self.legend_check = QCheckBox("Legend")
         self.zoom_button = QPushButton("Reset zoom")
@@ -49,19 +49,19 @@ class PlotControls(QWidget):
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.export_menu = QMenu(self.export_button)
         self.export_button.setMenu(self.export_menu)
-        self.readout = QLabel()
+        self.readout = PlainLabel()
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setStyleSheet("color: palette(dark);")
 
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(QLabel("X axis"))
+        row.addWidget(PlainLabel("X axis"))
         row.addWidget(self.x_combo)
         row.addSpacing(8)
         row.addWidget(self.log_check)
         row.addSpacing(8)
-        row.addWidget(QLabel("Smoothing"))
+        row.addWidget(PlainLabel("Smoothing"))
         row.addWidget(self.smooth_slider)
         row.addWidget(self.smooth_value)
         row.addWidget(self.legend_check)

@@ -24,10 +24,11 @@ import pyqtgraph as pg
 import pyqtgraph.exporters
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QScrollArea, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from app.ui.curve_data import CurveFrame, PointSource, SeriesCache, series_order
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import PlainLabel, html_text
 from app.ui.plot_axes import (
     RAW_ALPHA,
     color,
@@ -96,7 +97,7 @@ class CurvePanel(QWidget):
         self._scroll.setWidgetResizable(True)
         self._scroll.setWidget(self._layout)
         self._scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self._empty = QLabel(EMPTY_TEXT)
+        self._empty = PlainLabel(EMPTY_TEXT)
         self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._empty.setWordWrap(True)
         self._empty.setStyleSheet("color: palette(mid); font-size: 11pt;")
@@ -311,7 +312,8 @@ class CurvePanel(QWidget):
         # A shade darker than the raw band, so it reads on top of dense noise. Wide pens
         # cost ~8x a 1 px one to draw (Qt strokes them): only while few runs are shown.
         width = 1.8 if len(self._runs) <= WIDE_PEN_RUNS else 1.0
-        smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=width), name=label,
+        # The name is the legend's text, which pyqtgraph renders as HTML.
+        smooth = pg.PlotDataItem(pen=pg.mkPen(c.darker(125), width=width), name=html_text(label),
                                  antialias=width == 1.0 and len(self._runs) <= MANY_RUNS)
         for item in (raw, smooth):
             # We decimate for the visible range ourselves; pyqtgraph must draw as given.

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor
 from app.core.hostcalls import host_run_id
@@ -29,6 +29,7 @@ from app.ui.console_view import ConsoleView
 from app.ui.data_worker import DataWorker
 from app.ui.gpu_usage_plot import GpuUsagePlot
 from app.ui.params_view import ParamsView
+from app.ui.plain_text import PlainLabel, title_text
 from app.ui.plot_axes import format_duration
 from app.ui.plots import CurvePanel
 from app.ui.run_export import ask_export_path, export_drawing, write_metrics_csv
@@ -121,14 +122,14 @@ class RunWindow(QWidget):
         self._key = ""  # the metric store's id of the shown attempt
         self._closed = False
 
-        self.name_label = QLabel(run_id)
+        self.name_label = PlainLabel(run_id)
         self.name_label.setStyleSheet("font-size: 15pt; font-weight: bold;")
         self.name_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.state_chip = QLabel()
-        self.place_label = QLabel()
-        self.user_label = QLabel()
-        self.time_label = QLabel()
-        self.exit_label = QLabel()
+        self.state_chip = PlainLabel()
+        self.place_label = PlainLabel()
+        self.user_label = PlainLabel()
+        self.time_label = PlainLabel()
+        self.exit_label = PlainLabel()
         self.exit_label.setWordWrap(True)
         for label in (self.place_label, self.user_label, self.time_label):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -155,7 +156,7 @@ class RunWindow(QWidget):
         self.tabs.addTab(self.params, "Parameters")
         self.tabs.addTab(self.gpu, "GPU")
         self.tabs.setDocumentMode(True)
-        self.status = QLabel()
+        self.status = PlainLabel()
         self.status.setStyleSheet("color: palette(dark);")
 
         box = QVBoxLayout(self)
@@ -219,7 +220,7 @@ class RunWindow(QWidget):
 
     def _show_header(self, run: Run) -> None:
         color = STATE_COLORS.get(run.state, "#5f6368")
-        self.setWindowTitle(f"{run.name} — {run.state.value}")
+        self.setWindowTitle(title_text(f"{run.name} — {run.state.value}"))
         self.name_label.setText(run.name)
         self.state_chip.setText(run.state.value)
         self.state_chip.setStyleSheet(f"background: {color}; color: white; border-radius: 8px;"

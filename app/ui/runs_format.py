@@ -14,6 +14,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
 from app.core.runs import RunState
+from app.ui.plain_text import display_text, tooltip_text
 from app.ui.plot_axes import format_duration
 from app.ui.run_window import STATE_COLORS
 from app.ui.runs_query import BASE_COLUMNS, RunRow
@@ -95,6 +96,12 @@ def param_text(value: Any) -> str:
 
 
 def display(row: RunRow, column: Column, now: float | None = None) -> str:
+    """The cell's text: names, reasons and tags come from hosts and labmates, so it is
+    bounded (the view draws it plain)."""
+    return display_text(_display(row, column, now))
+
+
+def _display(row: RunRow, column: Column, now: float | None) -> str:
     if column.kind == "metric":
         value = row.metrics.get(column.key)
         return "" if value is None else format_value(value)
@@ -124,6 +131,12 @@ def display(row: RunRow, column: Column, now: float | None = None) -> str:
 
 
 def tooltip(row: RunRow, column: Column) -> str | None:
+    """The cell's tooltip, escaped where Qt would take it for rich text."""
+    text = _tooltip(row, column)
+    return None if text is None else tooltip_text(text)
+
+
+def _tooltip(row: RunRow, column: Column) -> str | None:
     key = column.key if column.kind == "base" else ""
     if key == "name":
         return f"{row.name}\nid {row.id}" + (f" (attempt {row.attempt + 1})" if row.attempt else "")

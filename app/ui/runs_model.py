@@ -36,6 +36,7 @@ from app.core.store import Store
 from app.ui import runs_format as fmt
 from app.ui import runs_query as rq
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import display_text, tooltip_text
 from app.ui.runs_cache import BLOCK, RowCache
 from app.ui.runs_diff import Plan, plan_changes, ranges
 from app.ui.runs_format import Column
@@ -112,13 +113,13 @@ class RunsTableModel(QAbstractTableModel):
             return None
         column = self._columns[section]
         if role == Qt.ItemDataRole.DisplayRole:
-            return column.title
+            return display_text(column.title)  # a metric's or parameter's name
         if role == Qt.ItemDataRole.TextAlignmentRole and (
                 column.kind != "base" or column.key == "duration"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column.kind != "base":
-            return (f"last value of the metric {column.key}" if column.kind == "metric"
-                    else f"the parameter {column.key}")
+            return tooltip_text(f"last value of the metric {column.key}"
+                                if column.kind == "metric" else f"the parameter {column.key}")
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:

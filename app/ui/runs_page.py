@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QMenu,
     QTableView,
@@ -30,6 +29,7 @@ from app.core.runs import FINISHED, RunState
 from app.ui import runs_query as rq
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import PlainLabel, action_text, display_text
 from app.ui.run_window import RunDataBridge
 from app.ui.runs_actions import RunsActions
 from app.ui.runs_model import RUN_ID_ROLE, RunsTableModel
@@ -137,7 +137,7 @@ class RunsPage(QWidget):
         self.columns_menu = QMenu(self)
         self.columns_menu.aboutToShow.connect(self._fill_columns_menu)
         self.columns_button.setMenu(self.columns_menu)
-        self.count_label = QLabel()
+        self.count_label = PlainLabel()
         self.count_label.setMinimumWidth(110)
         self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         bar = QHBoxLayout()
@@ -276,7 +276,7 @@ class RunsPage(QWidget):
             if not names:
                 menu.addAction("(none recorded yet)").setEnabled(False)
             for name in names:
-                action = menu.addAction(name)
+                action = menu.addAction(action_text(name))
                 action.setCheckable(True)
                 action.setChecked(name in chosen)
                 action.toggled.connect(
@@ -359,7 +359,8 @@ def install_runs_page(window: Any, ctx: AppContext,
     page.run_actions = actions = RunsActions(page, ctx, submit_dialog)
     if open_runs is not None:
         page.open_runs_requested.connect(open_runs)
-    page.status_message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+    page.status_message.connect(
+        lambda text: window.statusBar().showMessage(display_text(text), 8000))
     window.add_page(page, "Runs")
     actions.install_menu(window.menuBar())
     connect_events(page, ctx)

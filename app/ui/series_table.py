@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from app.ui.plain_text import display_text
+
 COLUMNS = ("Series", "Last", "Min", "Max", "Last step", "Points")
 VALUE_ROLE = Qt.ItemDataRole.UserRole  # the exact float behind a rounded cell
 CELL_PADDING_PX = 16  # room a cell's text needs beside its advance (margins, focus frame)
@@ -100,6 +102,7 @@ class SeriesTable(QTableWidget):
 
     def _set(self, row: int, col: int, text: str, value: Any,
              color: QColor | None = None) -> None:
+        text = display_text(text)  # series names come from the run
         item = self.item(row, col)
         if item is None:
             item = QTableWidgetItem()

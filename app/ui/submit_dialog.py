@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QMainWindow,
     QScrollArea,
@@ -39,6 +38,7 @@ from app.core.jobspec import JobSpec
 from app.core.snapshot import read_snapshot
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
+from app.ui.plain_text import PlainLabel, display_text, html_text, rich_label, tooltip_text
 from app.ui.submit_form import Built, build, describe_ids, edited_specs, flag_names
 from app.ui.submit_items import SubmitItem, folder_item, gpu_counts, load_items
 from app.ui.submit_settings import SharedSettings
@@ -76,16 +76,16 @@ class SubmitDialog(QDialog):
         self._queueing = False
         self._worker = DataWorker("labdeck-submit", self)
 
-        self.source_label = QLabel("Reading what was dropped…")
+        # Rich on purpose (bold names): every name and path in it goes through html_text.
+        self.source_label = rich_label("Reading what was dropped…")
         self.source_label.setWordWrap(True)
-        self.source_label.setTextFormat(Qt.TextFormat.RichText)
         self.entry_combo = QComboBox()
         self.entry_combo.setToolTip("The script that runs; the whole folder is uploaded")
         self.entry_combo.currentTextChanged.connect(self._on_entry_changed)
         self.entry_row = QWidget()
         entry_layout = QHBoxLayout(self.entry_row)
         entry_layout.setContentsMargins(0, 0, 0, 0)
-        entry_layout.addWidget(QLabel("Entry script"))
+        entry_layout.addWidget(PlainLabel("Entry script"))
         entry_layout.addWidget(self.entry_combo, 1)
         self.entry_row.setVisible(False)
 
@@ -101,15 +101,15 @@ class SubmitDialog(QDialog):
         form.addRow("Command", self.command_edit)
         for label, widget in self.settings.placement_rows:
             form.addRow(label, widget)
-        hint = QLabel("Enter queues the runs. Each starts as soon as a host has the GPUs "
-                      "it asks for free; nothing is sent to a host before that.")
+        hint = PlainLabel("Enter queues the runs. Each starts as soon as a host has the GPUs "
+                          "it asks for free; nothing is sent to a host before that.")
         hint.setWordWrap(True)
         hint.setObjectName("hint")
         form.addRow(hint)
         left.setMinimumWidth(340)
 
         self.params = ParamTable()
-        self.params_note = QLabel()
+        self.params_note = PlainLabel()
         self.params_note.setWordWrap(True)
         params_page = QWidget()
         params_layout = QVBoxLayout(params_page)
@@ -133,7 +133,7 @@ class SubmitDialog(QDialog):
         body.addWidget(left, 2)
         body.addWidget(self.tabs, 3)
 
-        self.problems_label = QLabel()
+        self.problems_label = PlainLabel()
         self.problems_label.setObjectName("problems")
         self.problems_label.setWordWrap(True)
         self.problems_label.setTextInteractionFlags(
@@ -143,7 +143,7 @@ class SubmitDialog(QDialog):
         self.problems_area.setWidget(self.problems_label)
         self.problems_area.setMaximumHeight(96)
         self.problems_area.setVisible(False)
-        self.count_label = QLabel()
+        self.count_label = PlainLabel()
         self.count_label.setObjectName("count")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
@@ -203,7 +203,7 @@ class SubmitDialog(QDialog):
         self.loaded.emit()
 
     def _on_load_failed(self, exc: BaseException) -> None:
-        self.source_label.setText(f"Could not read what was dropped: {exc}")
+        self.source_label.setText(html_text(f"Could not read what was dropped: {exc}"))
         self.loaded.emit()
 
     def editable_item(self) -> SubmitItem | None:
@@ -250,19 +250,19 @@ class SubmitDialog(QDialog):
         if not self.items:
             return "Nothing to queue."
         if len(self.items) > 1:
-            names = ", ".join(f"<b>{i.label}</b>" for i in self.items)
+            names = ", ".join(f"<b>{html_text(i.label)}</b>" for i in self.items)
             text = (f"{len(self.items)} files: {names}. One run per script or folder, and "
                     "each job file's own runs; settings changed here apply to all of them.")
         else:
             item = self.items[0]
-            where = f" — <code>{item.path}</code>" if item.path is not None else ""
+            where = f" — <code>{html_text(item.path)}</code>" if item.path is not None else ""
             kind = {"script": "Script", "folder": "Folder, uploaded whole",
                     "jobfile": "Job file", "spec": "Clone of run"}.get(item.kind, "File")
-            text = f"{kind}: <b>{item.label}</b>{where}"
+            text = f"{kind}: <b>{html_text(item.label)}</b>{where}"
         if self._pin is not None:
             host, gpus = self._pin
             gpu_text = f", GPU {', '.join(map(str, gpus))}" if gpus else ""
-            text += f"<br>Pinned to <b>{host}{gpu_text}</b> (dropped there)."
+            text += f"<br>Pinned to <b>{html_text(host)}{gpu_text}</b> (dropped there)."
         return text
 
     def _on_entry_changed(self, entry: str) -> None:
@@ -324,8 +324,8 @@ class SubmitDialog(QDialog):
                 widget.setProperty("invalid", bad)
                 widget.style().unpolish(widget)
                 widget.style().polish(widget)
-            widget.setToolTip("\n".join(marked.get(widget, [])) or
-                              str(widget.property("plainTip") or ""))
+            widget.setToolTip(tooltip_text("\n".join(marked.get(widget, [])) or
+                                           str(widget.property("plainTip") or "")))
 
     def _markable(self) -> list[QWidget]:
         fields = ("hosts", "gpus", "pin_gpus", "min_free_mem_mib", "priority", "time_limit",
@@ -347,8 +347,8 @@ class SubmitDialog(QDialog):
         self.runs_view.clear()
         for spec in specs[:PREVIEW_ROWS]:
             command = spec.shell if spec.shell is not None else shlex.join(spec.argv)
-            row = QTreeWidgetItem([spec.name, command])
-            row.setToolTip(1, command)
+            row = QTreeWidgetItem([display_text(spec.name), display_text(command)])
+            row.setToolTip(1, tooltip_text(command))
             self.runs_view.addTopLevelItem(row)
         if len(specs) > PREVIEW_ROWS:
             self.runs_view.addTopLevelItem(QTreeWidgetItem(

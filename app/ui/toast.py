@@ -11,12 +11,12 @@ from PySide6.QtGui import QEnterEvent, QMouseEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsOpacityEffect,
-    QLabel,
     QVBoxLayout,
     QWidget,
 )
 
 from app.core.notify_events import NotifyEvent
+from app.ui.plain_text import PlainLabel
 
 SHOW_MS = 6000
 FADE_MS = 600
@@ -50,10 +50,10 @@ class Toast(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.title = QLabel()
+        self.title = PlainLabel()
         self.title.setObjectName("toastTitle")
         self.title.setWordWrap(True)
-        self.body = QLabel()
+        self.body = PlainLabel()
         self.body.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 12)

@@ -21,6 +21,7 @@ from app.core.runstore import RunStore
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from app.ui.main_window import MainWindow
+from app.ui.plain_text import action_text, tooltip_text
 from app.ui.resources import app_icon
 from ssh_backend.states import HostState
 
@@ -109,13 +110,13 @@ class LabTray(QObject):
     def _apply(self, summary: object) -> None:
         assert isinstance(summary, TraySummary)
         self.summary = summary
-        self.icon.setToolTip(summary.text())
+        self.icon.setToolTip(tooltip_text(summary.text()))
         for action in self._info_actions:
             self.menu.removeAction(action)
             action.deleteLater()
         self._info_actions = []
         for line in [*summary.host_lines(), summary.runs_line()]:
-            action = QAction(line, self.menu)
+            action = QAction(action_text(line), self.menu)
             action.setEnabled(False)
             self.menu.insertAction(self._first_fixed, action)
             self._info_actions.append(action)

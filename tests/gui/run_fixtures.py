@@ -28,11 +28,13 @@ def open_store(home: Path) -> Store:
 
 def start_run(runstore: RunStore, name: str = "resnet50-lr3e-4",
               params: dict | None = None, started_at: float | None = None,
-              gpus: Sequence[int] = (0, 1)) -> str:
+              gpus: Sequence[int] = (0, 1), user: str = "alice",
+              tags: Sequence[str] = ()) -> str:
     """Submit a run and move it to RUNNING on HOST (as the dispatcher would)."""
     spec = JobSpec(name=name, argv=("python", "train.py"),
-                   params=params if params is not None else {"lr": 0.0003, "batch": 256})
-    (run_id,) = runstore.submit([spec.to_dict()], user="alice")
+                   params=params if params is not None else {"lr": 0.0003, "batch": 256},
+                   tags=tuple(tags))
+    (run_id,) = runstore.submit([spec.to_dict()], user=user)
     uuids = [f"GPU-{HOST}-{g}" for g in gpus]
     assert runstore.claim(run_id, HOST, list(gpus), uuids)
     assert runstore.transition(run_id, RunState.LAUNCHING, RunState.RUNNING,
