@@ -7,7 +7,9 @@ command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_
 "secrets"}``,
 ``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...],
 "fence": [...]}``, ``{"op": "discard", "run_id"}`` (remove a never-launched attempt's
-folder), ``{"op": "space"}`` (is there room for runs?).
+folder), ``{"op": "space"}`` (is there room for runs?), ``{"op": "board"}`` (the lab
+board: every member's reservations, owners from the kernel), ``{"op": "reserve",
+"gpu_uuid", "until", "note"}`` and ``{"op": "unreserve", "gpu_uuid"}`` (this user's own).
 Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile,
 ``"free_bytes"`` for space), ``{"ok": false, "refused": "<why>"}`` when the host
 refuses a launch (lease held; with ``"host_wide": true`` when no run can start here
@@ -45,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import board  # noqa: E402
 import hostinfo  # noqa: E402
 import rundir  # noqa: E402
 
@@ -484,6 +487,47 @@ def reconcile(request):
     return statuses
 
 
+def read_board(_request):
+    try:
+        return board.read()
+    except board.Unsafe as exc:
+        raise Refused(str(exc), host_wide=True) from None
+
+
+def reserve(request):
+    """Reserve a GPU for this user until ``until`` (epoch seconds); refused when another
+    lab member holds a reservation of it."""
+    uuid = _text(request.get("gpu_uuid"), "gpu_uuid", allow_empty=False)
+    until = request.get("until")
+    if isinstance(until, bool) or not isinstance(until, (int, float)) or until <= time.time():
+        raise BadRequest("until must be a time in the future (epoch seconds)")
+    note = _text(request.get("note") or "", "note")[:board.MAX_NOTE]
+    try:
+        for item in board.read()["reservations"]:
+            if item["gpu_uuid"] == uuid and item["uid"] != os.getuid():
+                raise Refused("GPU %s is already %s" % (uuid, board.describe(item)))
+        entry = {"gpu_uuid": uuid, "until": float(until), "since": time.time(), "note": note}
+        mine = board.update_reservations(
+            lambda current: [r for r in current if r["gpu_uuid"] != uuid] + [entry])
+    except board.Unsafe as exc:
+        raise Refused(str(exc), host_wide=True) from None
+    except OSError as exc:
+        raise cannot_write(board.board_dir(), exc) from None
+    return mine
+
+
+def unreserve(request):
+    """Lift this user's own reservation of a GPU (others' stay: they are theirs)."""
+    uuid = _text(request.get("gpu_uuid"), "gpu_uuid", allow_empty=False)
+    try:
+        return board.update_reservations(
+            lambda current: [r for r in current if r["gpu_uuid"] != uuid])
+    except board.Unsafe as exc:
+        raise Refused(str(exc), host_wide=True) from None
+    except OSError as exc:
+        raise cannot_write(board.board_dir(), exc) from None
+
+
 def handle(raw):
     """One request (bytes) → one reply (dict)."""
     try:
@@ -502,6 +546,12 @@ def handle(raw):
             return {"ok": True, "status": cancel(request)}
         if op == "reconcile":
             return {"ok": True, "statuses": reconcile(request)}
+        if op == "board":
+            return {"ok": True, "board": read_board(request)}
+        if op == "reserve":
+            return {"ok": True, "reservations": reserve(request)}
+        if op == "unreserve":
+            return {"ok": True, "reservations": unreserve(request)}
         if op == "discard":
             return {"ok": True, "status": discard(request)}
         if op == "space":

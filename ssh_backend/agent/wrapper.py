@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import board  # noqa: E402
 import hostinfo  # noqa: E402
 import leases  # noqa: E402
 import rundir  # noqa: E402
@@ -172,6 +173,16 @@ class Wrapper:
         log("refused: " + message)
         return EXIT_REFUSED
 
+    def reservation(self, uuids):
+        """A lab reservation of one of the run's GPUs (checked with the leases held, so
+        no other Labdeck can slip in between), or None."""
+        try:
+            return board.reservation_of(uuids)
+        except (board.Unsafe, OSError) as exc:
+            # Reservations cannot be read here; leases still keep runs apart.
+            log("lab board not read: %s" % exc)
+            return None
+
     def reserve(self):
         """Keep room for the end of the run: should the disk fill up while the job runs,
         deleting this file frees what the markers and exit_code need."""
@@ -270,6 +281,12 @@ class Wrapper:
             return self.refuse(str(exc), exc.uuid, leases.describe(exc.holder))
         except (OSError, ValueError) as exc:
             return self.refuse("cannot take a GPU lease: %s" % (exc,), host_wide=True)
+        reserved = self.reservation(job.get("gpu_uuids") or [])
+        if reserved is not None:
+            for lease in self.held:
+                lease.close()
+            return self.refuse("GPU %s is %s" % (reserved["gpu_uuid"], board.describe(reserved)),
+                               reserved["gpu_uuid"], reserved["user"])
         log("leased %d GPU(s) for run %s" % (len(self.held), job["run_id"]))
         self.reserve()
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):

@@ -51,12 +51,17 @@ class RunHost:
         self.lease_ns = f"runhost-{os.getpid()}-{id(self):x}"
         self.boot_id_file = root / "boot_id"
         self.home.mkdir(parents=True, exist_ok=True)
+        # The host's lab board: a sticky folder of its own, as /var/tmp is on a real host.
+        self.board_dir = root / "board"
+        self.board_dir.mkdir(exist_ok=True)
+        self.board_dir.chmod(0o1777)
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "HOME": str(self.home),
             "LABDECK_LEASE_NS": self.lease_ns,
+            "LABDECK_BOARD_DIR": str(self.board_dir),
             "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
         }
 

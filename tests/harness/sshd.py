@@ -136,6 +136,11 @@ class SshdHost:
         return f"{self.name}-{self.root.name}"
 
     @property
+    def board_dir(self) -> Path:
+        """This host's lab board folder (its own "/var/tmp", sticky, via SetEnv)."""
+        return self.root / "board"
+
+    @property
     def boot_id_file(self) -> Path:
         """Overrides the host's boot id once it exists (LABDECK_BOOT_ID_FILE)."""
         return self.root / "boot_id"
@@ -170,6 +175,7 @@ class SshdHost:
             "PATH": BASE_PATH,
             # Each host is its own machine: its own leases, its own boot id.
             "LABDECK_LEASE_NS": self.lease_ns,
+            "LABDECK_BOARD_DIR": str(self.board_dir),
             "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
             **self.env,
         }
@@ -203,6 +209,8 @@ class SshdHost:
         without waiting for it. A first start makes the host key; a restart keeps it."""
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         self.home.mkdir(parents=True, exist_ok=True)
+        self.board_dir.mkdir(exist_ok=True)
+        self.board_dir.chmod(0o1777)
         if not self.host_key_path.exists():
             generate_key(self.host_key_path)
         pub = self.client_key.with_name(self.client_key.name + ".pub").read_text()

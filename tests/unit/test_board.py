@@ -1,0 +1,152 @@
+"""The lab board on a host: reservations that every lab member's Labdeck honours, owned by
+the kernel's word (file owner), never by a name or text someone wrote; tested with a real
+second Unix user."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.runhost import AGENT_DIR, RUNCTL, RunHost, python_job
+
+sys.path.insert(0, str(AGENT_DIR))
+import board
+
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or "python3"
+OTHER = "nobody"
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A sticky, world-writable board folder both users can reach (not under pytest's
+    0700 tmp), made by this test and removed after."""
+    folder = Path("/tmp") / f"labdeck-board-test-{uuid.uuid4().hex[:10]}"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_user(user: str, request: dict, folder: Path) -> dict:
+    """runctl, run as ``user`` with that user's own umask 077, on the board ``folder``."""
+    entry = pwd.getpwnam(user)
+
+    def demote() -> None:
+        os.umask(0o077)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+
+    python = sys.executable if user == "root" else SYSTEM_PYTHON
+    done = subprocess.run(
+        [python, "-B", str(RUNCTL)], input=json.dumps(request).encode(), capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir, "LABDECK_BOARD_DIR": str(folder)},
+        preexec_fn=demote if user != "root" else None, timeout=20, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    reply: dict = json.loads(done.stdout)
+    return reply
+
+
+def reserve(user: str, folder: Path, gpu: str, hours: float = 1.0, note: str = "") -> dict:
+    return as_user(user, {"op": "reserve", "gpu_uuid": gpu, "until": time.time() + hours * 3600,
+                          "note": note}, folder)
+
+
+def listing(folder: Path, user: str = "root") -> list[tuple[str, str, str]]:
+    reply = as_user(user, {"op": "board"}, folder)
+    assert reply["ok"], reply
+    return [(r["gpu_uuid"], r["user"], r["note"]) for r in reply["board"]["reservations"]]
+
+
+def test_reservations_are_seen_by_everyone_and_owned_by_their_maker(shared: Path) -> None:
+    assert reserve("root", shared, "GPU-3", note="manual work")["ok"]
+    assert listing(shared, OTHER) == [("GPU-3", "root", "manual work")]
+    # Another user cannot take it over, nor lift it.
+    taken = reserve(OTHER, shared, "GPU-3")
+    assert taken["ok"] is False and "already reserved by root until" in taken["refused"]
+    assert as_user(OTHER, {"op": "unreserve", "gpu_uuid": "GPU-3"}, shared)["ok"]
+    assert listing(shared) == [("GPU-3", "root", "manual work")]
+    # Their own reservation is theirs; the owner lifts only their own.
+    assert reserve(OTHER, shared, "GPU-4")["ok"]
+    assert as_user("root", {"op": "unreserve", "gpu_uuid": "GPU-3"}, shared)["ok"]
+    assert listing(shared) == [("GPU-4", OTHER, "")]
+    # Under umask 077 the file is still readable by the lab (that is its point).
+    mine = shared / f"labdeck-board-{pwd.getpwnam(OTHER).pw_uid}.json"
+    assert mine.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_forged_file_counts_as_its_real_owners(shared: Path) -> None:
+    # The other user writes a file named as root's, claiming root reserved GPU-9.
+    forged = {"reservations": [{"gpu_uuid": "GPU-9", "until": time.time() + 3600,
+                                "note": "root says", "user": "root", "uid": 0}]}
+    script = (f"import json,os; os.umask(0o022); "
+              f"open({str(shared / 'labdeck-board-0.json')!r},'w').write({json.dumps(forged)!r})")
+    entry = pwd.getpwnam(OTHER)
+    subprocess.run([SYSTEM_PYTHON, "-c", script], check=True, preexec_fn=lambda: (
+        os.setgid(entry.pw_gid), os.setuid(entry.pw_uid)))
+    assert listing(shared) == [("GPU-9", OTHER, "root says")]
+    # Root's own reservations still work (under another name) and stay root's.
+    assert reserve("root", shared, "GPU-1")["ok"]
+    assert sorted(listing(shared)) == [("GPU-1", "root", ""), ("GPU-9", OTHER, "root says")]
+
+
+def test_junk_on_the_board_is_ignored_without_hanging(shared: Path) -> None:
+    os.mkfifo(shared / "labdeck-board-fifo.json")
+    (shared / "labdeck-board-big.json").write_bytes(b"{" + b" " * (board.MAX_FILE_BYTES + 10))
+    (shared / "labdeck-board-bad.json").write_text("not json")
+    (shared / "labdeck-board-link.json").symlink_to("/etc/passwd")
+    expired = {"reservations": [{"gpu_uuid": "GPU-old", "until": time.time() - 1}]}
+    (shared / "labdeck-board-exp.json").write_text(json.dumps(expired))
+    started = time.monotonic()
+    assert listing(shared) == []
+    assert time.monotonic() - started < 10
+
+
+def test_an_unsafe_board_folder_is_refused_with_the_reason(tmp_path: Path) -> None:
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)  # world-writable, not sticky: anyone could delete entries
+    with pytest.raises(board.Unsafe, match="not sticky"):
+        board.read(str(open_folder))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, pwd.getpwnam(OTHER).pw_uid, -1)
+    with pytest.raises(board.Unsafe, match="belongs to another user"):
+        board.read(str(theirs))
+    link = tmp_path / "link"
+    link.symlink_to(open_folder)
+    with pytest.raises(board.Unsafe, match="not a real folder"):
+        board.read(str(link))
+
+
+def test_a_run_is_never_launched_onto_a_gpu_reserved_by_a_labmate(tmp_path: Path) -> None:
+    host = RunHost(tmp_path)
+    try:
+        other = pwd.getpwnam(OTHER)
+        mine = {"reservations": [{"gpu_uuid": "GPU-r", "until": time.time() + 600,
+                                  "note": "debugging by hand"}]}
+        path = host.board_dir / f"labdeck-board-{other.pw_uid}.json"
+        path.write_text(json.dumps(mine))
+        os.chown(path, other.pw_uid, other.pw_gid)
+        ran = host.root / "ran"
+        reply = host.launch("rresv0001", python_job(f"open({str(ran)!r},'w')"),
+                            gpus=((0, "GPU-r"),))
+        assert reply["ok"] is False
+        assert reply["refused"].startswith(f"GPU GPU-r is reserved by {OTHER} until ")
+        assert reply["refused"].endswith("— debugging by hand")
+        assert not ran.exists() and not host.run_dir("rresv0001").exists()
+        # Another GPU of the same host is free to use.
+        assert host.launch("rresv0002", ["true"], gpus=((1, "GPU-free"),))["ok"]
+    finally:
+        host.cleanup()
