@@ -277,10 +277,13 @@ class Dispatcher:
         shared = self._shared
         with shared.lock:
             # Refusal counts of runs no longer waiting (started, cancelled) are done.
-            counts = shared.run_refusals
             ids = {run.id for run in queued} | shared.launching
-            for run_id in [r for r in counts if r not in ids]:
-                del counts[run_id]
+            for run_id in [r for r in shared.run_refusals if r not in ids]:
+                del shared.run_refusals[run_id]
+                shared.run_hold.pop(run_id, None)
+            held = {r for r, until in shared.run_hold.items() if until > now}
+        if held:
+            queued = [run for run in queued if run.id not in held]
         if not queued:
             with shared.lock:
                 shared.waiting = False

@@ -82,8 +82,9 @@ class DispatchOptions:
     # A GPU that keeps refusing (its lease held by something the samples do not show) is
     # left alone for refused_cooldown_s, doubled on each refusal in a row up to this.
     refused_cooldown_max_s: float = 60.0
-    # A run refused this many times in a row fails with the last reason.
-    max_refusals: int = 30
+    # A run refused this many times in a row is tried only every refused_cooldown_max_s
+    # from then on (it waits, saying why: most refusals end by themselves).
+    max_refusals: int = 10
     # A host whose reconcile keeps failing (a broken runctl, no python3) is asked again
     # after this, doubled each time up to the max.
     reconcile_backoff_max_s: float = 60.0
@@ -112,8 +113,10 @@ class Shared:
     cancel_sent: dict[str, float] = field(default_factory=dict)
     # (host, GPU) → the cooldown its last refusal set (doubles while it keeps refusing).
     gpu_backoff: dict[tuple[str, int], float] = field(default_factory=dict)
-    # Run → refusals in a row (a lasting refusal ends the run instead of spinning).
+    # Run → refusals in a row, and the monotonic time before which a run refused too
+    # often is not placed again.
     run_refusals: dict[str, int] = field(default_factory=dict)
+    run_hold: dict[str, float] = field(default_factory=dict)
     # Host → (no reconcile before this monotonic time, the backoff that set it).
     reconcile_backoff: dict[str, tuple[float, float]] = field(default_factory=dict)
     # host → GPU index → host-side id of the running run whose lease samples should show.
@@ -200,6 +203,7 @@ class HostCalls:
         with self._shared.lock:
             self._shared.host_cooldown.pop(name, None)  # the host takes runs again
             self._shared.run_refusals.pop(run.id, None)
+            self._shared.run_hold.pop(run.id, None)
             for gpu in run.gpus:
                 self._shared.gpu_backoff.pop((name, gpu), None)
         apply_status(run, status, self.move)
@@ -228,13 +232,13 @@ class HostCalls:
                 self._shared.cooldown[(name, gpu)] = now + delay
             count = self._shared.run_refusals.get(run.id, 0) + 1
             self._shared.run_refusals[run.id] = count
+            if count >= opts.max_refusals:
+                self._shared.run_hold[run.id] = now + opts.refused_cooldown_max_s
+        reason = f"launch refused on {why}"
         if count >= opts.max_refusals:
-            with self._shared.lock:
-                self._shared.run_refusals.pop(run.id, None)
-            self.move(run, RunState.FAILED, ended_at=time.time(),
-                      reason=f"launch refused {count} times in a row; last: {why}")
-            return
-        self.move(run, RunState.QUEUED, keep_attempt=True, reason=f"launch refused on {why}")
+            reason = (f"launch refused {count} times in a row, trying again every "
+                      f"{opts.refused_cooldown_max_s:g} s; last: {why}")
+        self.move(run, RunState.QUEUED, keep_attempt=True, reason=reason)
 
     def _host_refused(self, name: str) -> float:
         """Keep launches off host ``name`` for a backoff that doubles while it refuses."""

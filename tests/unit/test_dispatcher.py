@@ -100,8 +100,8 @@ def test_a_launch_that_reaches_its_host_late_never_runs_twice(rig: Rig) -> None:
     assert run is not None and run.attempt == 1
 
 
-def test_lasting_refusals_back_off_and_end_with_the_reason(tmp_path: Path) -> None:
-    options = replace(FAST, refused_cooldown_s=0.02, refused_cooldown_max_s=0.2,
+def test_lasting_refusals_back_off_and_wait_with_the_reason(tmp_path: Path) -> None:
+    options = replace(FAST, refused_cooldown_s=0.02, refused_cooldown_max_s=1.0,
                       max_refusals=6)
     rig = Rig(tmp_path, ["ws1"])
     rig.dispatcher = rig.new_dispatcher(options)
@@ -110,12 +110,19 @@ def test_lasting_refusals_back_off_and_end_with_the_reason(tmp_path: Path) -> No
         run_id = rig.submit()
         rig.dispatcher.start()
         rig.sessions["ws1"].online()
-        rig.wait_state(run_id, RunState.FAILED, timeout=10)
+        wait_for(lambda: rig.hosts.launched(run_id) >= 6)
+        # From the sixth refusal on, one try per refused_cooldown_max_s, no more.
+        time.sleep(0.5)
+        tries = rig.hosts.launched(run_id)
+        assert tries <= 7, tries
         run = rig.runs.get(run_id)
-        assert run is not None and "refused 6 times in a row" in run.reason
+        assert run is not None and run.state is RunState.QUEUED
+        assert "refused 6 times in a row, trying again every 1 s" in run.reason
         assert "leased by another run" in run.reason
-        assert rig.hosts.launched(run_id) == 6
         assert run.attempt == 0  # never a new attempt (host folder) per refusal
+        rig.hosts.refuse = set()
+        rig.wait_state(run_id, RunState.RUNNING, timeout=5)
+        assert rig.hosts.started(run_id) == 1
     finally:
         rig.close()
 
