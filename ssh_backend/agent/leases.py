@@ -238,3 +238,34 @@ def holder(uuid, root=None, timeout=PROBE_TIMEOUT_S):
     if info["run_id"]:
         return info["run_id"]
     return "pid %d" % info["pid"] if info["pid"] is not None else "unknown"
+
+
+def listed(root=None):
+    """GPU uuids (as named, unsafe characters replaced) whose leases are held now, read
+    from /proc/net/unix; a name made by hashing a too-long uuid stands for itself."""
+    ns = namespace(root)
+    prefix = "@" + PREFIX + (ns + "-" if ns else "")
+    found = set()
+    try:
+        with open("/proc/net/unix", "r", errors="replace") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 8 and parts[7].startswith(prefix):
+                    found.add(parts[7][len(prefix):])
+    except OSError:
+        pass
+    return sorted(found)
+
+
+def held_by_uid(uid, root=None, skip=()):
+    """How many GPU leases the Unix user ``uid`` holds now, by the kernel's word (peer
+    credentials of each held lease), not counting the uuids in ``skip``."""
+    skipped = {_UNSAFE.sub("_", str(uuid)) for uuid in skip}
+    count = 0
+    for name in listed(root):
+        if name in skipped:
+            continue
+        info = holder_info(name, root, timeout=SAMPLE_PROBE_TIMEOUT_S)
+        if info is not None and info["uid"] == uid:
+            count += 1
+    return count

@@ -49,6 +49,7 @@ if HERE not in sys.path:
 
 import board  # noqa: E402
 import hostinfo  # noqa: E402
+import policy  # noqa: E402
 import rundir  # noqa: E402
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -502,10 +503,20 @@ def reserve(request):
     if isinstance(until, bool) or not isinstance(until, (int, float)) or until <= time.time():
         raise BadRequest("until must be a time in the future (epoch seconds)")
     note = _text(request.get("note") or "", "note")[:board.MAX_NOTE]
+    rules = policy.load()
+    hours = rules.max_reservation_hours
+    if hours is not None and until - time.time() > hours * 3600 + 60:
+        raise Refused("the lab policy allows reservations of at most %g hours (%s)"
+                      % (hours, rules.source))
     try:
-        for item in board.read()["reservations"]:
+        current = board.read()["reservations"]
+        for item in current:
             if item["gpu_uuid"] == uuid and item["uid"] != os.getuid():
                 raise Refused("GPU %s is already %s" % (uuid, board.describe(item)))
+        mine = {r["gpu_uuid"] for r in current if r["uid"] == os.getuid()} | {uuid}
+        if rules.max_reservations is not None and len(mine) > rules.max_reservations:
+            raise Refused("the lab policy allows %d reserved GPU(s) per user (%s)"
+                          % (rules.max_reservations, rules.source))
         entry = {"gpu_uuid": uuid, "until": float(until), "since": time.time(), "note": note}
         mine = board.update_reservations(
             lambda current: [r for r in current if r["gpu_uuid"] != uuid] + [entry])
@@ -547,7 +558,8 @@ def handle(raw):
         if op == "reconcile":
             return {"ok": True, "statuses": reconcile(request)}
         if op == "board":
-            return {"ok": True, "board": read_board(request)}
+            return {"ok": True, "board": read_board(request),
+                    "policy": policy.load().as_dict()}
         if op == "reserve":
             return {"ok": True, "reservations": reserve(request)}
         if op == "unreserve":

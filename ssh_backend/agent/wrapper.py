@@ -34,6 +34,7 @@ if HERE not in sys.path:
 import board  # noqa: E402
 import hostinfo  # noqa: E402
 import leases  # noqa: E402
+import policy  # noqa: E402
 import rundir  # noqa: E402
 
 DEFAULT_GRACE_S = 30.0
@@ -183,6 +184,25 @@ class Wrapper:
             log("lab board not read: %s" % exc)
             return None
 
+    def over_quota(self, uuids):
+        """The lab policy's per-user GPU quota, checked with this run's leases held (two
+        runs of one user starting together both count each other: neither slips past)."""
+        rules = policy.load()
+        user = board.user_name(os.getuid())
+        limit = rules.gpu_quota(user)
+        if limit is None:
+            return ""
+        others = leases.held_by_uid(os.getuid(), skip=uuids)
+        if others + len(set(uuids)) <= limit:
+            return ""
+        return ("quota: %s holds %d GPU(s) on this host and the lab policy allows %d per "
+                "user (%s)" % (user, others, limit, rules.source))
+
+    def release(self):
+        for lease in self.held:
+            lease.close()
+        self.held = []
+
     def reserve(self):
         """Keep room for the end of the run: should the disk fill up while the job runs,
         deleting this file frees what the markers and exit_code need."""
@@ -281,12 +301,16 @@ class Wrapper:
             return self.refuse(str(exc), exc.uuid, leases.describe(exc.holder))
         except (OSError, ValueError) as exc:
             return self.refuse("cannot take a GPU lease: %s" % (exc,), host_wide=True)
-        reserved = self.reservation(job.get("gpu_uuids") or [])
+        uuids = job.get("gpu_uuids") or []
+        reserved = self.reservation(uuids)
         if reserved is not None:
-            for lease in self.held:
-                lease.close()
+            self.release()
             return self.refuse("GPU %s is %s" % (reserved["gpu_uuid"], board.describe(reserved)),
                                reserved["gpu_uuid"], reserved["user"])
+        over = self.over_quota(uuids)
+        if over:
+            self.release()
+            return self.refuse(over)
         log("leased %d GPU(s) for run %s" % (len(self.held), job["run_id"]))
         self.reserve()
         if self.cancel_pending or os.path.exists(self.path(rundir.CANCEL_REQUEST)):
