@@ -26,7 +26,11 @@ PREFIX = "labdeck-board-"
 MAX_FILE_BYTES = 64 * 1024
 MAX_FILES = 512
 MAX_RESERVATIONS = 64  # per user
+MAX_DEMAND = 32  # entries per user
 MAX_NOTE = 200
+# Waiting demand fades when its Labdeck stops renewing it (a laptop closed): readers
+# ignore a user's demand published longer ago than this.
+DEMAND_TTL_S = 180.0
 
 
 class Unsafe(Exception):
@@ -112,9 +116,35 @@ def _reservations_of(obj, now):
     return found
 
 
+def _demand_of(obj, now):
+    """A user's waiting demand, if renewed within DEMAND_TTL_S: ``[{gpus, runs, since,
+    priority}]`` (GPUs per run, how many such runs wait, since when, their priority)."""
+    updated = obj.get("demand_updated")
+    if isinstance(updated, bool) or not isinstance(updated, (int, float)) \
+            or now - updated > DEMAND_TTL_S:
+        return []
+    items = obj.get("demand")
+    found = []
+    for item in items[:MAX_DEMAND] if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        gpus, runs = item.get("gpus"), item.get("runs")
+        since, priority = item.get("since"), item.get("priority", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool)
+                   for v in (gpus, runs, priority)) or not 1 <= gpus <= 1024 \
+                or not 1 <= runs <= 1000000:
+            continue
+        if isinstance(since, bool) or not isinstance(since, (int, float)):
+            continue
+        found.append({"gpus": gpus, "runs": runs, "since": float(since),
+                      "priority": priority})
+    return found
+
+
 def read(folder=None, now=None):
     """Every user's entries: ``{"reservations": [{gpu_uuid, until, since, note, uid,
-    user}], "problems": [...]}``. Unsafe when the folder cannot be trusted."""
+    user}], "demand": [{gpus, runs, since, priority, uid, user}]}``. Unsafe when the
+    folder cannot be trusted."""
     folder = check_dir(folder)
     now = time.time() if now is None else now
     newest = {}  # uid -> (mtime, obj): a user's latest file wins
@@ -131,14 +161,17 @@ def read(folder=None, now=None):
         uid, mtime, obj = got
         if uid not in newest or mtime > newest[uid][0]:
             newest[uid] = (mtime, obj)
-    reservations = []
+    reservations, demand = [], []
     for uid, (_mtime, obj) in sorted(newest.items()):
         user = user_name(uid)
         for item in _reservations_of(obj, now):
             item.update(uid=uid, user=user)
             reservations.append(item)
+        for item in _demand_of(obj, now):
+            item.update(uid=uid, user=user)
+            demand.append(item)
     reservations.sort(key=lambda r: (r["gpu_uuid"], r["since"] or 0))
-    return {"reservations": reservations}
+    return {"reservations": reservations, "demand": demand}
 
 
 def own_path(folder):
@@ -221,6 +254,20 @@ def update_reservations(change, folder=None, now=None):
     obj["updated"] = now
     _write_own(path, obj)
     return new
+
+
+def publish_demand(entries, folder=None, now=None):
+    """Replace this user's waiting demand (see ``_demand_of``) and renew its time."""
+    folder = check_dir(folder)
+    now = time.time() if now is None else now
+    path = _own_file(folder)
+    obj = _load_own(path)
+    obj["reservations"] = _reservations_of(obj, now)
+    obj["demand"] = list(entries)[:MAX_DEMAND]
+    obj["demand_updated"] = now
+    obj["updated"] = now
+    _write_own(path, obj)
+    return _demand_of(obj, now)
 
 
 def reservation_of(uuids, folder=None, now=None):

@@ -7,8 +7,9 @@ command line. Requests: ``{"op": "launch", "run_id", "job", "gpu_indices", "gpu_
 "secrets"}``,
 ``{"op": "cancel", "run_id", "grace_s"}``, ``{"op": "reconcile", "run_ids": [...],
 "fence": [...]}``, ``{"op": "discard", "run_id"}`` (remove a never-launched attempt's
-folder), ``{"op": "space"}`` (is there room for runs?), ``{"op": "board"}`` (the lab
-board: every member's reservations, owners from the kernel), ``{"op": "reserve",
+folder), ``{"op": "space"}`` (is there room for runs?), ``{"op": "board", "demand"}``
+(the lab board: every member's reservations and demand, owners from the kernel, and the
+GPU leases held; publishes this user's demand first), ``{"op": "reserve",
 "gpu_uuid", "until", "note"}`` and ``{"op": "unreserve", "gpu_uuid"}`` (this user's own).
 Replies: ``{"ok": true, "status": {...}}`` (``"statuses": {id: {...}}`` for reconcile,
 ``"free_bytes"`` for space), ``{"ok": false, "refused": "<why>"}`` when the host
@@ -49,6 +50,7 @@ if HERE not in sys.path:
 
 import board  # noqa: E402
 import hostinfo  # noqa: E402
+import leases  # noqa: E402
 import policy  # noqa: E402
 import rundir  # noqa: E402
 
@@ -488,11 +490,28 @@ def reconcile(request):
     return statuses
 
 
-def read_board(_request):
+def read_board(request):
+    """The lab board: every member's reservations and demand, and who holds each GPU
+    lease now (uid and pid from the kernel). With ``demand``, this user's own waiting
+    demand is published first (renewing it), in the same call."""
     try:
-        return board.read()
+        if request.get("demand") is not None:
+            entries = request["demand"]
+            if not isinstance(entries, list):
+                raise BadRequest("demand must be a list")
+            board.publish_demand(entries)
+        found = board.read()
     except board.Unsafe as exc:
         raise Refused(str(exc), host_wide=True) from None
+    except OSError as exc:
+        raise cannot_write(board.board_dir(), exc) from None
+    found["leases"] = []
+    for name in leases.listed():
+        info = leases.holder_info(name, timeout=leases.SAMPLE_PROBE_TIMEOUT_S)
+        if info is not None:
+            info["gpu_uuid"] = name
+            found["leases"].append(info)
+    return found
 
 
 def reserve(request):

@@ -150,3 +150,41 @@ def test_a_run_is_never_launched_onto_a_gpu_reserved_by_a_labmate(tmp_path: Path
         assert host.launch("rresv0002", ["true"], gpus=((1, "GPU-free"),))["ok"]
     finally:
         host.cleanup()
+
+
+def test_demand_is_published_read_by_all_and_fades(shared: Path) -> None:
+    demand = [{"gpus": 2, "runs": 3, "since": time.time() - 60, "priority": 0}]
+    reply = as_user(OTHER, {"op": "board", "demand": demand}, shared)
+    assert reply["ok"], reply
+    seen = listing_demand(shared)
+    assert seen == [(OTHER, 2, 3)]
+    # A closed laptop stops renewing it: after the time-to-live it is gone.
+    later = board.read(str(shared), now=time.time() + board.DEMAND_TTL_S + 1)
+    assert later["demand"] == []
+    # Garbage entries are dropped, not trusted.
+    bad = [{"gpus": 0, "runs": 1, "since": 1.0}, {"gpus": "2"}, "x",
+           {"gpus": 1, "runs": 1, "since": 5.0, "priority": 1}]
+    as_user(OTHER, {"op": "board", "demand": bad}, shared)
+    assert listing_demand(shared) == [(OTHER, 1, 1)]
+
+
+def test_the_board_names_lease_holders_by_the_kernel(tmp_path: Path) -> None:
+    host = RunHost(tmp_path)
+    try:
+        gate = host.root / "go-b"
+        job = python_job(f"import os,time\nwhile not os.path.exists({str(gate)!r}): "
+                         "time.sleep(0.02)")
+        assert host.launch("rboard001", job, gpus=((0, "GPU-bl0"), (1, "GPU-bl1")))["ok"]
+        reply = host.ctl({"op": "board"})
+        held = sorted((h["gpu_uuid"], h["user"], h["run_id"]) for h in reply["board"]["leases"])
+        assert held == [("GPU-bl0", "root", "rboard001"), ("GPU-bl1", "root", "rboard001")]
+        gate.touch()
+        host.wait_kind("rboard001", "finished")
+        assert host.ctl({"op": "board"})["board"]["leases"] == []
+    finally:
+        host.cleanup()
+
+
+def listing_demand(folder: Path) -> list[tuple[str, int, int]]:
+    reply = as_user("root", {"op": "board"}, folder)
+    return [(d["user"], d["gpus"], d["runs"]) for d in reply["board"]["demand"]]
