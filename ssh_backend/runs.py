@@ -169,7 +169,7 @@ def _attempt_of(run_id: str, other: Any) -> str | None:
     return other if _ATTEMPT_SUFFIX.sub("", other) == base else None
 
 
-def _expect(session: Session, reply: dict[str, Any], key: str) -> Any:
+def expect_reply(session: Session, reply: dict[str, Any], key: str) -> Any:
     if reply.get("ok"):
         if key not in reply:
             raise RunControlError(f"run control on {session.name} sent no {key}")
@@ -198,7 +198,7 @@ def launch(session: Session, req: LaunchRequest) -> RunStatus:
             session.control({"op": "discard", "run_id": req.run_id})
             # SFTP says only "Failure" for a full disk: ask the host how much room it has,
             # which refuses with a clear "no space left" when that is the cause.
-            _expect(session, session.control({"op": "space"}), "free_bytes")
+            expect_reply(session, session.control({"op": "space"}), "free_bytes")
             raise
     reply = session.control(
         {
@@ -211,7 +211,7 @@ def launch(session: Session, req: LaunchRequest) -> RunStatus:
         },
         timeout=CONTROL_TIMEOUT_S,
     )
-    return _status(req.run_id, _expect(session, reply, "status"))
+    return _status(req.run_id, expect_reply(session, reply, "status"))
 
 
 def cancel(session: Session, run_id: str, grace_s: float = 30.0) -> RunStatus:
@@ -220,7 +220,7 @@ def cancel(session: Session, run_id: str, grace_s: float = 30.0) -> RunStatus:
     the status after TERM was sent; reconcile later to see it finished."""
     check_run_id(run_id)
     reply = session.control({"op": "cancel", "run_id": run_id, "grace_s": float(grace_s)})
-    return _status(run_id, _expect(session, reply, "status"))
+    return _status(run_id, expect_reply(session, reply, "status"))
 
 
 def reconcile(
@@ -241,7 +241,7 @@ def reconcile(
     if fenced:
         request["fence"] = fenced
     reply = session.control(request)
-    statuses = _expect(session, reply, "statuses")
+    statuses = expect_reply(session, reply, "statuses")
     if not isinstance(statuses, dict):
         raise RunControlError(f"run control on {session.name} sent unreadable statuses")
     return {run_id: _status(run_id, statuses.get(run_id)) for run_id in run_ids}

@@ -1,0 +1,140 @@
+"""The lab board of one host as the app reads it (``agent/board.py`` writes it there):
+reservations, waiting demand and held GPU leases of every lab member, each named by the
+kernel's word on that host. Everything here is data from the host: checked, bounded, and
+never trusted beyond what it says about who owns what.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ssh_backend.events import Session
+from ssh_backend.runs import CONTROL_TIMEOUT_S, RunControlError, expect_reply
+
+MAX_ITEMS = 1024
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    gpu_uuid: str
+    user: str
+    until: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """``runs`` runs of ``gpus`` GPUs each wait for ``user`` since ``since``."""
+
+    user: str
+    gpus: int
+    runs: int
+    since: float
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHolder:
+    gpu_uuid: str
+    user: str | None  # None: a holder that could not be asked (it does not answer)
+    run_id: str | None
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    reservations: tuple[Reservation, ...] = ()
+    demand: tuple[Demand, ...] = ()
+    leases: tuple[LeaseHolder, ...] = ()
+    # The lab policy's fair-share weights (user → weight; "default" for the rest).
+    shares: dict[str, float] = field(default_factory=dict)
+    policy_problem: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value[:MAX_TEXT]
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and abs(value) < 1e15 else None
+
+
+def _int(value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def _items(obj: Any, key: str) -> list[dict[str, Any]]:
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [item for item in items[:MAX_ITEMS] if isinstance(item, dict)]
+
+
+def decode(reply_board: Any, policy: Any = None) -> Board:
+    """A ``Board`` from runctl's answer; whatever is malformed is left out."""
+    reservations = []
+    for item in _items(reply_board, "reservations"):
+        uuid, user, until = _text(item.get("gpu_uuid")), _text(item.get("user")), _num(
+            item.get("until"))
+        if uuid and user and until is not None:
+            reservations.append(Reservation(uuid, user, until, _text(item.get("note")) or ""))
+    demand = []
+    for item in _items(reply_board, "demand"):
+        user, since = _text(item.get("user")), _num(item.get("since"))
+        gpus, runs = _int(item.get("gpus"), 1, 1024), _int(item.get("runs"), 1, 1_000_000)
+        priority = _int(item.get("priority", 0), -1_000_000, 1_000_000)
+        if user and since is not None and gpus and runs and priority is not None:
+            demand.append(Demand(user, gpus, runs, since, priority))
+    leases = []
+    for item in _items(reply_board, "leases"):
+        uuid = _text(item.get("gpu_uuid"))
+        if uuid:
+            leases.append(LeaseHolder(uuid, _text(item.get("user")), _text(item.get("run_id")),
+                                      _num(item.get("since"))))
+    shares: dict[str, float] = {}
+    problem = None
+    if isinstance(policy, dict):
+        raw = policy.get("shares")
+        if isinstance(raw, dict):
+            for name, weight in list(raw.items())[:MAX_ITEMS]:
+                value = _num(weight)
+                if isinstance(name, str) and value is not None and value > 0:
+                    shares[name[:MAX_TEXT]] = value
+        problem = _text(policy.get("problem"))
+    return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem)
+
+
+def read(session: Session, demand: list[dict[str, Any]] | None = None) -> Board:
+    """The host's lab board; with ``demand``, this user's waiting demand is published
+    (renewed) in the same call."""
+    request: dict[str, Any] = {"op": "board"}
+    if demand is not None:
+        request["demand"] = demand
+    reply = session.control(request, timeout=CONTROL_TIMEOUT_S)
+    board = expect_reply(session, reply, "board")
+    if not isinstance(board, dict):
+        raise RunControlError(f"run control on {session.name} sent an unreadable lab board")
+    return decode(board, reply.get("policy"))
+
+
+def reserve(session: Session, gpu_uuid: str, until: float, note: str = "") -> None:
+    """Reserve a GPU of the host for this user until ``until`` (epoch seconds);
+    LaunchRefused (with the reason) when a labmate holds it or the lab policy forbids."""
+    reply = session.control({"op": "reserve", "gpu_uuid": gpu_uuid, "until": float(until),
+                             "note": note})
+    expect_reply(session, reply, "reservations")
+
+
+def unreserve(session: Session, gpu_uuid: str) -> None:
+    """Lift this user's own reservation of a GPU (a labmate's stays)."""
+    reply = session.control({"op": "unreserve", "gpu_uuid": gpu_uuid})
+    expect_reply(session, reply, "reservations")

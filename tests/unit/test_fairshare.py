@@ -1,0 +1,87 @@
+"""Lab-wide fair share from the hosts' lab boards: entitlements by weighted water-filling,
+and the rule that keeps a user above their share off a GPU an under-served user waits for."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core.fairshare import demand_of, lab_state, water_fill
+from ssh_backend.labboard import Board, Demand, LeaseHolder, decode
+
+
+def board(leases: dict[str, int], demand: list[Demand] = (), shares: dict | None = None
+          ) -> Board:
+    held = tuple(LeaseHolder(f"GPU-{u}-{i}", u, None, None)
+                 for u, n in leases.items() for i in range(n))
+    return Board(leases=held, demand=tuple(demand), shares=shares or {})
+
+
+def test_water_filling_shares_by_weight_and_gives_away_what_a_user_cannot_use() -> None:
+    assert water_fill(8, {"a": 100, "b": 100}, {"a": 1, "b": 1}) == {"a": 4.0, "b": 4.0}
+    assert water_fill(9, {"a": 100, "b": 100}, {"a": 2, "b": 1}) == {"a": 6.0, "b": 3.0}
+    # b wants only 1: the rest goes to a and c.
+    assert water_fill(8, {"a": 100, "b": 1, "c": 100}, {"a": 1, "b": 1, "c": 1}) == {
+        "a": 3.5, "b": 1.0, "c": 3.5}
+    assert water_fill(8, {"a": 0}, {"a": 1}) == {"a": 0.0}
+
+
+def test_over_share_user_leaves_a_freed_gpu_to_a_waiting_user_below_share() -> None:
+    # alice holds 7 of 8 GPUs; bob holds 0 and waits for one.
+    lab = lab_state({"ws": board({"alice": 7}, [Demand("bob", 1, 2, 100.0)])},
+                    {"ws": 8}, {"ws": "alice"})
+    assert lab.entitlements() == {"alice": 6.0, "bob": 2.0}
+    blocked = lab.blocker("ws", free_after=1, extra=1)
+    assert blocked is not None and blocked.user == "bob"
+    # bob's own Labdeck is not held back by anyone.
+    bobs = lab_state({"ws": board({"alice": 7}, [Demand("bob", 1, 2, 100.0)])},
+                     {"ws": 8}, {"ws": "bob"})
+    assert bobs.blocker("ws", free_after=1, extra=1) is None
+
+
+def test_work_conserving_a_gpu_nobody_below_share_can_use_is_taken() -> None:
+    # bob waits, but for 4 GPUs on one host: the single free GPU would idle for him.
+    lab = lab_state({"ws": board({"alice": 7}, [Demand("bob", 4, 1, 100.0)])},
+                    {"ws": 8}, {"ws": "alice"})
+    assert lab.blocker("ws", free_after=1, extra=1) is None
+    # Nobody else waits at all: alice may take every GPU (one user alone gets all 8).
+    alone = lab_state({"ws": board({"alice": 7})}, {"ws": 8}, {"ws": "alice"})
+    assert alone.blocker("ws", free_after=1, extra=1) is None
+
+
+def test_weights_from_the_policy_and_demand_counted_once_across_hosts() -> None:
+    demand = [Demand("bob", 1, 4, 50.0)]
+    boards = {"ws1": board({"alice": 3}, demand, {"default": 1.0, "alice": 3.0}),
+              "ws2": board({"alice": 3}, demand)}
+    lab = lab_state(boards, {"ws1": 4, "ws2": 4}, {"ws1": "alice", "ws2": "alice"})
+    assert lab.wanted == {"bob": 4}
+    assert lab.entitlements() == {"alice": 6.0, "bob": 2.0}
+    # alice at 6 of her 6: her next GPU waits for bob, who is below his 2.
+    assert lab.blocker("ws1", free_after=1, extra=1) is not None
+    assert lab.blocker("ws1", free_after=1, extra=0) is None
+
+
+def test_in_flight_launches_count_as_held() -> None:
+    lab = lab_state({"ws": board({"alice": 3}, [Demand("bob", 1, 4, 1.0)])}, {"ws": 8},
+                    {"ws": "alice"}, in_flight={"ws": 2})
+    assert lab.held == {"alice": 5}
+
+
+def test_demand_groups_runs_by_size_and_priority() -> None:
+    runs = [(1, 30.0, 0), (1, 10.0, 0), (2, 20.0, 0), (1, 5.0, 1), (0, 1.0, 0)]
+    assert demand_of(runs) == [
+        {"gpus": 1, "runs": 2, "since": 10.0, "priority": 0},
+        {"gpus": 1, "runs": 1, "since": 5.0, "priority": 1},
+        {"gpus": 2, "runs": 1, "since": 20.0, "priority": 0},
+    ]
+
+
+@pytest.mark.parametrize("junk", [
+    None, [], {"reservations": "x"}, {"demand": [{"user": "b", "gpus": 0, "runs": 1,
+                                                   "since": 1}]},
+    {"leases": [{"gpu_uuid": 5}]}, {"reservations": [{"gpu_uuid": "g", "user": "u",
+                                                       "until": float("nan")}]},
+])
+def test_a_malformed_board_decodes_to_nothing_harmful(junk: object) -> None:
+    decoded = decode(junk, {"shares": {"a": -1, "b": "x", "c": 2}})
+    assert decoded.reservations == () and decoded.demand == () and decoded.leases == ()
+    assert decoded.shares == {"c": 2.0}
