@@ -52,6 +52,8 @@ class Board:
     # The lab policy's fair-share weights (user → weight; "default" for the rest).
     shares: dict[str, float] = field(default_factory=dict)
     policy_problem: str | None = None
+    # The Unix user this Labdeck is on that host (the kernel's word for the SSH login).
+    me: str | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -110,7 +112,8 @@ def decode(reply_board: Any, policy: Any = None) -> Board:
                 if isinstance(name, str) and value is not None and value > 0:
                     shares[name[:MAX_TEXT]] = value
         problem = _text(policy.get("problem"))
-    return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem)
+    me = _text(reply_board.get("me")) if isinstance(reply_board, dict) else None
+    return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem, me)
 
 
 def read(session: Session, demand: list[dict[str, Any]] | None = None) -> Board:

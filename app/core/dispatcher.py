@@ -23,10 +23,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
 
 from app.core.cluster import ClusterMonitor, HostView
+from app.core.fairshare import LabState, demand_of
+from app.core.gpufree import Need
 from app.core.hostcalls import (
     DispatchOptions,
     HostCalls,
@@ -35,10 +38,11 @@ from app.core.hostcalls import (
     SshRunControl,
     host_run_id,
 )
+from app.core.labwatch import LabWatch
 from app.core.queuelock import QueueLock
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
-from app.core.scheduler import Placement, plan
+from app.core.scheduler import Placement, explain, plan
 from app.core.store import Store
 from app.core.taskpool import TaskPool
 from ssh_backend.states import HostState
@@ -73,6 +77,7 @@ class Dispatcher:
             self._options, self._notify, self.wake,
         )
         self._pool = TaskPool(self._options.workers, "labdeck-dispatch")
+        self.lab = LabWatch()
         self._queue_lock = QueueLock(store.path)
         self._listeners: list[RunListener] = []
         self._wake = threading.Event()
@@ -84,6 +89,7 @@ class Dispatcher:
         self._host_tags: dict[str, list[str]] = {}
         self._tags_read_at = -1e9
         self._said_passive = False
+        self._explained_at = -1e9
 
     # -- lifecycle -----------------------------------------------------------------
     def add_listener(self, listener: RunListener) -> None:
@@ -175,6 +181,7 @@ class Dispatcher:
             self.wake()
 
     def on_host_removed(self, name: str) -> None:
+        self.lab.forget(name)
         with self._shared.lock:
             self._shared.online.discard(name)
             self._shared.needs_reconcile.discard(name)
@@ -218,6 +225,7 @@ class Dispatcher:
         self._track(active)
         self._schedule_cancels(active, views, now)
         self._schedule_polls(active, views, now)
+        self._schedule_boards(views, now)
         placed = self._dispatch(active, views, now)
         self._update_idle(views, placed)
 
@@ -272,6 +280,25 @@ class Dispatcher:
                 with self._shared.lock:
                     self._shared.poked.discard(name)
 
+    def _schedule_boards(self, views: dict[str, HostView], now: float) -> None:
+        """Read each online host's lab board now and then, publishing this Labdeck's
+        waiting demand for the runs that may go there in the same call."""
+        due = [name for name, view in views.items()
+               if view.state is HostState.ONLINE and self.lab.due(name, now)]
+        if not due:
+            return
+        queued = self.runstore.queued()
+        tags = self._tags(now)
+        for name in due:
+            session = self._monitor.session(name)
+            if session is None:
+                continue
+            demand = demand_of(
+                (Need.of(run).gpus, run.queued_at or run.created_at, run.priority)
+                for run in queued if _may_use(run, name, tags.get(name, ())))
+            self._pool.submit(f"board:{name}",
+                              functools.partial(self.lab.poll, session, name, demand))
+
     def _dispatch(self, active: list[Run], views: dict[str, HostView], now: float) -> bool:
         queued = self.runstore.queued()
         shared = self._shared
@@ -301,21 +328,50 @@ class Dispatcher:
         per_user: dict[str, int] = defaultdict(int)
         for run in active:
             per_user[run.user] += 1
+        launching: dict[str, int] = defaultdict(int)
+        for run in active:
+            if run.state is RunState.LAUNCHING and run.host:
+                launching[run.host] += len(run.gpus)
+        reserved: dict[tuple[str, int], str] = dict.fromkeys(self.runstore.reserved(), "")
+        reserved.update(self.lab.reserved(views.values()))
+        lab = self.lab.state(views.values(), launching)
         placements = plan(
             queued,
             [view for name, view in views.items() if name not in blocked],
-            self.runstore.reserved(),
+            reserved,
             in_flight,
             self._options.policy,
             host_tags=self._tags(now),
             active_per_user=per_user,
             now=time.time(),
+            lab=lab,
         )
         by_id = {run.id: run for run in queued}
         placed = sum(1 for p in placements if self._claim(by_id[p.run_id], p))
         with shared.lock:
             shared.waiting = len(placements) < len(queued)
+        placed_ids = {p.run_id for p in placements}
+        self._explain([run for run in queued if run.id not in placed_ids], views, reserved,
+                      in_flight, lab, now)
         return placed > 0
+
+    def _explain(self, waiting: list[Run], views: dict[str, HostView],
+                 reserved: dict[tuple[str, int], str], in_flight: set[tuple[str, int]],
+                 lab: LabState, now: float) -> None:
+        """Give the first waiting runs the scheduler's reason, now and then (a queue of
+        thousands is explained from its head: those are the ones that start next)."""
+        if not waiting or now - self._explained_at < self._options.reason_every_s:
+            return
+        self._explained_at = now
+        tags = self._tags(now)
+        reasons = {}
+        for run in waiting[: self._options.reasons_max]:
+            if run.reason.startswith("launch refused"):
+                continue  # the host's own refusal (and its backoff) says more
+            reasons[run.id] = explain(run, list(views.values()), reserved, in_flight,
+                                      self._options.policy, host_tags=tags, lab=lab)
+        for run_id in self.runstore.set_waiting_reasons(reasons):
+            self._notify(run_id)
 
     def _claim(self, run: Run, placement: Placement) -> bool:
         shared = self._shared
@@ -372,6 +428,12 @@ class Dispatcher:
                 listener.on_run_changed(run_id)
             except Exception:
                 log.exception("run listener failed")
+
+
+def _may_use(run: Run, host: str, tags: Iterable[str]) -> bool:
+    """Whether ``run`` may go to ``host`` at all (its hosts and host tags)."""
+    need = Need.of(run)
+    return (not need.hosts or host in need.hosts) and set(need.host_tags) <= set(tags)
 
 
 def _online(views: dict[str, HostView], name: str) -> bool:

@@ -2,7 +2,7 @@
 
 Free means: its host is ONLINE with a reading for it, no process of anyone runs on it,
 its used memory is under the policy threshold (and it has the run's minimum free memory),
-no lease holds it, it is not reserved by the user and no launch is in flight on it.
+no lease holds it, nobody in the lab reserved it and no launch is in flight on it.
 Pure functions over the protocol's readings; the scheduler builds on them.
 """
 
@@ -77,7 +77,9 @@ def gpu_busy_reason(
         return "no reading"
     key = (view.name, reading.index)
     if key in reserved:
-        return "reserved for manual use"
+        # A lab reservation says by whom and until when; an old local one only that it is.
+        said = reserved.get(key) if isinstance(reserved, Mapping) else None
+        return said or "reserved for manual use"
     if key in in_flight:
         return "a launch is in flight on it"
     if reading.processes:

@@ -88,6 +88,9 @@ class DispatchOptions:
     # A host whose reconcile keeps failing (a broken runctl, no python3) is asked again
     # after this, doubled each time up to the max.
     reconcile_backoff_max_s: float = 60.0
+    # Queued runs get the scheduler's reason for waiting this often, the first N of them.
+    reason_every_s: float = 2.0
+    reasons_max: int = 200
     # A cancel not yet seen finished is sent again after this (its TERM may have been lost).
     cancel_resend_s: float = 45.0
     # Steps closer together than this only when woken by something that matters.

@@ -239,6 +239,19 @@ class RunStore:
                 gpu_uuids=uuids,
             )
 
+    def set_waiting_reasons(self, reasons: Mapping[str, str]) -> list[str]:
+        """Why each queued run waits (the scheduler's words); only rows still queued and
+        whose reason changed are written. Returns the ids that changed."""
+        changed: list[str] = []
+        with self._store.transaction() as db:
+            for run_id, reason in reasons.items():
+                cursor = db.conn.execute(
+                    "UPDATE runs SET reason = ? WHERE id = ? AND state = 'queued' "
+                    "AND reason IS NOT ?", [reason, run_id, reason])
+                if cursor.rowcount:
+                    changed.append(run_id)
+        return changed
+
     def request_cancel(self, run_id: str) -> Run:
         """Cancel: a queued run ends now; an active one is flagged for the dispatcher."""
         with self._store.transaction() as db:

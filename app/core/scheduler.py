@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.cluster import HostView
+from app.core.fairshare import LabState, Waiting, describe_blocker
 from app.core.gpufree import GpuKey, Need, Policy, free_gpus, gpu_busy_reason, gpus_of
 from app.core.runs import Run, RunState
 from ssh_backend.states import HostState
@@ -79,8 +80,12 @@ class _Pool:
         in_flight: Collection[GpuKey],
         policy: Policy,
         host_tags: Mapping[str, Collection[str]],
+        lab: LabState | None = None,
     ) -> None:
         self.policy = policy
+        self.lab = lab
+        # GPUs placed on each host by this plan: they count as this user's from now on.
+        self.placed_on: dict[str, int] = {}
         self.hosts: dict[str, _Host] = {}
         for view in sorted(views, key=lambda v: v.name):
             if view.state is HostState.ONLINE and view.sample is not None:
@@ -168,8 +173,18 @@ class _Pool:
             else:
                 host, avail = max(fits, key=lambda f: len(f[1]))
             chosen = tuple(avail[: need.gpus])
+        if self.fair_blocker(host, len(chosen)) is not None:
+            return None
         self.take(host, chosen)
+        self.placed_on[host.name] = self.placed_on.get(host.name, 0) + len(chosen)
         return Placement(run.id, host.name, chosen, tuple(host.uuids[i] for i in chosen))
+
+    def fair_blocker(self, host: _Host, gpus: int) -> Waiting | None:
+        """A labmate below their fair share who waits for these GPUs (see fairshare)."""
+        if self.lab is None or gpus == 0:
+            return None
+        extra = sum(self.placed_on.values()) + gpus
+        return self.lab.blocker(host.name, len(host.free), extra)
 
     def drain(self, need: Need) -> bool:
         """Hold back free GPUs for a starving run that does not fit yet (see module doc);
@@ -201,15 +216,17 @@ def plan(
     host_tags: Mapping[str, Collection[str]] | None = None,
     active_per_user: Mapping[str, int] | None = None,
     now: float | None = None,
+    lab: LabState | None = None,
 ) -> list[Placement]:
     """Placements for the queued runs that can start now, in the order to launch them.
 
     ``in_flight``: GPUs of runs launching or running that a sample may not show yet (the
     store's ``busy_gpus()`` plus claims in progress). ``active_per_user``: active runs per
-    user, for fair share. ``now``: wall time; without it no run drains a host.
+    user, for fair share. ``now``: wall time; without it no run drains a host. ``lab``:
+    the lab's boards merged (``fairshare``): GPUs are left to labmates below their share.
     """
     policy = policy or Policy()
-    pool = _Pool(hosts, reserved, in_flight, policy, host_tags or {})
+    pool = _Pool(hosts, reserved, in_flight, policy, host_tags or {}, lab)
     active = dict(active_per_user or {})
     placements: list[Placement] = []
     drained = False
@@ -307,6 +324,8 @@ def explain(
     policy: Policy | None = None,
     *,
     host_tags: Mapping[str, Collection[str]] | None = None,
+    lab: LabState | None = None,
+    now: float | None = None,
 ) -> str:
     """One sentence saying why a queued run is not running (yet)."""
     policy = policy or Policy()
@@ -351,6 +370,10 @@ def explain(
     best = max(online, key=lambda v: len(free[v.name]))
     most = len(free[best.name])
     if most >= need.gpus:
+        if lab is not None:
+            waiting = lab.blocker(best.name, most, need.gpus)
+            if waiting is not None:
+                return describe_blocker(waiting, now)
         return (f"{most} GPUs are free on {best.name}; runs ahead of it in the queue "
                 "(or one that waited long and is owed a host) take them first")
     readings = best.sample.gpus if best.sample is not None else ()

@@ -505,6 +505,7 @@ def read_board(request):
         raise Refused(str(exc), host_wide=True) from None
     except OSError as exc:
         raise cannot_write(board.board_dir(), exc) from None
+    found["me"] = board.user_name(os.getuid())
     found["leases"] = []
     for name in leases.listed():
         info = leases.holder_info(name, timeout=leases.SAMPLE_PROBE_TIMEOUT_S)

@@ -42,6 +42,15 @@ class FakeSession:
         self.listener = listener
         self.busy: set[int] = set()
         self.seq = 0
+        # The host's lab board as runctl would answer it (None: an old host without one).
+        self.board: dict[str, Any] | None = None
+        self.published: list[Any] = []
+
+    def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        if request.get("op") != "board" or self.board is None:
+            raise OSError("no run control on this fake host")
+        self.published.append(request.get("demand"))
+        return {"ok": True, "board": self.board, "policy": {}}
 
     @property
     def name(self) -> str:

@@ -276,3 +276,42 @@ def test_a_timed_out_or_foreign_cancelled_run_says_so(rig: Rig) -> None:
     rig.wait_state(stopped, RunState.CANCELLED)
     run = rig.runs.get(slow)
     assert run is not None and "time limit" in run.reason and run.exit_code == 143
+
+
+def test_lab_reservations_and_fair_share_from_the_hosts_boards(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ["ws1"])
+    rig.dispatcher = rig.new_dispatcher(replace(FAST, workers=2))
+    rig.dispatcher.lab.every_s = 0.05
+    try:
+        ws1 = rig.sessions["ws1"]
+        until = time.time() + 3600
+        ws1.board = {
+            "me": "alice",
+            "reservations": [{"gpu_uuid": "GPU-ws1-0", "user": "bob", "until": until,
+                              "note": "debugging"}],
+            "demand": [{"user": "carol", "gpus": 1, "runs": 5, "since": time.time() - 600}],
+            # alice (this Labdeck) already holds 2 GPUs; carol holds none and waits.
+            "leases": [{"gpu_uuid": "GPU-ws1-1", "user": "alice"},
+                       {"gpu_uuid": "GPU-ws1-2", "user": "alice"}],
+        }
+        ws1.busy = {1, 2}  # what the samples show of alice's two runs
+        first = rig.submit("first")
+        rig.dispatcher.start()
+        ws1.online()
+        # 4 GPUs: bob reserved one; alice's share of 3 with carol waiting is 1.5: she holds
+        # 2, so the free GPU 3 is left to carol, and the run says why.
+        wait_for(lambda: any(ws1.published))
+        wait_for(lambda: "over your fair share: carol has waited 10 min"
+                 in (rig.runs.get(first).reason or ""), timeout=5,
+                 why=lambda: rig.runs.get(first).reason)
+        assert rig.state(first) is RunState.QUEUED
+        assert rig.hosts.launched(first) == 0
+        assert ws1.published[-1] == [{"gpus": 1, "runs": 1, "since": pytest.approx(
+            rig.runs.get(first).queued_at), "priority": 0}]
+        # carol's demand fades (her laptop closed): alice may take GPU 3, never GPU 0.
+        ws1.board = {**ws1.board, "demand": []}
+        rig.wait_state(first, RunState.RUNNING)
+        run = rig.runs.get(first)
+        assert run is not None and run.gpus == (3,)
+    finally:
+        rig.close()
