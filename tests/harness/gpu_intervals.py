@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,14 +70,16 @@ class HostRecords:
 
 
 def read_host_records(
-    hosts: list[SshdHost], skip: dict[str, set[str]] | None = None
+    hosts: list[SshdHost], skip: dict[str, set[str]] | None = None,
+    home: Callable[[SshdHost], Path] | None = None,
 ) -> HostRecords:
     """Read every run folder on ``hosts`` whose job started (state.json exists), but
-    for the folder names in ``skip[host name]`` (runs of an earlier test)."""
+    for the folder names in ``skip[host name]`` (runs of an earlier test). ``home``
+    gives the HOME on a host of the user whose runs to read (root's by default)."""
     records = HostRecords()
     for host in hosts:
         old = (skip or {}).get(host.name, set())
-        for name, folder in run_dirs(host).items():
+        for name, folder in run_dirs(host, home(host) if home else None).items():
             if name in old or not (folder / "state.json").exists():
                 continue  # a refused launch: the wrapper never started the job
             job = json.loads((folder / "job.json").read_text())

@@ -20,6 +20,7 @@ from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.hostkeys import KnownHosts
+from ssh_backend.hostspec import HostSpec
 from tests.harness.sshd import SshdHost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,9 @@ def base_run_id(host_run_id: str) -> str:
 class LabApp:
     """One user's Labdeck: ``app("submit", …)`` runs the CLI; ``serve()`` the dispatcher."""
 
-    def __init__(self, root: Path, hosts: list[SshdHost]) -> None:
+    def __init__(self, root: Path, hosts: list[SshdHost],
+                 spec: Callable[[SshdHost], HostSpec] = SshdHost.spec) -> None:
+        """``spec`` says how this Labdeck reaches a host (default: as root, lab key)."""
         self.root = root
         self.home = root / "labdeck"
         user_home = root / "user"  # no ~/.ssh of the machine running the tests
@@ -49,7 +52,7 @@ class LabApp:
         self.hosts = {host.name: host for host in hosts}
         with Store.open(self.store_path) as store:
             for host in hosts:
-                store.add_host(host.spec())
+                store.add_host(spec(host))
         known = KnownHosts(self.home / "known_hosts")
         for host in hosts:
             host.trust(known)
@@ -132,9 +135,10 @@ class LabApp:
             time.sleep(0.2)
 
 
-def run_dirs(host: SshdHost) -> dict[str, Path]:
-    """Host folder name → run folder, for every run folder on ``host``."""
-    root = host.home / ".labdeck" / "runs"
+def run_dirs(host: SshdHost, home: Path | None = None) -> dict[str, Path]:
+    """Host folder name → run folder, for every run folder on ``host`` (of the user
+    whose HOME there is ``home``; root's by default)."""
+    root = (home or host.home) / ".labdeck" / "runs"
     if not root.is_dir():
         return {}
     return {path.name: path for path in root.iterdir() if path.is_dir()}

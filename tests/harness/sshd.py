@@ -2,13 +2,16 @@
 
 Each host listens on its own loopback address 127.0.0.x and a free port, has its own
 ed25519 host key, its own HOME (``SetEnv``) and an authorized_keys file holding the test
-client key. Helpers freeze (SIGSTOP) and thaw the whole sshd process tree, kill or
-restart the listener and rotate the host key, so tests can break a host on purpose.
+client key; other Unix users can be let in too, each with a HOME of their own and this
+host's lease namespace (``SshdHost.users``). Helpers freeze (SIGSTOP) and thaw the whole
+sshd process tree, kill or restart the listener and rotate the host key, so tests can
+break a host on purpose.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import os
 import signal
@@ -104,6 +107,13 @@ class SshdHost:
     env: dict[str, str] = field(default_factory=dict)
     listen: str | None = None
     extra_config: tuple[str, ...] = ()
+    # Other Unix users let in (name → their HOME on this host): each gets this host's
+    # environment (its lease namespace above all) with that HOME, and logs in with the
+    # keys in ~/.ssh/authorized_keys of their real home.
+    users: dict[str, Path] = field(default_factory=dict)
+    # The listener's umask, inherited by every session (sftp too): a host-wide umask, as
+    # pam_umask or a service's UMask= gives one. None: the test process's own.
+    umask: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     # Every pid ever seen under this host, so teardown can kill orphans too.
     known_pids: set[int] = field(default_factory=set)
@@ -132,8 +142,11 @@ class SshdHost:
     @property
     def lease_ns(self) -> str:
         """This host's GPU lease namespace (LABDECK_LEASE_NS, via SetEnv): the hosts of
-        the lab in a box share one kernel, and a real host's leases are its own."""
-        return f"{self.name}-{self.root.name}"
+        the lab in a box share one kernel, and a real host's leases are its own. Abstract
+        socket names are machine-wide, so the namespace derives from the host's whole
+        folder: two test sessions running at once each have a "lab1-ws1" of their own."""
+        where = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return f"{self.name}-{where}"
 
     @property
     def board_dir(self) -> Path:
@@ -169,7 +182,9 @@ class SshdHost:
     def trust(self, known_hosts: KnownHosts) -> None:
         known_hosts.add(self.address, self.port, self.host_key)
 
-    def _write_config(self) -> None:
+    def session_env(self, home: Path | None = None) -> dict[str, str]:
+        """The environment sshd gives a session on this host (SetEnv); ``home`` is the
+        HOME of a user other than root."""
         env = {
             "HOME": str(self.home),
             "PATH": BASE_PATH,
@@ -179,7 +194,12 @@ class SshdHost:
             "LABDECK_BOOT_ID_FILE": str(self.boot_id_file),
             **self.env,
         }
-        setenv = " ".join(f'"{k}={v}"' for k, v in env.items())
+        return env if home is None else {**env, "HOME": str(home)}
+
+    def _write_config(self) -> None:
+        def setenv(env: dict[str, str]) -> str:
+            return "SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items())
+
         lines = [
             f"ListenAddress {self.listen or self.address}:{self.port}",
             f"HostKey {self.host_key_path}",
@@ -194,9 +214,16 @@ class SshdHost:
             "AllowTcpForwarding yes",
             "LogLevel DEBUG1",
             "Subsystem sftp internal-sftp",
-            f"SetEnv {setenv}",
+            setenv(self.session_env()),
             *self.extra_config,
         ]
+        # A Match block's SetEnv replaces the global one: each user gets all of it.
+        for user, home in self.users.items():
+            lines += [
+                f"Match User {user}",
+                "    AuthorizedKeysFile %h/.ssh/authorized_keys",
+                f"    {setenv(self.session_env(home))}",
+            ]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
@@ -216,6 +243,7 @@ class SshdHost:
         pub = self.client_key.with_name(self.client_key.name + ".pub").read_text()
         (self.root / "authorized_keys").write_text(pub)
         self._write_config()
+        umask = {} if self.umask is None else {"umask": self.umask}
         with self.log_path.open("ab") as log:
             self.proc = popen(
                 [SSHD, "-D", "-e", "-f", str(self.config_path)],
@@ -223,6 +251,7 @@ class SshdHost:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                **umask,
             )
         self.known_pids.add(self.proc.pid)
 
