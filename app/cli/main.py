@@ -20,6 +20,7 @@ from app.cli import (
     desktop_cmd,
     gpus_cmd,
     hosts_cmd,
+    lab_cmd,
     metrics_cmd,
     runs_cmd,
     secrets_cmd,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     hosts_cmd.add_parser(commands)
     gpus_cmd.add_parser(commands)
     runs_cmd.add_parser(commands)
+    lab_cmd.add_parser(commands)
     serve_cmd.add_parser(commands)
     metrics_cmd.add_parser(commands)
     secrets_cmd.add_parser(commands)

@@ -1,4 +1,4 @@
-"""``labdeck submit / ls / show / cancel / reserve / unreserve``: the run queue from a shell.
+"""``labdeck submit / ls / show / cancel``: the run queue from a shell.
 
 These only read and write the local store; ``labdeck serve`` (or the window) is what
 starts queued runs and carries out cancels. A submit checks everything first (the job
@@ -66,14 +66,6 @@ def add_parser(commands: Any) -> None:
     cancel.add_argument("run_id", metavar="RUN")
     cancel.set_defaults(run=_cancel)
 
-    for name, action in (("reserve", "keep a GPU for manual work"),
-                         ("unreserve", "give a reserved GPU back to the queue")):
-        parser = commands.add_parser(name, help=action)
-        parser.add_argument("host", metavar="HOST")
-        parser.add_argument("gpu", type=int, metavar="GPU", help="the GPU's index")
-        if name == "reserve":
-            parser.add_argument("--note", default="", help="why (shown to you later)")
-        parser.set_defaults(run=_reserve if name == "reserve" else _unreserve)
 
 
 # -- submit ------------------------------------------------------------------------
@@ -250,7 +242,7 @@ def _when(stamp: float | None) -> str:
     return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
-# -- cancel / reserve --------------------------------------------------------------------
+# -- cancel --------------------------------------------------------------------
 def _cancel(args: argparse.Namespace) -> int:
     with Store.open() as store:
         runs = RunStore(store)
@@ -268,24 +260,6 @@ def _cancel(args: argparse.Namespace) -> int:
     if nobody:
         warn("no dispatcher is running on this queue: start `labdeck serve` (or the window) "
              "to carry the cancel out")
-    return 0
-
-
-def _reserve(args: argparse.Namespace) -> int:
-    with Store.open() as store:
-        if store.host(args.host) is None:
-            raise UsageError(f"no host named '{args.host}'; see the list with: labdeck hosts ls")
-        if args.gpu < 0:
-            raise UsageError("a GPU index is 0 or more")
-        RunStore(store).reserve(args.host, args.gpu, args.note)
-    say(f"{args.host} GPU {args.gpu} is reserved: no run will be started on it")
-    return 0
-
-
-def _unreserve(args: argparse.Namespace) -> int:
-    with Store.open() as store:
-        RunStore(store).unreserve(args.host, args.gpu)
-    say(f"{args.host} GPU {args.gpu} is free for queued runs again")
     return 0
 
 

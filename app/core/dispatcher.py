@@ -325,6 +325,8 @@ class Dispatcher:
             # Hosts refusing every launch (disk full) until their backoff is over.
             blocked |= {host for host, (until, _delay) in shared.host_cooldown.items()
                         if until > now}
+        # Not before the host's lab board was read once: its reservations are not known.
+        blocked |= {name for name in views if not self.lab.settled(name)}
         per_user: dict[str, int] = defaultdict(int)
         for run in active:
             per_user[run.user] += 1
@@ -401,7 +403,9 @@ class Dispatcher:
         return True
 
     def _update_idle(self, views: dict[str, HostView], placed: bool) -> None:
-        settled = all(_settled(view) for view in views.values())
+        settled = all(_settled(view) for view in views.values()) and all(
+            self.lab.settled(name) for name, view in views.items()
+            if view.state is HostState.ONLINE)
         with self._shared.lock:
             pending = bool(self._shared.launching) or bool(
                 self._shared.needs_reconcile & self._shared.online

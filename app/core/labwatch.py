@@ -38,6 +38,8 @@ class LabWatch:
         self._lock = threading.Lock()
         self._boards: dict[str, tuple[Board, float]] = {}
         self._asked: dict[str, float] = {}
+        # Hosts whose board was read (or found unreadable) since they were last forgotten.
+        self._settled: set[str] = set()
 
     def due(self, host: str, now: float) -> bool:
         """Whether ``host`` should be asked now (marks it asked when it is)."""
@@ -53,14 +55,24 @@ class LabWatch:
             board = labboard.read(session, demand)
         except Exception as exc:  # an old or broken host: its board stays unknown
             log.info("%s: lab board not read: %s", host, exc)
+            with self._lock:
+                self._settled.add(host)
             return
         with self._lock:
             self._boards[host] = (board, time.monotonic())
+            self._settled.add(host)
+
+    def settled(self, host: str) -> bool:
+        """Whether ``host``'s board was asked about and answered (or failed) once: until
+        then nothing is placed there, so a reservation is never learnt of too late."""
+        with self._lock:
+            return host in self._settled
 
     def forget(self, host: str) -> None:
         with self._lock:
             self._boards.pop(host, None)
             self._asked.pop(host, None)
+            self._settled.discard(host)
 
     def boards(self, now: float | None = None) -> dict[str, Board]:
         now = time.monotonic() if now is None else now
