@@ -59,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         monitor.wait_until(lambda views: all(_settled(v) for v in views), args.timeout)
         views = monitor.hosts()
+        reserved = lab_reservations(monitor, views)
     finally:
         monitor.stop()
     if args.json:
-        say(json.dumps({"hosts": [host_json(v) for v in views]}, indent=2))
+        say(json.dumps({"hosts": [host_json(v, reserved) for v in views]}, indent=2))
     else:
-        say(render_table(views))
+        say(render_table(views, reserved))
     return 0 if all(v.sample is not None for v in views) else 1
 
 
@@ -87,20 +88,47 @@ def host_detail(view: HostView) -> str:
     return detail
 
 
-def host_json(view: HostView) -> dict[str, Any]:
+def lab_reservations(monitor: Any, views: list[HostView]) -> dict[tuple[str, int], str]:
+    """(host, GPU index) → 'reserved by … until …' from the hosts' lab boards (a host
+    whose board cannot be read shows none; its wrapper still honours them)."""
+    from app.core.labwatch import reservation_text
+    from ssh_backend import labboard
+
+    found: dict[tuple[str, int], str] = {}
+    for view in views:
+        session = monitor.session(view.name)
+        if view.sample is None or session is None:
+            continue
+        try:
+            board = labboard.read(session)
+        except Exception:  # noqa: S112 - an old or broken host: no reservations to show
+            continue
+        index = {r.uuid: r.index for r in view.sample.gpus}
+        for item in board.reservations:
+            if item.gpu_uuid in index:
+                found[(view.name, index[item.gpu_uuid])] = reservation_text(item)
+    return found
+
+
+def host_json(view: HostView, reserved: dict[tuple[str, int], str] | None = None
+              ) -> dict[str, Any]:
     names = {g.index: g.name for g in view.hello.gpus} if view.hello else {}
     gpus = view.sample.gpus if view.sample else ()
+    reserved = reserved or {}
     return {
         "name": view.name,
         "state": str(view.state),
         "detail": host_detail(view),
         "simulated": view.simulated,
-        "gpus": [_gpu_json(g, names.get(g.index)) for g in gpus],
+        "gpus": [_gpu_json(g, names.get(g.index), reserved.get((view.name, g.index)))
+                 for g in gpus],
     }
 
 
-def _gpu_json(gpu: GpuReading, name: str | None) -> dict[str, Any]:
+def _gpu_json(gpu: GpuReading, name: str | None, reserved: str | None = None
+              ) -> dict[str, Any]:
     return {
+        "reserved": reserved,
         "index": gpu.index,
         "uuid": gpu.uuid,
         "name": name,
@@ -118,8 +146,10 @@ def _gpu_json(gpu: GpuReading, name: str | None) -> dict[str, Any]:
     }
 
 
-def render_table(views: list[HostView]) -> str:
+def render_table(views: list[HostView],
+                 reserved: dict[tuple[str, int], str] | None = None) -> str:
     header = ["HOST", "GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "USERS"]
+    reserved = reserved or {}
     rows: list[list[str]] = []
     notes: list[str] = []
     for view in views:
@@ -141,7 +171,7 @@ def render_table(views: list[HostView]) -> str:
                     f"{_num(gpu.mem_used_mib)} / {_num(gpu.mem_total_mib)} MiB",
                     _num(gpu.temp_c, "°C"),
                     f"{_num(gpu.power_w)} / {_num(gpu.power_limit_w)} W",
-                    _users(gpu),
+                    _users(gpu, reserved.get((view.name, gpu.index))),
                 ]
             )
         if view.state not in (HostState.ONLINE, HostState.CONNECTING):
@@ -154,8 +184,8 @@ def _num(value: float | None, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:.0f}{unit}"
 
 
-def _users(gpu: GpuReading) -> str:
-    parts = []
+def _users(gpu: GpuReading, reserved: str | None = None) -> str:
+    parts = [reserved] if reserved else []
     for p in gpu.processes:
         command = terminal_safe((p.command or "?").replace("\0", " ").strip())
         command = command if len(command) <= 40 else command[:39] + "…"

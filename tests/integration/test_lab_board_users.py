@@ -1,0 +1,107 @@
+"""The lab board between real Unix users: a reservation made by one user's Labdeck is seen
+by another's (``labdeck gpus``, ``labdeck lab``), never launched onto by it, cannot be
+lifted by it, and ends by itself. Both users under umask 077, on a real sshd host."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.core.runs import RunState
+from tests.harness.gpu_intervals import read_host_records
+from tests.harness.labapp import LabApp
+from tests.harness.sshd import SshdHost, SshdLab
+from tests.harness.unixusers import LabUser, UnixUsers
+
+pytestmark = [pytest.mark.sshd, pytest.mark.slow]
+
+JOB = """\
+import os, time
+t0 = time.time()
+time.sleep(0.3)
+with open(os.path.join(os.environ['LABDECK_RUN_DIR'], 'times'), 'w') as fh:
+    fh.write('%r %r' % (t0, time.time()))
+"""
+RESERVED_FOR_S = 25
+
+
+@dataclass
+class Pair:
+    alice: LabUser
+    bob: LabUser
+    host: SshdHost
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    with UnixUsers() as made:
+        sshd = SshdLab(made.folder("sshd"))
+        try:
+            alice, bob = made.add(0o077), made.add(0o077)
+            host = sshd.add_host("ws1", start=False)
+            host.umask = 0o077
+            for user in (alice, bob):
+                made.admit(host, user)
+            host.start()
+            yield Pair(alice, bob, host)
+        finally:
+            sshd.close()
+
+
+def sweep(path: Path, count: int) -> Path:
+    values = ", ".join(str(i) for i in range(count))
+    path.write_text(f"name: fill\ncommand: [python3, -c, {json.dumps(JOB)}, --i, '0']\n"
+                    f"sweep:\n  i: [{values}]\n")
+    return path
+
+
+@pytest.mark.timeout(240)
+def test_a_reservation_holds_between_users_and_ends_by_itself(
+    tmp_path: Path, pair: Pair
+) -> None:
+    alices = LabApp(tmp_path / "alice", [pair.host], spec=pair.alice.spec)
+    bobs = LabApp(tmp_path / "bob", [pair.host], spec=pair.bob.spec)
+    try:
+        made = alices("reserve", pair.host.name, "1", "--for", f"{RESERVED_FOR_S}s",
+                      "--note", "debugging <b>by hand</b>")
+        assert made.returncode == 0, made.stderr
+        until = time.time() + RESERVED_FOR_S
+        # Both users see it, named by the kernel's word for alice.
+        for app in (alices, bobs):
+            shown = app("gpus", "--json")
+            assert shown.returncode == 0, shown.stderr
+            gpus = json.loads(shown.stdout)["hosts"][0]["gpus"]
+            reserved = {g["index"]: g["reserved"] for g in gpus if g["reserved"]}
+            assert list(reserved) == [1], reserved
+            assert reserved[1].startswith(f"reserved by {pair.alice.name} until ")
+            assert reserved[1].endswith("— debugging <b>by hand</b>")
+        # Bob cannot lift it.
+        lifted = bobs("unreserve", pair.host.name, "1")
+        assert lifted.returncode == 1 and f"stays reserved by {pair.alice.name}" in lifted.stderr
+        # Bob's runs fill the host: never GPU 1 while it is reserved.
+        ids = bobs.submit(str(sweep(tmp_path / "fill.yaml", 9)))
+        serve = bobs.serve("--until-done", "--poll", "0.5")
+        assert serve.wait(150) == 0, bobs.serve_output()[-3000:]
+        runs = bobs.runs()
+        assert [r.state for r in runs] == [RunState.SUCCEEDED] * len(ids)
+        records = read_host_records([pair.host], skip=set(), home=pair.bob.home_on)
+        uuid1 = next(g["uuid"] for g in gpus if g["index"] == 1)
+        early = [(s, e, run) for s, e, run in records.jobs.get(uuid1, []) if s < until - 1]
+        assert early == [], early
+        lab = json.loads(bobs("lab", "--json").stdout)
+        if time.time() < until - 2:
+            assert [r["user"] for r in lab["reservations"]] == [pair.alice.name]
+        # It ends by itself.
+        time.sleep(max(0.0, until - time.time()) + 1)
+        after = json.loads(bobs("lab", "--json").stdout)
+        assert after["reservations"] == []
+        shown = json.loads(alices("gpus", "--json").stdout)["hosts"][0]["gpus"]
+        assert all(g["reserved"] is None for g in shown)
+    finally:
+        alices.close()
+        bobs.close()
