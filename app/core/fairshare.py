@@ -1,13 +1,12 @@
 """Lab-wide fair share: whether this Labdeck's user may take a GPU that frees up, with every
 lab member's holdings and waiting demand in view (from the hosts' lab boards).
 
-Pure functions, no I/O. The rule, work-conserving weighted max-min fairness:
-- Each user's entitlement is their weighted share of the lab's GPUs, capped at what they
-  hold plus what they wait for; what a capped user leaves is shared among the others
-  (water-filling).
-- A user at or above their entitlement does not take a free GPU while another user below
-  theirs waits for a run that those free GPUs could start; nobody waits while a GPU would
-  otherwise idle (if no such user waits, the GPU is taken).
+Pure functions, no I/O. The rule, work-conserving weighted fair share (the max-min share that water-filling gives
+each user is what it converges to, and what the lab view shows as their fair share):
+- GPUs that free up go to the waiting user who would then hold the fewest GPUs per unit
+  of share weight, among those with a waiting run those GPUs can start;
+- so nobody waits while a GPU would otherwise idle: a user whose runs cannot use the
+  free GPUs (too few on that host) does not hold them up for others.
 Every Labdeck applies the same rule to the same boards, so they agree without a server.
 """
 
@@ -53,22 +52,29 @@ class LabState:
         return water_fill(self.gpus_total, caps, {u: self.weight(u) for u in caps})
 
     def blocker(self, host: str, free_after: int, extra: int = 0) -> Waiting | None:
-        """A user below their entitlement who waits for a run that ``free_after`` free
-        GPUs on ``host`` could start, while this app's user would be at or above theirs
-        after taking ``extra`` more; None when this app's user may go ahead."""
+        """The labmate a GPU that frees up on ``host`` goes to instead of this app's user,
+        or None when this app's user may take it.
+
+        ``free_after``: GPUs free on the host; ``extra``: GPUs this app's user would hold
+        more by taking them (this placement and others of the same plan). Among the
+        users waiting for a run that those free GPUs can start, the GPUs go to the one
+        whose GPUs per share weight would be lowest after taking them (ties by name).
+        Every Labdeck ranks alike from the same boards, so exactly one of them takes
+        the GPUs, and no GPU idles while a waiting run fits it.
+        """
         me = self.me.get(host)
         if me is None:
             return None
-        entitled = self.entitlements()
-        mine = self.held.get(me, 0) + extra
-        if mine <= entitled.get(me, 0.0) + 1e-9:
-            return None
-        for wait in sorted(self.waiting.get(host, ()), key=lambda w: w.since):
+        mine = (self.held.get(me, 0) + extra) / self.weight(me)
+        best: tuple[float, str, Waiting] | None = None
+        for wait in self.waiting.get(host, ()):
             if wait.user == me or wait.gpus > free_after:
                 continue
-            if self.held.get(wait.user, 0) < entitled.get(wait.user, 0.0) - 1e-9:
-                return wait
-        return None
+            theirs = (self.held.get(wait.user, 0) + wait.gpus) / self.weight(wait.user)
+            ahead = theirs < mine - 1e-9 or (abs(theirs - mine) <= 1e-9 and wait.user < me)
+            if ahead and (best is None or (theirs, wait.user) < best[:2]):
+                best = (theirs, wait.user, wait)
+        return best[2] if best is not None else None
 
 
 def water_fill(total: float, caps: Mapping[str, float], weights: Mapping[str, float]

@@ -38,6 +38,7 @@ GROUPS: dict[str, str] = {
     "ingest": "tests.bench.figures_core:measure_ingest",
     "plots": "tests.bench.figures_gui:measure_plots",
     "scheduler": "tests.bench.figures_core:measure_scheduler",
+    "fairness": "tests.bench.bench_fairness:measure",
     "runs_table": "tests.bench.figures_gui:measure_runs_table",
     "launch": "tests.bench.bench_launch:measure",
     "startup": "tests.bench.bench_startup:measure",

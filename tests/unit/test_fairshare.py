@@ -55,9 +55,15 @@ def test_weights_from_the_policy_and_demand_counted_once_across_hosts() -> None:
     lab = lab_state(boards, {"ws1": 4, "ws2": 4}, {"ws1": "alice", "ws2": "alice"})
     assert lab.wanted == {"bob": 4}
     assert lab.entitlements() == {"alice": 6.0, "bob": 2.0}
-    # alice at 6 of her 6: her next GPU waits for bob, who is below his 2.
+    # alice with 7 GPUs for a weight of 3 is ahead of bob with 1 for a weight of 1.
     assert lab.blocker("ws1", free_after=1, extra=1) is not None
-    assert lab.blocker("ws1", free_after=1, extra=0) is None
+    # Ties go by name, so two Labdecks never both step back (or both take it).
+    tie = lab_state({"ws": board({"alice": 2, "bob": 2}, [Demand("bob", 1, 1, 1.0),
+                                                           Demand("alice", 1, 1, 1.0)])},
+                    {"ws": 8}, {"ws": "alice"})
+    assert tie.blocker("ws", free_after=1, extra=1) is None
+    tie.me = {"ws": "bob"}
+    assert tie.blocker("ws", free_after=1, extra=1).user == "alice"
 
 
 def test_in_flight_launches_count_as_held() -> None:
@@ -85,3 +91,16 @@ def test_a_malformed_board_decodes_to_nothing_harmful(junk: object) -> None:
     decoded = decode(junk, {"shares": {"a": -1, "b": "x", "c": 2}})
     assert decoded.reservations == () and decoded.demand == () and decoded.leases == ()
     assert decoded.shares == {"c": 2.0}
+
+
+def test_a_simulated_day_of_three_labdecks_is_fair_and_keeps_the_gpus_busy() -> None:
+    """The fairness benchmark's simulation at a day's size (tests/bench/bench_fairness):
+    the real scheduler and rule, three Labdecks deciding alone each minute."""
+    from tests.bench.bench_fairness import USERS, simulate
+
+    fair_index, used, shares = simulate(True, USERS, 1440, seed=3)
+    assert fair_index >= 0.95 and used >= 0.95, (fair_index, used, shares)
+    fcfs_index, _used, _shares = simulate(False, USERS, 1440, seed=3)
+    assert fcfs_index < fair_index
+    _index, alone, _s = simulate(True, {"alice": USERS["alice"]}, 600, seed=3)
+    assert alone >= 0.95
