@@ -1,8 +1,8 @@
 """Lab-wide fair share: whether this Labdeck's user may take a GPU that frees up, with every
 lab member's holdings and waiting demand in view (from the hosts' lab boards).
 
-Pure functions, no I/O. The rule, work-conserving weighted fair share (the max-min share that water-filling gives
-each user is what it converges to, and what the lab view shows as their fair share):
+Pure functions, no I/O. The rule, work-conserving weighted fair share (each user's
+max-min share from water-filling is what it converges to, and what the lab view shows):
 - GPUs that free up go to the waiting user who would then hold the fewest GPUs per unit
   of share weight, among those with a waiting run those GPUs can start;
 - so nobody waits while a GPU would otherwise idle: a user whose runs cannot use the

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.cluster import HostView
@@ -50,7 +50,6 @@ class Sim:
     gpu_minutes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     busy_minutes: int = 0
     minutes: int = 0
-    serial: int = 0
 
     def views(self) -> list[HostView]:
         held = {(j.host, g): j.user for j in self.jobs for g in j.gpus}
@@ -72,7 +71,6 @@ class Sim:
         gpus, _minutes = self.users[user]
         runs = []
         for k in range(QUEUE_DEPTH):
-            self.serial += 1
             runs.append(Run(id=f"r{user}{k:04d}", name="job", spec={"gpus": gpus},
                             state=RunState.QUEUED, user=user, seq=k, created_at=0.0,
                             queued_at=0.0))
