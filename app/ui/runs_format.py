@@ -123,6 +123,9 @@ def _display(row: RunRow, column: Column, now: float | None) -> str:
     if key == "duration":
         seconds = duration(row, now)
         return "" if seconds is None else format_duration(seconds)
+    if key == "reason":
+        # Why a queued run waits (the scheduler's words), why one failed or was lost.
+        return row.reason.splitlines()[0] if row.reason else ""
     if key == "tags":
         return ", ".join(row.tags)
     if key == "note":
@@ -155,6 +158,8 @@ def _tooltip(row: RunRow, column: Column) -> str | None:
         return f"started {full_time(row.started_at)}{end}" if row.started_at else None
     if key == "note":
         return row.note or None
+    if key == "reason":
+        return row.reason or None
     if column.kind == "metric":
         value = row.metrics.get(column.key)
         return None if value is None else f"last {column.key} = {value!r}"

@@ -27,7 +27,7 @@ from app.core.store import Store
 BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "Name"), ("state", "State"), ("place", "Host:GPUs"), ("user", "User"),
     ("submitted", "Submitted"), ("started", "Started"), ("duration", "Duration"),
-    ("tags", "Tags"), ("note", "Note"),
+    ("reason", "Why"), ("tags", "Tags"), ("note", "Note"),
 )
 STATE_ORDER = tuple(RunState)
 _STATE_RANK = "CASE state " + " ".join(
@@ -46,6 +46,7 @@ SORTS: dict[str, tuple[str, ...]] = {
     "submitted": ("id",),
     "started": ("started_at",),
     "duration": ("(COALESCE(ended_at, :now) - started_at)",),
+    "reason": ("reason",),
     "tags": ("tags",),
     "note": ("note",),
     "metric": (f"(SELECT last_value FROM metric_series WHERE run_id = {HOST_KEY_SQL} "  # noqa: S608

@@ -81,7 +81,7 @@ class Recorder:
 def test_model_passes_qt_model_tester(qtmodeltester, qtbot, world) -> None:
     _store, runstore, model = world
     qtmodeltester.check(model)
-    assert model.rowCount() == N and model.columnCount() == 9
+    assert model.rowCount() == N and model.columnCount() == 10
     model.set_extra_columns(["train/loss", "val/acc"], ["lr", "batch"])
     model.set_extra_columns(["val/acc"], ["batch"])
     with qtbot.waitSignal(model.query_applied, timeout=10000):
