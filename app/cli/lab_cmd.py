@@ -190,49 +190,13 @@ def _unreserve(args: argparse.Namespace) -> int:
 
 
 # -- lab and why -------------------------------------------------------------------------
-def lab_json(views: list[HostView], boards: dict[str, Board]) -> dict[str, Any]:
-    from app.core.fairshare import lab_state
-    from app.core.labwatch import reservation_text
-
-    counts = {v.name: len(v.sample.gpus) for v in views if v.sample and v.name in boards}
-    state = lab_state({h: b for h, b in boards.items() if h in counts}, counts, {})
-    entitled = state.entitlements()
-    now = time.time()
-    users = sorted(set(state.held) | set(state.wanted))
-    waiting_since: dict[str, float] = {}
-    for waits in state.waiting.values():
-        for wait in waits:
-            waiting_since[wait.user] = min(waiting_since.get(wait.user, now), wait.since)
-    idle = []
-    by_host = {v.name: v for v in views}
-    for host, board in boards.items():
-        view = by_host.get(host)
-        readings = {r.uuid: r for r in view.sample.gpus} if view and view.sample else {}
-        for lease in board.leases:
-            reading = readings.get(lease.gpu_uuid)
-            if reading is not None and reading.util_pct == 0:
-                idle.append({"host": host, "gpu": reading.index, "user": lease.user,
-                             "run": lease.run_id, "since": lease.since})
-    return {
-        "gpus": state.gpus_total,
-        "users": [{"user": u, "gpus_held": state.held.get(u, 0),
-                   "gpus_wanted": state.wanted.get(u, 0),
-                   "waiting_since": waiting_since.get(u),
-                   "weight": state.weight(u), "fair_share_gpus": round(entitled.get(u, 0), 2)}
-                  for u in users],
-        "reservations": [{"host": host, "gpu_uuid": r.gpu_uuid, "user": r.user,
-                          "until": r.until, "note": r.note, "text": reservation_text(r)}
-                         for host, board in sorted(boards.items()) for r in board.reservations],
-        "idle_holders": idle,
-        "hosts": sorted(boards),
-    }
-
-
 def _lab(args: argparse.Namespace) -> int:
     with _connected() as monitor:
         views = monitor.hosts()
         boards = _boards(monitor)
-    found = lab_json(views, boards)
+    from app.core.labsummary import lab_summary
+
+    found = lab_summary(views, boards)
     if args.json:
         say(json.dumps(found, indent=2))
         return 0

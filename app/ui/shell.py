@@ -14,6 +14,7 @@ from typing import Any
 from app.ui.compare_window import open_compare_window
 from app.ui.context import AppContext
 from app.ui.drop_submit import DropSubmitter, install_drop_submit
+from app.ui.lab_page import install_lab_page
 from app.ui.main_window import MainWindow
 from app.ui.notifications import Notifier, install_notifications
 from app.ui.run_window import open_run_window
@@ -59,6 +60,7 @@ def install_features(window: MainWindow, ctx: AppContext) -> Features:
 
     theme = install_theme(window, ctx)
     runs = install_runs_page(window, ctx, open_runs=open_runs, submit_dialog=clone_and_edit)
+    install_lab_page(window, ctx)  # owned by the window's tabs
     drops = install_drop_submit(window, ctx)
     notifier = install_notifications(window, ctx, open_run)
     # After every feature added its docks and splitters, so their layout is restored too.
