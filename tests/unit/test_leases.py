@@ -234,3 +234,27 @@ def test_agent_reports_a_held_lease_per_gpu(ns: str, tmp_path: Path) -> None:
             return agent.next(Sample)[1].gpus[1].leased_by is None
 
         wait_until(released, 5, "the agent to see the lease released")
+
+
+def test_folders_a_labmate_planted_do_not_matter(ns: str, other_user: str,
+                                                 tmp_path: Path) -> None:
+    """What broke the folder-based leases — another user's pre-created /tmp/labdeck-leases
+    (0755, theirs), or a link from it to a folder they control — touches nothing now."""
+    planted = Path("/tmp/labdeck-leases")
+    made = not planted.exists() and not planted.is_symlink()
+    if made:
+        planted.mkdir(mode=0o755)
+        os.chown(planted, pwd.getpwnam(other_user).pw_uid, -1)
+    try:
+        held = leases.acquire(["GPU-p0"], "run-mine", root=ns)
+        try:
+            assert leases.holder_info("GPU-p0", ns)["uid"] == os.getuid()
+            with pytest.raises(leases.Held):
+                leases.acquire(["GPU-p0"], "run-theirs", wait_s=0.1, root=ns)
+        finally:
+            for lease in held:
+                lease.close()
+        assert not any(planted.iterdir()) if planted.is_dir() else True
+    finally:
+        if made:
+            planted.rmdir()
