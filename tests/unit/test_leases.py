@@ -245,6 +245,7 @@ def test_folders_a_labmate_planted_do_not_matter(ns: str, other_user: str,
     if made:
         planted.mkdir(mode=0o755)
         os.chown(planted, pwd.getpwnam(other_user).pw_uid, -1)
+    before = set(planted.iterdir()) if planted.is_dir() else set()
     try:
         held = leases.acquire(["GPU-p0"], "run-mine", root=ns)
         try:
@@ -254,7 +255,7 @@ def test_folders_a_labmate_planted_do_not_matter(ns: str, other_user: str,
         finally:
             for lease in held:
                 lease.close()
-        assert not any(planted.iterdir()) if planted.is_dir() else True
+        assert (set(planted.iterdir()) if planted.is_dir() else set()) == before
     finally:
         if made:
             planted.rmdir()
