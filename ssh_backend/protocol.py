@@ -13,6 +13,11 @@ app → agent: ``configure`` (interval), ``ping``, ``shutdown``, ``watch``, ``un
 offsets (a missing source starts at 0); ``unwatch {"run_id"}`` stops it. A ``tail``
 carries console bytes as base64 and points as ``[series, step|null, wall, value]`` with
 non-finite values spelled "nan" / "inf" / "-inf".
+
+Decoding also bounds what a host may announce (``ssh_backend.limits``): the first
+``MAX_GPUS`` GPUs, the first ``MAX_PROCESSES`` processes of each, clipped text without
+control characters, a bounded number of points and parameters per chunk. What was left
+out is said in plain words: ``Hello.cut`` / ``Sample.cut``, or the chunk's ``warning``.
 """
 
 from __future__ import annotations
@@ -24,9 +29,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssh_backend.limits import (
+    MAX_COMMAND_CHARS,
+    MAX_DETAIL_CHARS,
+    MAX_GPUS,
+    MAX_LINE_BYTES,
+    MAX_NAME_CHARS,
+    MAX_POINTS_PER_CHUNK,
+    MAX_PROCESSES,
+    MAX_SOURCE_CHARS,
+    bound_params,
+    clean_text,
+    cut_note,
+    no_controls,
+)
+
 PROTOCOL_VERSION = 1
-# A line longer than this is refused before parsing: a runaway peer cannot exhaust memory.
-MAX_LINE_BYTES = 4 * 1024 * 1024
 
 BACKENDS = ("nvml", "smi", "sim", "none")
 
@@ -84,6 +102,8 @@ class Hello:
     gpus: tuple[GpuStatic, ...]
     # Set when the host cannot report GPUs for a reason the user must fix (driver mismatch).
     needs_reboot: bool = False
+    # What decoding left out (``ssh_backend.limits``), in plain words, or ''.
+    cut: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +111,8 @@ class Sample:
     seq: int
     time: float
     gpus: tuple[GpuReading, ...]
+    # What decoding left out (``ssh_backend.limits``), in plain words, or ''.
+    cut: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,25 +206,38 @@ class _Fields:
             return None
         return self.str_(key)
 
+    def text(self, key: str, limit: int, *, multiline: bool = False) -> str:
+        """A string field, clipped and without control characters (it gets shown)."""
+        return clean_text(self.str_(key), limit, multiline=multiline)
+
+    def opt_text(self, key: str, limit: int) -> str | None:
+        value = self.opt_str(key)
+        return None if value is None else clean_text(value, limit)
+
     def bool_(self, key: str, default: bool = False) -> bool:
         value = self.obj.get(key, default)
         if not isinstance(value, bool):
             raise ProtocolError(f"{self.where}: field '{key}' must be true or false")
         return value
 
-    def list_(self, key: str) -> list[dict[str, Any]]:
+    def list_(self, key: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The first ``limit`` objects of a list field, and how many the list held (only
+        the kept ones are looked at: the rest is never decoded)."""
         value = self.get(key)
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        if not isinstance(value, list):
             raise ProtocolError(f"{self.where}: field '{key}' must be a list of objects")
-        return value
+        kept = value[:limit]
+        if not all(isinstance(v, dict) for v in kept):
+            raise ProtocolError(f"{self.where}: field '{key}' must be a list of objects")
+        return kept, len(value)
 
 
 def _process(obj: dict[str, Any]) -> GpuProcess:
     f = _Fields("process", obj)
     return GpuProcess(
         pid=f.int_("pid"),
-        user=f.opt_str("user"),
-        command=f.opt_str("command"),
+        user=f.opt_text("user", MAX_NAME_CHARS),
+        command=f.opt_text("command", MAX_COMMAND_CHARS),
         mem_mib=f.opt_num("mem_mib"),
     )
 
@@ -211,18 +246,20 @@ def _static(obj: dict[str, Any]) -> GpuStatic:
     f = _Fields("hello.gpus[]", obj)
     return GpuStatic(
         index=f.int_("index"),
-        uuid=f.str_("uuid"),
-        name=f.str_("name"),
+        uuid=f.text("uuid", MAX_NAME_CHARS),
+        name=f.text("name", MAX_NAME_CHARS),
         memory_total_mib=f.opt_num("memory_total_mib"),
         power_limit_w=f.opt_num("power_limit_w"),
     )
 
 
-def _reading(obj: dict[str, Any]) -> GpuReading:
+def _reading(obj: dict[str, Any]) -> tuple[GpuReading, int]:
+    """One GPU of a sample, and how many processes the host listed on it."""
     f = _Fields("sample.gpus[]", obj)
+    processes, listed = f.list_("processes", MAX_PROCESSES)
     return GpuReading(
         index=f.int_("index"),
-        uuid=f.str_("uuid"),
+        uuid=f.text("uuid", MAX_NAME_CHARS),
         util_pct=f.opt_num("util_pct"),
         mem_used_mib=f.opt_num("mem_used_mib"),
         mem_total_mib=f.opt_num("mem_total_mib"),
@@ -230,9 +267,46 @@ def _reading(obj: dict[str, Any]) -> GpuReading:
         power_w=f.opt_num("power_w"),
         power_limit_w=f.opt_num("power_limit_w"),
         fan_pct=f.opt_num("fan_pct"),
-        processes=tuple(_process(p) for p in f.list_("processes")),
-        leased_by=f.opt_str("leased_by"),
+        processes=tuple(_process(p) for p in processes),
+        leased_by=f.opt_text("leased_by", MAX_NAME_CHARS),
+    ), listed
+
+
+def _hello(f: _Fields) -> Hello:
+    protocol = f.int_("protocol")
+    if protocol != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"agent speaks protocol {protocol}, this app speaks {PROTOCOL_VERSION}"
+        )
+    backend = f.str_("backend")
+    if backend not in BACKENDS:
+        raise ProtocolError(f"hello: unknown GPU backend '{backend[:40]}'")
+    gpus, announced = f.list_("gpus", MAX_GPUS)
+    return Hello(
+        protocol=protocol,
+        agent_version=f.text("agent_version", MAX_NAME_CHARS),
+        hostname=f.text("hostname", MAX_NAME_CHARS),
+        boot_id=f.text("boot_id", MAX_NAME_CHARS),
+        backend=backend,
+        backend_detail=f.text("backend_detail", MAX_DETAIL_CHARS, multiline=True),
+        simulated=f.bool_("simulated"),
+        gpus=tuple(_static(g) for g in gpus),
+        needs_reboot=f.bool_("needs_reboot"),
+        cut=cut_note("GPUs", announced, MAX_GPUS) if announced > MAX_GPUS else "",
     )
+
+
+def _sample(f: _Fields) -> Sample:
+    gpus, announced = f.list_("gpus", MAX_GPUS)
+    decoded = [_reading(g) for g in gpus]
+    most = max((listed for _gpu, listed in decoded), default=0)
+    cuts = []
+    if announced > MAX_GPUS:
+        cuts.append(cut_note("GPUs", announced, MAX_GPUS))
+    if most > MAX_PROCESSES:
+        cuts.append(cut_note("processes on one GPU", most, MAX_PROCESSES))
+    return Sample(seq=f.int_("seq"), time=f.num("time"),
+                  gpus=tuple(reading for reading, _listed in decoded), cut="; ".join(cuts))
 
 
 def decode(line: bytes | str) -> Message:
@@ -254,40 +328,19 @@ def decode(line: bytes | str) -> Message:
     if not isinstance(obj, dict):
         raise ProtocolError("message must be a JSON object")
     kind = obj.get("type")
-    f = _Fields(str(kind), obj)
+    f = _Fields(str(kind)[:40], obj)
     if kind == "hello":
-        protocol = f.int_("protocol")
-        if protocol != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"agent speaks protocol {protocol}, this app speaks {PROTOCOL_VERSION}"
-            )
-        backend = f.str_("backend")
-        if backend not in BACKENDS:
-            raise ProtocolError(f"hello: unknown GPU backend '{backend}'")
-        return Hello(
-            protocol=protocol,
-            agent_version=f.str_("agent_version"),
-            hostname=f.str_("hostname"),
-            boot_id=f.str_("boot_id"),
-            backend=backend,
-            backend_detail=f.str_("backend_detail"),
-            simulated=f.bool_("simulated"),
-            gpus=tuple(_static(g) for g in f.list_("gpus")),
-            needs_reboot=f.bool_("needs_reboot"),
-        )
+        return _hello(f)
     if kind == "sample":
-        return Sample(
-            seq=f.int_("seq"),
-            time=f.num("time"),
-            gpus=tuple(_reading(g) for g in f.list_("gpus")),
-        )
+        return _sample(f)
     if kind == "pong":
         return Pong(id=f.int_("id"))
     if kind == "error":
-        return AgentError(message=f.str_("message"), fatal=f.bool_("fatal"))
+        return AgentError(message=f.text("message", MAX_DETAIL_CHARS, multiline=True),
+                          fatal=f.bool_("fatal"))
     if kind == "tail":
         return _tail(f)
-    raise ProtocolError(f"unknown message type {kind!r}")
+    raise ProtocolError(f"unknown message type {str(kind)[:40]!r}")
 
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -316,7 +369,8 @@ def _points(where: str, raw: Any) -> tuple[MetricPoint, ...]:
     if not isinstance(raw, list):
         raise ProtocolError(f"{where}: field 'points' must be a list")
     points = []
-    for item in raw:
+    names: dict[str, str] = {}  # a chunk repeats a few series names many times
+    for item in raw[:MAX_POINTS_PER_CHUNK]:
         if not isinstance(item, list) or len(item) != 4:
             raise ProtocolError(f"{where}: a point must be [series, step, wall, value]")
         series, step, wall, value = item
@@ -326,7 +380,10 @@ def _points(where: str, raw: Any) -> tuple[MetricPoint, ...]:
             raise ProtocolError(f"{where}: a point's step must be an integer or null")
         if isinstance(wall, bool) or not isinstance(wall, int | float) or not _finite(wall):
             raise ProtocolError(f"{where}: a point's wall time must be a finite number")
-        points.append(MetricPoint(series, step, float(wall), _value(where, value)))
+        name = names.get(series)
+        if name is None:
+            name = names[series] = no_controls(series)
+        points.append(MetricPoint(name, step, float(wall), _value(where, value)))
     return tuple(points)
 
 
@@ -343,17 +400,27 @@ def _tail(f: _Fields) -> TailChunk:
     params = f.obj.get("params") or {}
     if not isinstance(params, dict):
         raise ProtocolError("tail: field 'params' must be an object")
+    params, cut = bound_params(params)
+    notes = [f.opt_text("warning", MAX_DETAIL_CHARS) or "", cut]
+    raw_points = f.obj.get("points") or []
+    if isinstance(raw_points, list) and len(raw_points) > MAX_POINTS_PER_CHUNK:
+        notes.append(f"{len(raw_points) - MAX_POINTS_PER_CHUNK} points left out "
+                     f"(at most {MAX_POINTS_PER_CHUNK} a chunk)")
+    source = f.str_("source")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ProtocolError(f"tail: a source name of {len(source)} characters")
+    source = no_controls(source)  # a key of the stored offsets: it must encode
     return TailChunk(
-        run_id=f.str_("run_id"),
-        source=f.str_("source"),
+        run_id=f.text("run_id", MAX_NAME_CHARS),  # it gets logged; real ids are short
+        source=source,
         inode=inode,
         start=start,
         end=end,
         data=data,
-        points=_points("tail", f.obj.get("points") or []),
+        points=_points("tail", raw_points),
         params=params,
         reset=f.bool_("reset"),
-        warning=f.opt_str("warning") or "",
+        warning="; ".join(note for note in notes if note),
     )
 
 

@@ -4,6 +4,13 @@
 demo lab can choose the session kind), receives their callbacks on the sessions' worker
 threads, keeps the latest state under a lock, and tells its listeners *which* host
 changed. Listeners (the UI bridge, the CLI) then read a consistent copy with ``host()``.
+
+It is also where what a host sends is checked against what Labdeck gave it: runs are
+watched through ``watch()``, which records the host each run (its id on the host) was
+placed on, and a tail chunk reaches the tail listeners only from that host. Anything else
+is dropped with a rate-limited warning and a note on the host's view (``HostView.note``),
+which also says what decoding cut from an oversized hello or sample and what the bounds
+across messages left out (``app.core.hostguard``).
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from app.core.hostguard import HostGuard
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.hostspec import HostSpec
+from ssh_backend.limits import MAX_GPUS
 from ssh_backend.protocol import GpuReading, Hello, Sample, TailChunk
 from ssh_backend.states import HostState
 
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 # Sparklines show the last few minutes; at 10 Hz this caps memory at 6000 points per GPU.
 DEFAULT_HISTORY_S = 600.0
 _HISTORY_POINTS = 6000
+# A host in one of these states has a live agent connection; any other ends it.
+_CONNECTED = (HostState.ONLINE, HostState.STALE, HostState.NEEDS_REBOOT)
 
 
 class ClusterListener(Protocol):
@@ -79,6 +90,9 @@ class HostView:
     sample: Sample | None = None
     # Wall time (this machine's clock) at which the last sample arrived.
     sample_received_at: float | None = None
+    # What Labdeck left out of what the host sent, in plain words ('' when nothing):
+    # GPUs or processes beyond the bounds, data for runs not placed on it.
+    note: str = ""
 
     @property
     def name(self) -> str:
@@ -99,7 +113,7 @@ class _Listener:
         self._monitor._update(host, state=state, detail=detail)
 
     def on_hello(self, host: str, hello: Hello) -> None:
-        self._monitor._update(host, hello=hello)
+        self._monitor._on_hello(host, hello)
 
     def on_sample(self, host: str, sample: Sample) -> None:
         self._monitor._on_sample(host, sample)
@@ -122,6 +136,10 @@ class ClusterMonitor:
         self._listeners: list[ClusterListener] = []
         self._tail_listeners: list[TailListener] = []
         self._started = False
+        # Run (its id on the host) → the host it was placed on, for every run watched.
+        # Kept after unwatch: late chunks from that host are still its own.
+        self._owners: dict[str, str] = {}
+        self._guards: dict[str, HostGuard] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def add_listener(self, listener: ClusterListener) -> None:
@@ -169,6 +187,7 @@ class ClusterMonitor:
             session = self._factory(spec, _Listener(self))
             self._sessions[spec.name] = session
             self._views[spec.name] = HostView(spec=spec)
+            self._guards[spec.name] = HostGuard()
             started = self._started
         self._notify("on_host_changed", spec.name)
         if started:
@@ -178,8 +197,11 @@ class ClusterMonitor:
         with self._lock:
             session = self._sessions.pop(name, None)
             self._views.pop(name, None)
+            self._guards.pop(name, None)
             for key in [k for k in self._history if k[0] == name]:
                 del self._history[key]
+            for run in [r for r, owner in self._owners.items() if owner == name]:
+                del self._owners[run]
         if session is not None:
             threading.Thread(target=session.stop, daemon=True).start()
             self._notify("on_host_removed", name)
@@ -190,6 +212,25 @@ class ClusterMonitor:
             session = self._sessions.get(name)
         if session is not None:
             session.reconnect_now()
+
+    def watch(self, name: str, run_key: str, offsets: dict[str, int]) -> bool:
+        """Have host ``name``'s agent tail run ``run_key`` (its id on that host) from
+        ``offsets``; from now on tail chunks of ``run_key`` are accepted from ``name``
+        only. False when ``name`` is not monitored."""
+        with self._lock:
+            session = self._sessions.get(name)
+            if session is None:
+                return False
+            self._owners[run_key] = name
+        session.watch(run_key, offsets)
+        return True
+
+    def unwatch(self, name: str, run_key: str) -> None:
+        """Stop tailing ``run_key`` on ``name`` (chunks already on their way from that
+        host are still delivered)."""
+        session = self.session(name)
+        if session is not None:
+            session.unwatch(run_key)
 
     # -- reading -------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -230,39 +271,93 @@ class ClusterMonitor:
     def _update(self, name: str, **changes: Any) -> None:
         with self._changed:
             view = self._views.get(name)
-            if view is None:
+            guard = self._guards.get(name)
+            if view is None or guard is None:
                 return
+            if "state" in changes and changes["state"] not in _CONNECTED:
+                guard.connection_ended()
             self._views[name] = replace(view, **changes)
             self._changed.notify_all()
         self._notify("on_host_changed", name)
+
+    def _on_hello(self, name: str, hello: Hello) -> None:
+        with self._lock:
+            guard = self._guards.get(name)
+            if guard is None:
+                return
+            shown = guard.hello(hello)
+            note = guard.note
+        if shown:
+            self._update(name, hello=hello, note=note)
+        else:
+            self._update(name, note=note)
 
     def _on_sample(self, name: str, sample: Sample) -> None:
         now = time.time()
         with self._changed:
             view = self._views.get(name)
-            if view is None:
+            guard = self._guards.get(name)
+            if view is None or guard is None:
                 return
+            sample = guard.sample(sample)
             for reading in sample.gpus:
                 key = (name, reading.index)
                 hist = self._history.get(key)
                 if hist is None:
                     hist = self._history[key] = GpuHistory()
+                    self._forget_old_gpus(name, sample)
                 hist.append(now, reading)
                 while hist.times and hist.times[0] < now - self._history_s:
                     hist.times.popleft()
                     hist.util_pct.popleft()
                     hist.mem_pct.popleft()
-            self._views[name] = replace(view, sample=sample, sample_received_at=now)
+            self._views[name] = replace(view, sample=sample, sample_received_at=now,
+                                        note=guard.note)
             self._changed.notify_all()
         self._notify("on_host_sample", name)
 
+    def _forget_old_gpus(self, name: str, sample: Sample) -> None:
+        """Drop the history of GPUs the host no longer reports, once it has more than a
+        host may have: a host that numbers its GPUs anew in every sample must not grow
+        memory without end (lock held)."""
+        mine = [key for key in self._history if key[0] == name]
+        if len(mine) > MAX_GPUS:
+            current = {reading.index for reading in sample.gpus}
+            for key in mine:
+                if key[1] not in current:
+                    del self._history[key]
+
     def _on_tail(self, name: str, chunk: TailChunk) -> None:
+        with self._lock:
+            owner = self._owners.get(chunk.run_id)
+        if owner != name:
+            self._on_foreign_tail(name, chunk)
+            return
         for fn in self._tail_listeners:
             try:
                 fn(name, chunk)
             except Exception:
                 # One broken consumer must not starve the others of the chunk.
                 log.exception("tail listener failed for %s on %s", chunk.run_id, name)
+
+    def _on_foreign_tail(self, name: str, chunk: TailChunk) -> None:
+        """``name`` sent a chunk of a run it does not hold: dropped, never stored. Said
+        once on the host's view, in the log at most every ``hostguard.FOREIGN_LOG_S``."""
+        with self._changed:
+            view = self._views.get(name)
+            guard = self._guards.get(name)
+            if view is None or guard is None:
+                return
+            report = guard.foreign(chunk.run_id, time.monotonic())
+            if report is not None and report.note_added:
+                self._views[name] = replace(view, note=guard.note)
+                self._changed.notify_all()
+        if report is None:
+            return
+        log.warning("%s sent %d tail chunks for runs Labdeck did not place on it (such as "
+                    "%s); ignored", name, report.chunks, ", ".join(map(ascii, report.runs)))
+        if report.note_added:
+            self._notify("on_host_changed", name)
 
     def _notify(self, method: str, name: str) -> None:
         for listener in list(self._listeners):

@@ -1,11 +1,13 @@
 """The Ingestor: tail chunks from the hosts' agents into the metric store, one writer thread.
 
-Chunks arrive on the sessions' threads (``monitor.add_tail_listener``) and only go into a
-queue there. The writer thread takes them in batches (every ``batch_s`` or ``batch_points``
-points, whichever comes first), reads metric points out of the console lines they
-complete, and stores everything with ``MetricStore.ingest`` in one transaction with the
-new tail offsets. Then it tells its listeners which runs got new data. Between batches it
-keeps the agents' watches in line with the runs (``app.core.tailwatch``).
+Chunks arrive on the sessions' threads (``monitor.add_tail_listener``), each only from
+the host its run was placed on (the monitor drops the others: ``ClusterMonitor.watch``),
+and only go into a queue there. The writer thread takes them in batches (every
+``batch_s`` or ``batch_points`` points, whichever comes first), reads metric points out of
+the console lines they complete, and stores everything with ``MetricStore.ingest`` in one
+transaction with the new tail offsets. Then it tells its listeners which runs got new
+data. Between batches it keeps the agents' watches in line with the runs
+(``app.core.tailwatch``).
 
 Console parsing works on complete lines only. The unfinished last line of each run lives
 in a ``ConsoleSplitter`` fed with exactly the bytes the store appended; after a restart it

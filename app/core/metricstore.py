@@ -39,6 +39,11 @@ A live batch of 20 runs × (5 points + 200 console bytes) commits in 15–22 ms.
 bytes (``app.core.consolelog``): 100 MiB in 256 KiB chunks at 56–150 MiB/s; a 1 MiB page
 read anywhere in it 0.2 ms.
 
+A run holds at most ``MAX_SERIES_PER_RUN`` series with names of at most
+``MAX_SERIES_NAME_CHARS`` characters (``ssh_backend.limits``): points of a series beyond
+that are not stored, and the result carries one warning per run and kind (not per point),
+so a host that makes up series names cannot fill the store or the run's window.
+
 SQLite stores no NaN (it becomes NULL), so NaN/inf live inside the float64 blobs; in
 the summary a NaN last value reads back as NaN and min/max skip NaN.
 
@@ -61,6 +66,7 @@ from app.core import consolelog, seriesblob, tailoffsets
 from app.core.seriesblob import NO_STEP, PointsArrays
 from app.core.store import Store
 from app.core.tailoffsets import Cursor, Gap, IngestResult
+from ssh_backend.limits import MAX_SERIES_NAME_CHARS, MAX_SERIES_PER_RUN
 from ssh_backend.protocol import MetricPoint, TailChunk
 
 __all__ = ["Gap", "IngestResult", "MetricStore", "PointsArrays", "SeriesInfo"]
@@ -102,6 +108,9 @@ class MetricStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # (run, what) of the series limits already warned about: once per run, not per
+        # batch (a run past its limit keeps sending the series that did not fit).
+        self._warned: set[tuple[str, str]] = set()
 
     # -- writing ----------------------------------------------------------------------
     def ingest(
@@ -150,8 +159,18 @@ class MetricStore:
             elif console_points:
                 for run_id, pts in console_points.items():
                     _gather(series, run_id, pts)
+            room: dict[str, int] = {}  # run → series it may still create
             for (run_id, name), gathered in series.items():
-                _append_series(conn, run_id, name, gathered)
+                if len(name) > MAX_SERIES_NAME_CHARS:
+                    self._warn_once(result, run_id, "name", (
+                        f"series with names over {MAX_SERIES_NAME_CHARS} characters "
+                        "were left out"))
+                    continue
+                if not _append_series(conn, run_id, name, gathered, room):
+                    self._warn_once(result, run_id, "count", (
+                        f"the run has {MAX_SERIES_PER_RUN} series, the most one run may "
+                        "have: points of further series were left out"))
+                    continue
                 result.metric_runs.add(run_id)
                 result.points += len(gathered.values)
             for run_id, merged in params.items():
@@ -161,6 +180,11 @@ class MetricStore:
                 if cursor is not None and cursor.dirty:
                     tailoffsets.save_cursor(conn, run_id, source, cursor)
         return result
+
+    def _warn_once(self, result: IngestResult, run_id: str, what: str, text: str) -> None:
+        if (run_id, what) not in self._warned:
+            self._warned.add((run_id, what))
+            result.warnings.append((run_id, "metrics", text))
 
     def delete_run(self, run_id: str) -> None:
         """Forget everything stored for ``run_id`` (curves, console, params, offsets)."""
@@ -273,15 +297,27 @@ def _gather(
         current.values.append(p.value)
 
 
-def _append_series(conn: sqlite3.Connection, run_id: str, name: str, pts: _Points) -> None:
+def _append_series(
+    conn: sqlite3.Connection, run_id: str, name: str, pts: _Points, room: dict[str, int]
+) -> bool:
+    """Append ``pts`` to the series; False when it is new and the run has no room for
+    another (``room``: run → series it may still create, filled in as needed)."""
     if not pts.values:
-        return
-    steps, walls, values = _arrays(pts)
+        return True
     row = conn.execute(
         "SELECT id, count, first_step, first_wall, min_value, max_value FROM metric_series "
         "WHERE run_id = ? AND name = ?",
         [run_id, name],
     ).fetchone()
+    if row is None:
+        if run_id not in room:
+            (existing,) = conn.execute(
+                "SELECT COUNT(*) FROM metric_series WHERE run_id = ?", [run_id]).fetchone()
+            room[run_id] = MAX_SERIES_PER_RUN - int(existing)
+        if room[run_id] <= 0:
+            return False
+        room[run_id] -= 1
+    steps, walls, values = _arrays(pts)
     if row is None:
         series_id = int(conn.execute(
             "INSERT INTO metric_series (run_id, name) VALUES (?, ?)", [run_id, name]
@@ -302,6 +338,7 @@ def _append_series(conn: sqlite3.Connection, run_id: str, name: str, pts: _Point
         [count + len(values), first_step, _step(int(steps[-1])), first_wall,
          float(walls[-1]), float(values[-1]), lo, hi, series_id],
     )
+    return True
 
 
 def _arrays(pts: _Points) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

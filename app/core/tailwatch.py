@@ -14,7 +14,9 @@ chunks it had sent before that arrive as stale gaps, so this happens at most onc
 ``resend_s`` until every broken source's data is stored in order again.
 
 Runs are keyed by their id on the host (``host_run_id``: a retry has its own folder),
-which is also the id their curves and console are stored under.
+which is also the id their curves and console are stored under. Watches go through the
+monitor (``ClusterMonitor.watch``), which thereby learns which host holds which run and
+passes on tail chunks of a run only from that host.
 """
 
 from __future__ import annotations
@@ -158,8 +160,7 @@ class Watches:
 
     def _tend(self, watch: Watch, now: float) -> None:
         view = self.monitor.host(watch.host)
-        session = self.monitor.session(watch.host)
-        if view is None or session is None:
+        if view is None:  # not monitored (any more): its session went with it
             return
         if view.state is HostState.ONLINE:
             if watch.online_since is None:
@@ -175,7 +176,8 @@ class Watches:
                 return
         if watch.broken and now - watch.forced_at >= self.options.resend_s:
             if watch.sent is not None:
-                session.unwatch(watch.key)  # a fresh watch on the agent starts over
+                # A fresh watch on the agent starts over.
+                self.monitor.unwatch(watch.host, watch.key)
             watch.forced_at = now
             watch.sent = None
         committed: dict[str, int] | None = None
@@ -185,11 +187,10 @@ class Watches:
             due = committed != watch.sent
         if due:
             offsets = committed if committed is not None else self.offsets(watch.key)
-            session.watch(watch.key, offsets)
-            watch.sent, watch.sent_at = offsets, now
+            if self.monitor.watch(watch.host, watch.key, offsets):
+                watch.sent, watch.sent_at = offsets, now
 
     def _drop(self, watch: Watch) -> None:
         self.by_key.pop(watch.key, None)
-        session = self.monitor.session(watch.host)
-        if session is not None and watch.sent is not None:
-            session.unwatch(watch.key)
+        if watch.sent is not None:
+            self.monitor.unwatch(watch.host, watch.key)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.core.cluster import GpuHistory, HostView
@@ -15,6 +15,7 @@ from app.ui.flow_layout import FlowLayout
 from app.ui.gpu_tile import GpuTile, is_free
 from app.ui.painted import Pill, RoundedFrame
 from app.ui.plain_text import PlainLabel
+from ssh_backend.protocol import GpuReading
 from ssh_backend.states import HostState
 
 STATE_COLORS = {
@@ -73,6 +74,13 @@ def address_of(view: HostView) -> str:
 
 
 SIMULATED_COLOR = "#7b1fa2"
+# The GUI thread's time for one pass over a host's tiles, once it has done at least a
+# workstation's worth of them. Making 64 tiles takes a second, and updating 64 whose
+# texts all change in every sample (a hostile host's scripts and symbols) a few hundred
+# ms: what does not fit is done in the next passes, a moment later, with the event loop
+# running in between.
+PASS_BUDGET_S = 0.02
+PASS_MIN_TILES = 8
 
 
 class HostGroup(RoundedFrame):
@@ -91,6 +99,15 @@ class HostGroup(RoundedFrame):
         self._last_sample_seq: int | None = None
         # The view last shown when later ones were only kept (group off screen).
         self._deferred_from: HostView | None = None
+        self._history: Callable[[int], GpuHistory] | None = None
+        # Tiles still to be shown the latest view: index → (reading, when it arrived if
+        # it is a new sample), oldest first.
+        self._todo: dict[int, tuple[GpuReading | None, float | None]] = {}
+        # A child, so it dies with the group: the next pass over the tiles.
+        self._more_tiles = QTimer(self)
+        self._more_tiles.setSingleShot(True)
+        self._more_tiles.setInterval(5)  # not 0: input and painting get their turn first
+        self._more_tiles.timeout.connect(self._on_more_tiles)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(12, 10, 12, 12)
@@ -144,6 +161,17 @@ class HostGroup(RoundedFrame):
         self.detail_label.setWordWrap(True)
         self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.detail_label)
+        # What Labdeck left out of what the host sent (HostView.note): host-made numbers
+        # in it, so never rich text.
+        self.note_label = PlainLabel()
+        self.note_label.setObjectName("hostNote")
+        self.note_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.note_label.setWordWrap(True)
+        palette = self.note_label.palette()  # no style sheet: see painted.py
+        palette.setColor(QPalette.ColorRole.WindowText, QColor(STATE_COLORS[HostState.STALE]))
+        self.note_label.setPalette(palette)
+        self.note_label.setVisible(False)
+        outer.addWidget(self.note_label)
 
         self.body = QWidget()
         self.body.setObjectName("hostBody")
@@ -192,13 +220,16 @@ class HostGroup(RoundedFrame):
             f"color: {color};" if state in (HostState.HOSTKEY_CHANGED,
                                             HostState.AUTH_FAILED) else ""
         )
+        if view.note != self.note_label.text():
+            self.note_label.setText(view.note)
+        self.note_label.setVisible(bool(view.note))
         self.trust_button.setVisible(state is HostState.HOSTKEY_UNKNOWN)
         self.help_button.setVisible(state is HostState.HOSTKEY_CHANGED)
         self.reconnect_button.setVisible(state in (
             HostState.OFFLINE, HostState.AUTH_FAILED, HostState.AGENT_FAILED,
             HostState.NEEDS_REBOOT, HostState.STALE,
         ))
-        self._sync_tiles(view, history, reseed)
+        self._in_one_layout(lambda: self._sync_tiles(view, history, reseed))
         # Only live data looks live: every other state greys the tiles.
         self.body.setEnabled(state is HostState.ONLINE)
         self.refresh_age()
@@ -218,7 +249,7 @@ class HostGroup(RoundedFrame):
         view = self.view
         if view is None:
             return (0, 0)
-        total = len(self.tiles)
+        total = len(_gpu_indexes(view))  # the tiles of a big host may still be on their way
         if view.state is not HostState.ONLINE or view.sample is None:
             return (total, 0)
         return (total, sum(1 for r in view.sample.gpus if is_free(r)))
@@ -235,22 +266,35 @@ class HostGroup(RoundedFrame):
             self.flow.removeWidget(tile)
             tile.deleteLater()
         for index in wanted:
-            if index not in self.tiles:
-                tile = GpuTile(index, names.get(index, ""))
-                tile.seed(history(index))
-                self.tiles[index] = tile
-                self._insert_sorted(tile)
-            else:
+            if index in self.tiles:
                 if index in names:
                     self.tiles[index].set_name(names[index])
                 if reseed:  # samples were skipped while off screen
                     self.tiles[index].reseed(history(index))
+        deadline = time.perf_counter() + PASS_BUDGET_S
+        missing = [i for i in wanted if i not in self.tiles]
+        for done, index in enumerate(missing, 1):
+            tile = GpuTile(index, names.get(index, ""))
+            tile.seed(history(index))
+            self.tiles[index] = tile
+            if done >= PASS_MIN_TILES and time.perf_counter() > deadline:
+                break
+        if missing:
+            self._insert_sorted()
+        self._history = history
         seq = view.sample.seq if view.sample else None
-        new_sample = seq is not None and seq != self._last_sample_seq
+        received = view.sample_received_at if seq != self._last_sample_seq else None
         self._last_sample_seq = seq
-        for index, tile in self.tiles.items():
-            reading = readings.get(index)
-            tile.update_reading(reading, view.sample_received_at if new_sample else None)
+        # Tiles left over from the last view first, so that none waits for ever; a new
+        # sample they had not shown yet stays one (its sparkline point is kept).
+        todo = {i: self._todo[i] for i in self._todo if i in self.tiles}
+        for index in self.tiles:
+            earlier = todo.get(index, (None, None))[1]
+            todo[index] = (readings.get(index), received or earlier)
+        self._todo = todo
+        self._update_tiles(deadline)
+        if len(self.tiles) < len(wanted):
+            self._more_tiles.start()
         self.body.setVisible(bool(self.tiles))
         if not self.tiles:
             if view.hello is not None and not view.hello.gpus:
@@ -262,11 +306,48 @@ class HostGroup(RoundedFrame):
             self.placeholder.setText(text)
         self.placeholder.setVisible(not self.tiles)
 
-    def _insert_sorted(self, tile: GpuTile) -> None:
+    def _update_tiles(self, deadline: float) -> None:
+        """Show the tiles their readings, oldest first, until ``deadline``."""
+        done = 0
+        while self._todo:
+            index = next(iter(self._todo))
+            reading, received = self._todo.pop(index)
+            tile = self.tiles.get(index)
+            if tile is not None:
+                tile.update_reading(reading, received)
+            done += 1
+            if done >= PASS_MIN_TILES and time.perf_counter() > deadline:
+                break
+        if self._todo:
+            self._more_tiles.start()
+
+    def _on_more_tiles(self) -> None:
+        view, history = self.view, self._history
+        if view is None or history is None:
+            return
+        if self._todo and len(self.tiles) >= len(_gpu_indexes(view)):
+            self._in_one_layout(
+                lambda: self._update_tiles(time.perf_counter() + PASS_BUDGET_S))
+        else:
+            self.update_view(view, history)
+
+    def _in_one_layout(self, change: Callable[[], None]) -> None:
+        # Tiles show and hide their rows one by one: lay the tiles out once at the end,
+        # not after each row (every time is a pass over all tiles: quadratic in them).
+        self.flow.setEnabled(False)
+        try:
+            change()
+        finally:
+            self.flow.setEnabled(True)
+            self.flow.invalidate()
+
+    def _insert_sorted(self) -> None:
         # FlowLayout keeps insertion order: rebuild it so GPU 0 always comes first.
         for t in self.tiles.values():
             self.flow.removeWidget(t)
         for index in sorted(self.tiles):
             self.flow.addWidget(self.tiles[index])
-        tile.setParent(self.body)
-        tile.show()
+        for tile in self.tiles.values():
+            if tile.parent() is not self.body:
+                tile.setParent(self.body)
+                tile.show()

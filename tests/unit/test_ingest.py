@@ -193,6 +193,7 @@ def test_a_running_run_is_watched_and_its_chunks_stored_with_console_points(rig:
 def test_re_delivered_chunks_are_stored_once(rig: Rig) -> None:
     run_id = rig.running()
     ingestor = rig.ingestor()
+    wait_for(lambda: rig.ws1.last_watch(run_id) is not None, what="watch")
     first = console(run_id, 0, b"loss=1\nloss=2\n")
     pts = points_chunk(run_id, 0, 10, MetricPoint("acc", 3, 1.0, 0.5))
     rig.ws1.tail(first, pts)
@@ -209,6 +210,7 @@ def test_re_delivered_chunks_are_stored_once(rig: Rig) -> None:
 def test_a_restart_continues_the_unfinished_line_from_the_stored_console(rig: Rig) -> None:
     run_id = rig.running()
     first = rig.ingestor()
+    wait_for(lambda: rig.ws1.last_watch(run_id) is not None, what="watch")
     rig.ws1.tail(console(run_id, 0, b"step 1 loss=1\nstep 2 lo"))
     assert first.wait_idle(5)
     first.stop()
@@ -224,6 +226,7 @@ def test_a_failed_transaction_is_parsed_again_once_stored(
 ) -> None:
     run_id = rig.running()
     ingestor = rig.ingestor()
+    wait_for(lambda: rig.ws1.last_watch(run_id) is not None, what="watch")
     rig.ws1.tail(console(run_id, 0, b"loss=1\nlo"))
     assert ingestor.wait_idle(5)
     real = MetricStore.ingest
@@ -253,6 +256,7 @@ def test_a_full_queue_drops_and_the_gap_is_sent_again(rig: Rig) -> None:
     options = IngestOptions(batch_s=0.02, refresh_s=0.05, max_pending_bytes=4096,
                             full_wait_s=0.05, watch=FAST.watch)
     ingestor = rig.ingestor(options)
+    wait_for(lambda: rig.ws1.last_watch(run_id) is not None, what="watch")
     lines = [b"step %d loss=%d\n" % (i, i) for i in range(400)]
     data = b"".join(lines)
     chunks = []
