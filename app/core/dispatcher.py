@@ -90,6 +90,8 @@ class Dispatcher:
         self._tags_read_at = -1e9
         self._said_passive = False
         self._explained_at = -1e9
+        self._reserved: dict[tuple[str, int], str] = {}
+        self._reserved_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------
     def add_listener(self, listener: RunListener) -> None:
@@ -223,6 +225,7 @@ class Dispatcher:
         views = {view.name: view for view in self._monitor.hosts()}
         active = self.runstore.active()
         self._track(active)
+        self._read_reserved(views)
         self._schedule_cancels(active, views, now)
         self._schedule_polls(active, views, now)
         self._schedule_boards(views, now)
@@ -280,6 +283,19 @@ class Dispatcher:
                 with self._shared.lock:
                     self._shared.poked.discard(name)
 
+    def reserved_now(self) -> dict[tuple[str, int], str]:
+        """Every reserved GPU, (host, index) → 'reserved by … until …': the lab's (from
+        the hosts' boards) and this store's older local ones. Kept by each step, so any
+        thread (the GUI's too) reads it without touching the store."""
+        with self._reserved_lock:
+            return dict(self._reserved)
+
+    def _read_reserved(self, views: dict[str, HostView]) -> None:
+        reserved: dict[tuple[str, int], str] = dict.fromkeys(self.runstore.reserved(), "")
+        reserved.update(self.lab.reserved(views.values()))
+        with self._reserved_lock:
+            self._reserved = reserved
+
     def _schedule_boards(self, views: dict[str, HostView], now: float) -> None:
         """Read each online host's lab board now and then, publishing this Labdeck's
         waiting demand for the runs that may go there in the same call."""
@@ -334,8 +350,7 @@ class Dispatcher:
         for run in active:
             if run.state is RunState.LAUNCHING and run.host:
                 launching[run.host] += len(run.gpus)
-        reserved: dict[tuple[str, int], str] = dict.fromkeys(self.runstore.reserved(), "")
-        reserved.update(self.lab.reserved(views.values()))
+        reserved = self.reserved_now()
         lab = self.lab.state(views.values(), launching)
         placements = plan(
             queued,

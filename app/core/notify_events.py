@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -265,7 +265,8 @@ def read_finished(runstore: RunStore, metricstore: MetricStore,
     return run, series
 
 
-def free_by_host(monitor: ClusterMonitor, reserved: set[tuple[str, int]]) -> dict[str, int]:
+def free_by_host(monitor: ClusterMonitor,
+                 reserved: Collection[tuple[str, int]]) -> dict[str, int]:
     """Free GPUs of every online host, by the scheduler's own rule."""
     return {view.name: len(free_gpus(view, reserved)) for view in monitor.hosts()}
 

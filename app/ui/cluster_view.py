@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
-from app.core.cluster import ClusterMonitor, GpuHistory
+from app.core.cluster import ClusterMonitor, GpuHistory, HostView
+from app.core.gpufree import Policy, gpu_busy_reason
 from app.ui.bridge import ClusterBridge
 from app.ui.host_group import HostGroup
 from app.ui.plain_text import rich_label
 from app.ui.sparkline import WINDOW_S
+from ssh_backend.protocol import GpuReading
+
+_POLICY = Policy()
 
 # From the first change to its repaint: long enough to gather a burst of samples.
 COALESCE_MS = 40
@@ -62,6 +67,9 @@ class ClusterView(QWidget):
         # Hosts with changes kept back while off screen.
         self._deferred: set[str] = set()
         self._last_summary = ""
+        # Reserved GPUs, (host, index) → sentence: the dispatcher's merged view of the
+        # lab's reservations when the window has one.
+        self._reserved: Callable[[], Mapping[tuple[str, int], str]] = dict
 
         self._scroll = QScrollArea()
         self._scroll.setWidgetResizable(True)
@@ -102,6 +110,16 @@ class ClusterView(QWidget):
         self.refresh()
 
     # -- public ----------------------------------------------------------------------
+    def set_reserved_source(self, source: Callable[[], Mapping[tuple[str, int], str]]
+                            ) -> None:
+        """Where tiles, counts and the status bar learn which GPUs the lab reserved."""
+        self._reserved = source
+        self._dirty.update(self.groups)
+
+    def _busy_rule(self, view: HostView, reading: GpuReading) -> str | None:
+        """Whether a GPU is free, by the scheduler's own rule (``gpufree``)."""
+        return gpu_busy_reason(view, reading, self._reserved(), (), _POLICY)
+
     def summary(self) -> ClusterSummary:
         gpus = free = online = 0
         for group in self.groups.values():
@@ -140,7 +158,7 @@ class ClusterView(QWidget):
                 self._deferred.add(name)
                 continue
             self._deferred.discard(name)
-            group.update_view(view, functools.partial(self._history, name))
+            group.update_view(view, functools.partial(self._history, name), self._busy_rule)
         self._refresh_ages()
         self.empty_label.setVisible(not self.groups)
         summary = self.summary().text()

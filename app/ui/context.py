@@ -38,6 +38,11 @@ class AppContext:
             events=self.services.ingestor if self.services else None,
         )
 
+    def reserved_now(self) -> dict[tuple[str, int], str] | None:
+        """The GPUs reserved in the lab as the dispatcher last read them (None without
+        one: callers then read this store's own)."""
+        return self.services.dispatcher.reserved_now() if self.services else None
+
     def wake_dispatcher(self) -> None:
         """After a submit, cancel, re-queue or reservation: act now, not at the next tick."""
         if self.services is not None:

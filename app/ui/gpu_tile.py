@@ -26,18 +26,11 @@ TILE_WIDTH = 286
 MAX_PROCESS_ROWS = 3
 # A GPU with no process and less memory in use than this counts as free (an idle H100
 # holds ~480 MiB for the driver; one small CUDA context is already ~500 MiB more).
-FREE_MEM_MIB = 1024.0
 LOAD_COLOR = QColor("#1e6fd9")
 _NOTHING = object()  # "nothing shown yet", distinct from None ("no data")
 MEMORY_COLOR = QColor("#8e24aa")
 FREE_COLOR = QColor("#2e7d32")
 BUSY_COLOR = QColor("#b35c00")
-
-
-def is_free(reading: GpuReading) -> bool:
-    if reading.processes:
-        return False
-    return reading.mem_used_mib is not None and reading.mem_used_mib < FREE_MEM_MIB
 
 
 def fmt_pct(value: float | None) -> str:
@@ -236,7 +229,7 @@ class GpuTile(RoundedFrame):
 
         self.free: bool | None = None
         # What the widgets show now, so an unchanged sample costs no widget work.
-        self._shown: GpuReading | object | None = _NOTHING
+        self._shown: object = _NOTHING
         self._chip_shown: bool | object | None = _NOTHING
         self._processes_shown: tuple[tuple[GpuProcess, ...], str] | None = None
         self.set_name(name)
@@ -260,12 +253,15 @@ class GpuTile(RoundedFrame):
         self.load_spark.update()
         self.mem_spark.update()
 
-    def update_reading(self, reading: GpuReading | None, received_at: float | None = None) -> None:
+    def update_reading(self, reading: GpuReading | None, received_at: float | None = None,
+                       busy: str | None = None) -> None:
+        """Show ``reading``; ``busy`` is why the GPU is not free for a new run (the core's
+        rule: ``gpufree.gpu_busy_reason``), None when it is free."""
         if reading is not None and received_at is not None:
             self._append_sparks(reading, received_at)
-        if reading == self._shown:
+        if (reading, busy) == self._shown:
             return
-        self._shown = reading
+        self._shown = (reading, busy)
         if reading is None:
             for label in (self.load_label, self.mem_label, self.temp_label,
                           self.power_label, self.fan_label):
@@ -278,14 +274,14 @@ class GpuTile(RoundedFrame):
         self.temp_label.setText(fmt_temp(reading.temp_c))
         self.power_label.setText(fmt_power(reading.power_w, reading.power_limit_w))
         self.fan_label.setText(fmt_pct(reading.fan_pct))
-        free = is_free(reading)
+        free = busy is None
         self._set_chip(free)
         if free:
             empty = "No processes"
         elif reading.processes:
             empty = ""
-        else:
-            empty = "In use (processes not visible to this user)"
+        else:  # reserved, leased, or memory used by processes this user cannot see
+            empty = busy[:1].upper() + busy[1:] if busy else ""
         self._show_processes(reading.processes, empty)
 
     def process_texts(self) -> list[tuple[str, str, str]]:

@@ -11,8 +11,9 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.core.cluster import GpuHistory, HostView
+from app.core.gpufree import Policy, gpu_busy_reason
 from app.ui.flow_layout import FlowLayout
-from app.ui.gpu_tile import GpuTile, is_free
+from app.ui.gpu_tile import GpuTile
 from app.ui.painted import Pill, RoundedFrame
 from app.ui.plain_text import PlainLabel
 from ssh_backend.protocol import GpuReading
@@ -79,6 +80,16 @@ SIMULATED_COLOR = "#7b1fa2"
 # texts all change in every sample (a hostile host's scripts and symbols) a few hundred
 # ms: what does not fit is done in the next passes, a moment later, with the event loop
 # running in between.
+# Why a GPU is not free for a new run (None: free) — the core's one rule, given the lab's
+# reservations by the cluster view.
+BusyRule = Callable[[HostView, GpuReading], str | None]
+_POLICY = Policy()
+
+
+def no_reservations(view: HostView, reading: GpuReading) -> str | None:
+    return gpu_busy_reason(view, reading, (), (), _POLICY)
+
+
 PASS_BUDGET_S = 0.02
 PASS_MIN_TILES = 8
 
@@ -93,6 +104,7 @@ class HostGroup(RoundedFrame):
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(8, QPalette.ColorRole.Window, QPalette.ColorRole.Mid, parent=parent)
         self.name = name
+        self._busy: BusyRule = no_reservations
         self.setObjectName("HostGroup")
         self.view: HostView | None = None
         self.tiles: dict[int, GpuTile] = {}
@@ -200,7 +212,10 @@ class HostGroup(RoundedFrame):
             self._deferred_from = self.view
         self.view = view
 
-    def update_view(self, view: HostView, history: Callable[[int], GpuHistory]) -> None:
+    def update_view(self, view: HostView, history: Callable[[int], GpuHistory],
+                    busy: BusyRule | None = None) -> None:
+        if busy is not None:
+            self._busy = busy
         reseed = self._deferred_from is not None
         self._deferred_from = None
         self.view = view
@@ -252,7 +267,7 @@ class HostGroup(RoundedFrame):
         total = len(_gpu_indexes(view))  # the tiles of a big host may still be on their way
         if view.state is not HostState.ONLINE or view.sample is None:
             return (total, 0)
-        return (total, sum(1 for r in view.sample.gpus if is_free(r)))
+        return (total, sum(1 for r in view.sample.gpus if self._busy(view, r) is None))
 
     def _sync_tiles(self, view: HostView, history: Callable[[int], GpuHistory],
                     reseed: bool = False) -> None:
@@ -314,7 +329,9 @@ class HostGroup(RoundedFrame):
             reading, received = self._todo.pop(index)
             tile = self.tiles.get(index)
             if tile is not None:
-                tile.update_reading(reading, received)
+                view = self.view
+                busy = self._busy(view, reading) if view is not None and reading else None
+                tile.update_reading(reading, received, busy)
             done += 1
             if done >= PASS_MIN_TILES and time.perf_counter() > deadline:
                 break
@@ -340,6 +357,10 @@ class HostGroup(RoundedFrame):
         finally:
             self.flow.setEnabled(True)
             self.flow.invalidate()
+            # Lay out now: a layout request that came while disabled was dropped, and
+            # QLayout.update() posts no new one for a layout that is not activated, so
+            # without this the tiles could stay stacked at (0, 0).
+            self.flow.activate()
 
     def _insert_sorted(self) -> None:
         # FlowLayout keeps insertion order: rebuild it so GPU 0 always comes first.

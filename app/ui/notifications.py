@@ -170,8 +170,11 @@ class Notifier(QObject):
         runstore, metricstore = self._ctx.runstore, self._ctx.metricstore
         monitor = self._ctx.monitor or self._window.monitor
 
+        reserved = self._ctx.reserved_now()
+
         def read() -> tuple[dict[str, int], list]:
-            free = free_by_host(monitor, runstore.reserved()) if settings.free_gpus else {}
+            lab = reserved if reserved is not None else dict.fromkeys(runstore.reserved(), "")
+            free = free_by_host(monitor, lab) if settings.free_gpus else {}
             progress = (read_progress(runstore, metricstore, monitor, WATCH_INTERVAL_S)
                         if settings.stall_minutes else [])
             return free, progress

@@ -61,6 +61,9 @@ def install_features(window: MainWindow, ctx: AppContext) -> Features:
     theme = install_theme(window, ctx)
     runs = install_runs_page(window, ctx, open_runs=open_runs, submit_dialog=clone_and_edit)
     install_lab_page(window, ctx)  # owned by the window's tabs
+    if ctx.services is not None:
+        # Tiles, counts and the status bar: the scheduler's rule with the lab's reservations.
+        window.cluster_view.set_reserved_source(ctx.services.dispatcher.reserved_now)
     drops = install_drop_submit(window, ctx)
     notifier = install_notifications(window, ctx, open_run)
     # After every feature added its docks and splitters, so their layout is restored too.

@@ -8,6 +8,7 @@ counts (SQLite) are read on the worker thread, never on the GUI thread.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -104,7 +105,8 @@ class LabTray(QObject):
     def refresh_now(self) -> None:
         self._last_refresh = time.monotonic()
         runstore, monitor = self._ctx.runstore, self._ctx.monitor or self._window.monitor
-        self._worker.submit("tray-summary", lambda: read_summary(runstore, monitor),
+        reserved = self._ctx.reserved_now()
+        self._worker.submit("tray-summary", lambda: read_summary(runstore, monitor, reserved),
                             self._apply)
 
     def _apply(self, summary: object) -> None:
@@ -152,9 +154,12 @@ def show_window(window: MainWindow) -> None:
     window.activateWindow()
 
 
-def read_summary(runstore: RunStore, monitor: ClusterMonitor | None) -> TraySummary:
-    """Worker thread: free GPUs per host (by the scheduler's rule) and run counts."""
-    reserved = runstore.reserved()
+def read_summary(runstore: RunStore, monitor: ClusterMonitor | None,
+                 reserved: Mapping[tuple[str, int], str] | None = None) -> TraySummary:
+    """Worker thread: free GPUs per host (by the scheduler's rule, with the lab's
+    reservations when the dispatcher knows them) and run counts."""
+    if reserved is None:
+        reserved = dict.fromkeys(runstore.reserved(), "")
     hosts: list[HostSummary] = []
     if monitor is not None:
         free = free_by_host(monitor, reserved)

@@ -23,11 +23,16 @@ from app.ui.main_window import MainWindow
 
 
 class ThreadDispatcher:
-    """The two methods of ``Dispatcher`` the notifier uses; ``fire`` calls the listeners
-    on a separate thread, several times, like a burst of state changes."""
+    """The methods of ``Dispatcher`` the notifier and tray use; ``fire`` calls the
+    listeners on a separate thread, several times, like a burst of state changes."""
 
     def __init__(self) -> None:
         self.listeners: list = []
+        # What the real one keeps from its last step: the lab's reserved GPUs.
+        self.reserved: dict[tuple[str, int], str] = {}
+
+    def reserved_now(self) -> dict[tuple[str, int], str]:
+        return dict(self.reserved)
 
     def add_listener(self, listener) -> None:
         self.listeners.append(listener)

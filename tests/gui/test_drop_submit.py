@@ -83,6 +83,9 @@ def test_drop_on_a_gpu_tile_pins_host_and_gpu(qtbot, world, submitter) -> None:
     world.online()
     qtbot.waitUntil(lambda: len(world.window.cluster_view.tiles()) == 8, timeout=3000)
     tile = world.window.cluster_view.groups["gpu-b"].tiles[2]
+    # Tiles are laid out in slices after they are made (a big host stays responsive).
+    qtbot.waitUntil(lambda: pin_target(world.window, tile.mapTo(
+        world.window, tile.rect().center()))[0] is tile, timeout=3000)
     script = world.script()
     d = drag(tile, [script])
     assert d.start() and d.move()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 from gui_fakes import TRAIN, FakeLab, FakeSession, bring_online, busy_reading, idle_reading, spec
@@ -151,3 +152,23 @@ def test_close_stops_the_monitor(qtbot, lab_window) -> None:
         window.close()
     assert all(s.stopped.is_set() for s in lab.sessions.values())
     assert not window.isVisible()
+
+
+def test_reserved_and_leased_gpus_are_busy_by_the_schedulers_rule(qtbot, lab_window) -> None:
+    """One rule for free: a GPU a labmate reserved (the lab board, as the dispatcher read
+    it) or a run's lease holds is not free in the tiles nor in the status bar."""
+    lab, _monitor, window = lab_window
+    reserved = {("gpu-a", 2): "reserved by bob until 18:00 — manual <b>debugging</b>"}
+    window.cluster_view.set_reserved_source(lambda: reserved)
+    readings = _readings("gpu-a")
+    readings[3] = replace(idle_reading(3, "gpu-a"), leased_by="r-labmate")
+    bring_online(lab, "gpu-a", readings)
+    for name in ("gpu-b", "gpu-c"):
+        bring_online(lab, name, _readings(name), simulated=name == "gpu-c")
+    qtbot.waitUntil(lambda: window.summary_label.text() == "3 hosts · 12 GPUs · 6 free",
+                    timeout=3000)
+    tile = _tile(window, "gpu-a", 2)
+    qtbot.waitUntil(lambda: tile.no_process_label.text().startswith(
+        "Reserved by bob until 18:00"), timeout=3000)
+    assert tile.no_process_label.text().endswith("manual <b>debugging</b>")  # plain text
+    assert _tile(window, "gpu-a", 3).no_process_label.text() == "Leased by run r-labmate"

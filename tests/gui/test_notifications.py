@@ -210,7 +210,8 @@ def test_tray_summary_counts_free_gpus_and_runs(qtbot, world: World) -> None:
 
     worker = DataWorker("labdeck-tray-test")
     tray = LabTray(world.window, world.ctx, worker)
-    world.runstore.reserve("gpu-a", 3, "demo")
+    # Reserved by a labmate on the host's lab board, as the dispatcher last read it.
+    world.ctx.services.dispatcher.reserved[("gpu-a", 3)] = "reserved by bob until 18:00"
     with qtbot.waitSignal(tray.summary_changed, timeout=5000) as blocker:
         tray.refresh_now()
     summary = blocker.args[0]
