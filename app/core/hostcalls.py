@@ -246,11 +246,17 @@ class HostCalls:
     def _host_refused(self, name: str) -> float:
         """Keep launches off host ``name`` for a backoff that doubles while it refuses."""
         opts = self._options
+        return self._back_off(self._shared.host_cooldown, name,
+                              opts.host_refused_backoff_s, opts.host_refused_backoff_max_s)
+
+    def _back_off(self, table: dict[str, tuple[float, float]], name: str,
+                  first: float, most: float) -> float:
+        """The one backoff rule: ``first``, doubled on each failure in a row, at most
+        ``most``; ``table[name]`` keeps (no try before this monotonic time, the delay)."""
         with self._shared.lock:
-            _until, last = self._shared.host_cooldown.get(name, (0.0, 0.0))
-            delay = min(opts.host_refused_backoff_max_s,
-                        last * 2 if last else opts.host_refused_backoff_s)
-            self._shared.host_cooldown[name] = (time.monotonic() + delay, delay)
+            _until, last = table.get(name, (0.0, 0.0))
+            delay = min(most, last * 2 if last else first)
+            table[name] = (time.monotonic() + delay, delay)
         return delay
 
     def reconcile(self, name: str) -> None:
@@ -293,12 +299,8 @@ class HostCalls:
         """Ask a host whose reconcile fails (broken runctl, no python3) less and less
         often, instead of every step."""
         opts = self._options
-        with self._shared.lock:
-            _until, last = self._shared.reconcile_backoff.get(name, (0.0, 0.0))
-            delay = min(opts.reconcile_backoff_max_s,
-                        last * 2 if last else opts.min_poll_gap_s)
-            self._shared.reconcile_backoff[name] = (time.monotonic() + delay, delay)
-        return delay
+        return self._back_off(self._shared.reconcile_backoff, name, opts.min_poll_gap_s,
+                              opts.reconcile_backoff_max_s)
 
     def reconcile_due(self, name: str, now: float) -> bool:
         with self._shared.lock:
