@@ -23,6 +23,7 @@ import platformdirs
 
 from app.core import paths
 from app.core.cluster import HostView
+from app.core.gpufree import Policy, gpu_busy_reason
 from app.core.hosts import spec_from_args
 from app.core.jobspec import JobSpec, spec_from_script
 from app.core.lab import LOCAL_HOST_HOMES_KEY
@@ -200,10 +201,11 @@ def gpu_counts(views: Iterable[HostView]) -> tuple[int, int, int]:
     busy = free = training = 0
     for view in views:
         for gpu in view.sample.gpus if view.sample else ():
-            if gpu.processes or gpu.leased_by:
-                busy += 1
-            else:
+            # The scheduler's own rule (the demo lab has no reservations).
+            if gpu_busy_reason(view, gpu, (), (), Policy()) is None:
                 free += 1
+            else:
+                busy += 1
             if any(TRAIN_SCRIPT.name in (p.command or "") for p in gpu.processes):
                 training += 1
     return busy, free, training
