@@ -42,7 +42,7 @@ _STATE_CHOICES: list[tuple[str, frozenset[str]]] = [
     ("Finished", frozenset(s.value for s in FINISHED)),
 ] + [(s.value.capitalize(), frozenset({s.value})) for s in RunState]
 # State is sized for its longest word (succeeded, launching), not for the first rows.
-_WIDTHS = {"name": 220, "state": 112, "tags": 120, "note": 120}
+_WIDTHS = {"name": 220, "state": 112, "reason": 300, "tags": 120, "note": 120}
 
 
 class RunsView(QTableView):
