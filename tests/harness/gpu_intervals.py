@@ -29,12 +29,13 @@ JOB_CODE = (
 )
 
 
-def sweep_file(path: Path, name: str, count: int) -> Path:
-    """A job file at ``path``: a sweep of ``count`` runs of ``JOB_CODE`` (1 GPU each)."""
+def sweep_file(path: Path, name: str, count: int, code: str = JOB_CODE) -> Path:
+    """A job file at ``path``: a sweep of ``count`` runs of ``code`` (1 GPU each), which
+    must write its start and end into ``times`` as ``JOB_CODE`` does."""
     values = ", ".join(str(i) for i in range(count))
     path.write_text(
         f"name: {name}\n"
-        f"command: [python3, -c, {json.dumps(JOB_CODE)}, --i, '0']\n"
+        f"command: [python3, -c, {json.dumps(code)}, --i, '0']\n"
         f"sweep:\n  i: [{values}]\n"
     )
     return path

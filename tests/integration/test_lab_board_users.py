@@ -13,20 +13,13 @@ from pathlib import Path
 import pytest
 
 from app.core.runs import RunState
-from tests.harness.gpu_intervals import read_host_records
+from tests.harness.gpu_intervals import read_host_records, sweep_file
 from tests.harness.labapp import LabApp
 from tests.harness.sshd import SshdHost, SshdLab
 from tests.harness.unixusers import LabUser, UnixUsers
 
 pytestmark = [pytest.mark.sshd, pytest.mark.slow]
 
-JOB = """\
-import os, time
-t0 = time.time()
-time.sleep(0.3)
-with open(os.path.join(os.environ['LABDECK_RUN_DIR'], 'times'), 'w') as fh:
-    fh.write('%r %r' % (t0, time.time()))
-"""
 RESERVED_FOR_S = 25
 
 
@@ -53,13 +46,6 @@ def pair() -> Iterator[Pair]:
             sshd.close()
 
 
-def sweep(path: Path, count: int) -> Path:
-    values = ", ".join(str(i) for i in range(count))
-    path.write_text(f"name: fill\ncommand: [python3, -c, {json.dumps(JOB)}, --i, '0']\n"
-                    f"sweep:\n  i: [{values}]\n")
-    return path
-
-
 @pytest.mark.timeout(240)
 def test_a_reservation_holds_between_users_and_ends_by_itself(
     tmp_path: Path, pair: Pair
@@ -84,7 +70,7 @@ def test_a_reservation_holds_between_users_and_ends_by_itself(
         lifted = bobs("unreserve", pair.host.name, "1")
         assert lifted.returncode == 1 and f"stays reserved by {pair.alice.name}" in lifted.stderr
         # Bob's runs fill the host: never GPU 1 while it is reserved.
-        ids = bobs.submit(str(sweep(tmp_path / "fill.yaml", 9)))
+        ids = bobs.submit(str(sweep_file(tmp_path / "fill.yaml", "fill", 9)))
         serve = bobs.serve("--until-done", "--poll", "0.5")
         assert serve.wait(150) == 0, bobs.serve_output()[-3000:]
         runs = bobs.runs()

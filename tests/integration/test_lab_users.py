@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from app.core.runs import RunState
-from tests.harness.gpu_intervals import HostRecords, overlaps, read_host_records
+from tests.harness.gpu_intervals import HostRecords, overlaps, read_host_records, sweep_file
 from tests.harness.labapp import LabApp, base_run_id, run_dirs
 from tests.harness.sshd import SshdHost, SshdLab
 from tests.harness.unixusers import LabUser, UnixUsers, all_pids, cmdline_of, uids_of, umask_of
@@ -91,16 +91,6 @@ def users_lab(request: pytest.FixtureRequest) -> Iterator[UsersLab]:
             sshd.close()
 
 
-def sweep_file(path: Path, name: str, count: int) -> Path:
-    values = ", ".join(str(i) for i in range(count))
-    path.write_text(
-        f"name: {name}\n"
-        f"command: [python3, -c, {json.dumps(JOB_CODE)}, --i, '0']\n"
-        f"sweep:\n  i: [{values}]\n"
-    )
-    return path
-
-
 def sample_umasks(users: list[LabUser], seen: dict[tuple[str, str], set[int]]) -> None:
     """Record the umask of each user's live agents, runctls and wrappers (by script)."""
     names = {user.uid: user.name for user in users}
@@ -133,7 +123,8 @@ def test_three_unix_users_share_two_hosts_never_a_gpu(
     started = time.monotonic()
     try:
         for user in users:
-            sweep = sweep_file(tmp_path / f"{user.name}.yaml", user.name, RUNS_PER_USER)
+            sweep = sweep_file(tmp_path / f"{user.name}.yaml", user.name, RUNS_PER_USER,
+                               JOB_CODE)
             submitted[user.name] = set(apps[user.name].submit(str(sweep)))
             assert len(submitted[user.name]) == RUNS_PER_USER
         serves = {name: app.serve("--until-done", "--poll", "1") for name, app in apps.items()}
