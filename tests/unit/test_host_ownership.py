@@ -8,7 +8,6 @@ from threads of their own, the way sessions do.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,56 +25,11 @@ from app.core.tailwatch import WatchOptions
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
-from ssh_backend.states import HostState
+from tests.harness.tail_session import TailSession
 
 FAST = IngestOptions(batch_s=0.02, refresh_s=0.05,
                      watch=WatchOptions(linger_s=0.3, quiet_s=0.2, rewatch_s=0.2))
 TABLES = ("log_chunks", "tail_offsets", "metric_series", "run_params")
-
-
-class Host:
-    """Online at once; remembers what it was asked to watch; delivers chunks from a
-    thread of its own."""
-
-    def __init__(self, spec: HostSpec, listener: SessionListener) -> None:
-        self.spec = spec
-        self.listener = listener
-        self.watched: dict[str, dict[str, int]] = {}
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def state(self) -> HostState:
-        return HostState.ONLINE
-
-    def start(self) -> None:
-        self._on_worker(lambda: self.listener.on_state(self.name, HostState.ONLINE, ""))
-
-    def stop(self, timeout: float = 5.0) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        pass
-
-    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
-        self.watched[run_id] = dict(offsets)
-
-    def unwatch(self, run_id: str) -> None:
-        self.watched.pop(run_id, None)
-
-    def tail(self, *chunks: TailChunk) -> None:
-        def deliver() -> None:
-            for chunk in chunks:
-                self.listener.on_tail(self.name, chunk)
-
-        self._on_worker(deliver)
-
-    def _on_worker(self, fn: Callable[[], None]) -> None:
-        thread = threading.Thread(target=fn, name=f"fake-{self.name}")
-        thread.start()
-        thread.join(10)
 
 
 class Lab:
@@ -84,14 +38,14 @@ class Lab:
         for name in ("ws-a", "ws-b"):
             self.store.add_host(HostSpec(name=name))
         self.runs = RunStore(self.store)
-        self.hosts: dict[str, Host] = {}
+        self.hosts: dict[str, TailSession] = {}
         self.monitor = ClusterMonitor(self._session)
         self.monitor.set_hosts(self.store.hosts())
         self.monitor.start()
         self.ingestor = Ingestor(self.store, self.monitor, FAST)
 
-    def _session(self, spec: HostSpec, listener: SessionListener) -> Host:
-        self.hosts[spec.name] = Host(spec, listener)
+    def _session(self, spec: HostSpec, listener: SessionListener) -> TailSession:
+        self.hosts[spec.name] = TailSession(spec, listener)
         return self.hosts[spec.name]
 
     def running_on(self, host: str) -> str:

@@ -5,7 +5,6 @@ and the watches (what is watched, from which offsets, and when it is let go)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,67 +24,12 @@ from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
 from ssh_backend.states import HostState
+from tests.harness.tail_session import TailSession
 
 FAST = IngestOptions(
     batch_s=0.02, refresh_s=0.05,
     watch=WatchOptions(linger_s=0.3, quiet_s=0.2, rewatch_s=0.2),
 )
-
-
-class TailSession:
-    """Online at once; records watch/unwatch; delivers chunks from its own thread."""
-
-    def __init__(self, spec: HostSpec, listener: SessionListener) -> None:
-        self.spec = spec
-        self.listener = listener
-        self.lock = threading.Lock()
-        self.watches: list[tuple[str, dict[str, int]]] = []
-        self.unwatches: list[str] = []
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def state(self) -> HostState:
-        return HostState.ONLINE
-
-    def start(self) -> None:
-        self._on_worker(lambda: self.listener.on_state(self.name, HostState.ONLINE, ""))
-
-    def stop(self, timeout: float = 5.0) -> None:
-        pass
-
-    def reconnect_now(self) -> None:
-        pass
-
-    def watch(self, run_id: str, offsets: dict[str, int]) -> None:
-        with self.lock:
-            self.watches.append((run_id, dict(offsets)))
-
-    def unwatch(self, run_id: str) -> None:
-        with self.lock:
-            self.unwatches.append(run_id)
-
-    def go(self, state: HostState) -> None:
-        self._on_worker(lambda: self.listener.on_state(self.name, state, ""))
-
-    def tail(self, *chunks: TailChunk) -> None:
-        def deliver() -> None:
-            for chunk in chunks:
-                self.listener.on_tail(self.name, chunk)
-
-        self._on_worker(deliver)
-
-    def _on_worker(self, fn: Callable[[], None]) -> None:
-        thread = threading.Thread(target=fn, name=f"fake-{self.name}")
-        thread.start()
-        thread.join(10)
-
-    def last_watch(self, run_id: str) -> dict[str, int] | None:
-        with self.lock:
-            found = [offsets for rid, offsets in self.watches if rid == run_id]
-        return found[-1] if found else None
 
 
 class Rig:
