@@ -39,6 +39,7 @@ from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.limits import MAX_GPUS, MAX_SERIES_NAME_CHARS, MAX_SERIES_PER_RUN
 from ssh_backend.local import LocalSession
 from ssh_backend.states import HostState
+from tests.harness.run_rows import run_rows, stored_runs
 from tests.reliability.scale import FULL, pick
 
 pytestmark = [pytest.mark.reliability, pytest.mark.gui]
@@ -55,7 +56,6 @@ ROUNDS = 3
 # A machine this much slower than idle (see slowdown()) is too busy for a wall-time bound.
 BUSY_MACHINE = 1.5
 MAX_GROWTH_MIB = 200
-TABLES = ("log_chunks", "tail_offsets", "metric_series", "run_params")
 HONEST_LOG = b"".join(b"step %d loss=%.2f\n" % (i, 1 / (i + 1)) for i in range(200))
 HONEST_METRICS = b"".join(
     json.dumps({"step": i, "t": 1.7e9 + i, "m": {"acc": i / 200},
@@ -120,21 +120,10 @@ class Lab:
         return self.root / "b" / f"hostile.done.{round_}"
 
     def rows(self, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
-        with self.store.lock:
-            conn = self.store.db.conn
-            out = {table: conn.execute(f"SELECT * FROM {table} WHERE run_id = ? "
-                                       "ORDER BY 1, 2", [run_id]).fetchall()
-                   for table in TABLES}
-            out["metric_chunks"] = conn.execute(
-                "SELECT c.* FROM metric_chunks c JOIN metric_series s ON s.id = c.series_id "
-                "WHERE s.run_id = ? ORDER BY 1, 2", [run_id]).fetchall()
-        return out
+        return run_rows(self.store, run_id)
 
     def stored_runs(self) -> set[str]:
-        with self.store.lock:
-            conn = self.store.db.conn
-            return {row[0] for table in TABLES
-                    for row in conn.execute(f"SELECT DISTINCT run_id FROM {table}")}
+        return stored_runs(self.store)
 
 
 class MemoryGuard:

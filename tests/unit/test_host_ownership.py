@@ -25,11 +25,11 @@ from app.core.tailwatch import WatchOptions
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.run_rows import run_rows, stored_runs
 from tests.harness.tail_session import TailSession
 
 FAST = IngestOptions(batch_s=0.02, refresh_s=0.05,
                      watch=WatchOptions(linger_s=0.3, quiet_s=0.2, rewatch_s=0.2))
-TABLES = ("log_chunks", "tail_offsets", "metric_series", "run_params")
 
 
 class Lab:
@@ -56,22 +56,10 @@ class Lab:
         return run_id
 
     def rows(self, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
-        """Every stored row of ``run_id`` (points live in blobs keyed by its series)."""
-        with self.store.lock:
-            conn = self.store.db.conn
-            out = {table: conn.execute(f"SELECT * FROM {table} WHERE run_id = ? "
-                                       "ORDER BY 1, 2", [run_id]).fetchall()
-                   for table in TABLES}
-            out["metric_chunks"] = conn.execute(
-                "SELECT c.* FROM metric_chunks c JOIN metric_series s ON s.id = c.series_id "
-                "WHERE s.run_id = ? ORDER BY 1, 2", [run_id]).fetchall()
-        return out
+        return run_rows(self.store, run_id)
 
     def stored_runs(self) -> set[str]:
-        with self.store.lock:
-            conn = self.store.db.conn
-            return {row[0] for table in TABLES
-                    for row in conn.execute(f"SELECT DISTINCT run_id FROM {table}")}
+        return stored_runs(self.store)
 
     def close(self) -> None:
         self.ingestor.stop()
