@@ -91,23 +91,10 @@ def host_detail(view: HostView) -> str:
 def lab_reservations(monitor: Any, views: list[HostView]) -> dict[tuple[str, int], str]:
     """(host, GPU index) → 'reserved by … until …' from the hosts' lab boards (a host
     whose board cannot be read shows none; its wrapper still honours them)."""
-    from app.core.labwatch import reservation_text
-    from ssh_backend import labboard
+    from app.cli.lab_cmd import read_boards
+    from app.core.labwatch import reserved_gpus
 
-    found: dict[tuple[str, int], str] = {}
-    for view in views:
-        session = monitor.session(view.name)
-        if view.sample is None or session is None:
-            continue
-        try:
-            board = labboard.read(session)
-        except Exception:  # noqa: S112 - an old or broken host: no reservations to show
-            continue
-        index = {r.uuid: r.index for r in view.sample.gpus}
-        for item in board.reservations:
-            if item.gpu_uuid in index:
-                found[(view.name, index[item.gpu_uuid])] = reservation_text(item)
-    return found
+    return reserved_gpus(views, read_boards(monitor, quiet=True))
 
 
 def host_json(view: HostView, reserved: dict[tuple[str, int], str] | None = None

@@ -93,19 +93,23 @@ def _online_view(monitor: ClusterMonitor, name: str) -> HostView:
     return view
 
 
-def _boards(monitor: ClusterMonitor) -> dict[str, Board]:
+def read_boards(monitor: ClusterMonitor, quiet: bool = False) -> dict[str, Board]:
+    """The lab board of every reachable host; the others are left out (said unless
+    ``quiet``: an old or broken host's wrapper still honours its reservations)."""
     from ssh_backend import labboard
 
     boards = {}
     for view in monitor.hosts():
         session = monitor.session(view.name)
         if view.sample is None or session is None:
-            warn(f"{view.name}: not reachable, left out")
+            if not quiet:
+                warn(f"{view.name}: not reachable, left out")
             continue
         try:
             boards[view.name] = labboard.read(session)
         except Exception as exc:
-            warn(f"{view.name}: its lab board could not be read: {exc}")
+            if not quiet:
+                warn(f"{view.name}: its lab board could not be read: {exc}")
     return boards
 
 
@@ -193,7 +197,7 @@ def _unreserve(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     with _connected() as monitor:
         views = monitor.hosts()
-        boards = _boards(monitor)
+        boards = read_boards(monitor)
     from app.core.labsummary import lab_summary
 
     found = lab_summary(views, boards)
@@ -225,8 +229,7 @@ def _ago(since: float | None, now: float) -> str:
 
 def _why(args: argparse.Namespace) -> int:
     from app.cli.runs_cmd import find_run
-    from app.core.fairshare import lab_state
-    from app.core.labwatch import reservation_text
+    from app.core.labwatch import reserved_gpus, state_of
     from app.core.scheduler import explain
 
     with Store.open() as store:
@@ -241,19 +244,10 @@ def _why(args: argparse.Namespace) -> int:
         return 0
     with _connected() as monitor:
         views = monitor.hosts()
-        boards = _boards(monitor)
+        boards = read_boards(monitor)
     reserved: dict[tuple[str, int], str] = dict.fromkeys(local_reserved, "")
-    for view in views:
-        board = boards.get(view.name)
-        if board is None or view.sample is None:
-            continue
-        index = {r.uuid: r.index for r in view.sample.gpus}
-        for item in board.reservations:
-            if item.gpu_uuid in index:
-                reserved[(view.name, index[item.gpu_uuid])] = reservation_text(item)
-    counts = {v.name: len(v.sample.gpus) for v in views if v.sample and v.name in boards}
-    me = {h: b.me for h, b in boards.items() if b.me}
-    lab = lab_state({h: b for h, b in boards.items() if h in counts}, counts, me)
+    reserved.update(reserved_gpus(views, boards))
+    lab = state_of(views, boards)
     say(f"{run.id} waits: {explain(run, views, reserved, busy, host_tags=tags, lab=lab)}")
     if run.reason:
         say(f"last word from the dispatcher: {run.reason}")

@@ -8,15 +8,13 @@ import time
 from typing import Any
 
 from app.core.cluster import HostView
-from app.core.fairshare import lab_state
-from app.core.labwatch import reservation_text
+from app.core.labwatch import reservation_text, state_of
 from ssh_backend.labboard import Board
 
 
 def lab_summary(views: list[HostView], boards: dict[str, Board]) -> dict[str, Any]:
     """JSON-ready: ``gpus``, ``users``, ``reservations``, ``idle_holders``, ``hosts``."""
-    counts = {v.name: len(v.sample.gpus) for v in views if v.sample and v.name in boards}
-    state = lab_state({h: b for h, b in boards.items() if h in counts}, counts, {})
+    state = state_of(views, boards)
     entitled = state.entitlements()
     now = time.time()
     users = sorted(set(state.held) | set(state.wanted))

@@ -82,27 +82,38 @@ class LabWatch:
     def reserved(self, views: Iterable[HostView], now: float | None = None
                  ) -> dict[GpuKey, str]:
         """Every reserved GPU of the lab, by (host, index), with its sentence."""
-        boards = self.boards(now)
-        wall = time.time()
-        found: dict[GpuKey, str] = {}
-        for view in views:
-            board = boards.get(view.name)
-            if board is None or not board.reservations:
-                continue
-            index = _indices(view)
-            for item in board.reservations:
-                if item.until > wall and item.gpu_uuid in index:
-                    found[(view.name, index[item.gpu_uuid])] = reservation_text(item)
-        return found
+        return reserved_gpus(views, self.boards(now))
 
     def state(self, views: Iterable[HostView], in_flight: Mapping[str, int],
               now: float | None = None) -> LabState:
-        boards = self.boards(now)
-        counts = {v.name: len(v.sample.gpus) for v in views
-                  if v.sample is not None and v.name in boards}
-        me = {h: b.me for h, b in boards.items() if b.me}
-        return lab_state({h: b for h, b in boards.items() if h in counts}, counts, me,
-                         in_flight)
+        return state_of(views, self.boards(now), in_flight)
+
+
+def reserved_gpus(views: Iterable[HostView], boards: Mapping[str, Board]
+                  ) -> dict[GpuKey, str]:
+    """The reservations on ``boards`` that are still in force, by (host, GPU index) of
+    the hosts' ``views``, each with its sentence."""
+    wall = time.time()
+    found: dict[GpuKey, str] = {}
+    for view in views:
+        board = boards.get(view.name)
+        if board is None or not board.reservations:
+            continue
+        index = _indices(view)
+        for item in board.reservations:
+            if item.until > wall and item.gpu_uuid in index:
+                found[(view.name, index[item.gpu_uuid])] = reservation_text(item)
+    return found
+
+
+def state_of(views: Iterable[HostView], boards: Mapping[str, Board],
+             in_flight: Mapping[str, int] | None = None) -> LabState:
+    """The lab-wide fair-share view of the hosts that have both a board and a sample."""
+    counts = {v.name: len(v.sample.gpus) for v in views
+              if v.sample is not None and v.name in boards}
+    me = {h: b.me for h, b in boards.items() if b.me}
+    return lab_state({h: b for h, b in boards.items() if h in counts}, counts, me,
+                     in_flight)
 
 
 def _indices(view: HostView) -> dict[str, int]:
