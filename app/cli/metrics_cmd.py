@@ -24,7 +24,6 @@ from typing import IO, Any
 
 from app.cli.common import say, warn
 from app.cli.runs_cmd import find_run
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
@@ -109,7 +108,7 @@ def _logs(args: argparse.Namespace) -> int:
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
         metrics = MetricStore(store)
-        key = host_run_id(run)
+        key = run.host_run_id
         try:
             pos = _print_log(metrics, key, 0, out)
             if not args.follow:
@@ -140,7 +139,7 @@ def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
         while run.host is None and not run.state.finished:
             time.sleep(0.5)
             run = runs.get(run.id) or run
-    key = host_run_id(run)
+    key = run.host_run_id
     host = next((h for h in store.hosts() if h.name == run.host), None)
     if host is None:
         warn(f"run {run.id}'s host {run.host} is no longer known; showing what is stored")
@@ -179,7 +178,7 @@ def _ended(runs: RunStore, monitor: Any, run_id: str, key: str) -> bool:
     from ssh_backend import runs as host_runs
 
     run = runs.get(run_id)
-    if run is None or run.state.finished or host_run_id(run) != key:
+    if run is None or run.state.finished or run.host_run_id != key:
         return True
     session = monitor.session(run.host) if run.host else None
     if session is None:
@@ -209,7 +208,7 @@ def _metrics(args: argparse.Namespace) -> int:
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
         metrics = MetricStore(store)
-        key = host_run_id(run)
+        key = run.host_run_id
         names = [info.name for info in metrics.series(key)]
         out = sys.stdout
         if args.json:

@@ -36,7 +36,6 @@ from app.core.hostcalls import (
     RunControl,
     Shared,
     SshRunControl,
-    host_run_id,
 )
 from app.core.labwatch import LabWatch
 from app.core.queuelock import QueueLock
@@ -47,7 +46,7 @@ from app.core.store import Store
 from app.core.taskpool import TaskPool
 from ssh_backend.states import HostState
 
-__all__ = ["DispatchOptions", "Dispatcher", "RunControl", "RunListener", "host_run_id"]
+__all__ = ["DispatchOptions", "Dispatcher", "RunControl", "RunListener"]
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +236,9 @@ class Dispatcher:
         for run in active:
             if run.state is RunState.RUNNING and run.host:
                 for gpu in run.gpus:
-                    expected[run.host][gpu] = host_run_id(run)
+                    expected[run.host][gpu] = run.host_run_id
         ids = {run.id for run in active}
-        host_ids = {host_run_id(run) for run in active}
+        host_ids = {run.host_run_id for run in active}
         shared = self._shared
         with shared.lock:
             shared.expected = dict(expected)

@@ -23,7 +23,7 @@ from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.core.scheduler import Policy
 from ssh_backend import runs as host_runs
-from ssh_backend.runs import LaunchRefused, LaunchRequest, RunStatus, attempt_run_id
+from ssh_backend.runs import LaunchRefused, LaunchRequest, RunStatus
 
 log = logging.getLogger("app.core.dispatcher")
 
@@ -53,12 +53,6 @@ class SshRunControl:
         self, session: Any, run_ids: list[str], fence: Collection[str] = ()
     ) -> dict[str, RunStatus]:
         return host_runs.reconcile(session, run_ids, fence)
-
-
-def host_run_id(run: Run) -> str:
-    """The id of the run's current attempt on its host (its folder, lease and
-    LABDECK_RUN_ID): launch is idempotent per folder, so each retry needs its own."""
-    return attempt_run_id(run.id, run.attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +150,7 @@ class HostCalls:
         if new is RunState.RUNNING and run.host:
             with self._shared.lock:  # watch its lease from the next sample, not next step
                 for gpu in run.gpus:
-                    self._shared.expected.setdefault(run.host, {})[gpu] = host_run_id(run)
+                    self._shared.expected.setdefault(run.host, {})[gpu] = run.host_run_id
         self._notify(run.id)
         return True
 
@@ -178,7 +172,7 @@ class HostCalls:
         try:
             spec = JobSpec.from_dict(run.spec)
             sim_host = name if view.spec.simulated else None
-            job = host_job(spec, host_run_id(run), run.gpus, run.gpu_uuids, sim_host=sim_host)
+            job = host_job(spec, run.host_run_id, run.gpus, run.gpu_uuids, sim_host=sim_host)
             files = snapshot_files(spec)
             # Read from the keyring at every launch (a retry too); a missing secret fails
             # the run with its name and the command that sets it (SecretsError is a
@@ -188,7 +182,7 @@ class HostCalls:
         except (ValueError, OSError) as exc:
             self.move(run, RunState.FAILED, ended_at=time.time(), reason=f"cannot launch: {exc}")
             return
-        request = LaunchRequest(host_run_id(run), job, run.gpus, run.gpu_uuids, files,
+        request = LaunchRequest(run.host_run_id, job, run.gpus, run.gpu_uuids, files,
                                 secrets=values)
         try:
             status = self._control.launch(session, request)
@@ -274,11 +268,11 @@ class HostCalls:
                 # a launch in progress is never taken for one that never reached the host.
                 launching = set(shared.launching)
             runs = [run for run in runs if run.id not in launching]
-            ids = [host_run_id(run) for run in runs]
+            ids = [run.host_run_id for run in runs]
             # Every LAUNCHING run not being launched right now has a launch whose outcome
             # is unknown (a timeout, a cut, this app killed mid-launch): the host fences
             # it, so a request still on its way can never start it beside a retry.
-            fence = [host_run_id(run) for run in runs if run.state is RunState.LAUNCHING]
+            fence = [run.host_run_id for run in runs if run.state is RunState.LAUNCHING]
             statuses = self._control.reconcile(session, ids, fence) if runs else {}
         except Exception as exc:
             delay = self._reconcile_failed(name)
@@ -290,7 +284,7 @@ class HostCalls:
         with shared.lock:
             shared.reconcile_backoff.pop(name, None)
         for run in runs:
-            status = statuses.get(host_run_id(run))
+            status = statuses.get(run.host_run_id)
             if status is not None:
                 apply_status(run, status, self.move)
         self._wake()
@@ -313,7 +307,7 @@ class HostCalls:
         if session is None:
             return
         try:
-            self._control.cancel(session, host_run_id(run), grace_s=self._options.cancel_grace_s)
+            self._control.cancel(session, run.host_run_id, grace_s=self._options.cancel_grace_s)
             log.info("run %s: cancel sent to %s", run.id, host)
         except Exception as exc:
             log.warning("run %s: cancel on %s did not complete: %s", run.id, host, exc)

@@ -15,7 +15,6 @@ from typing import Any
 
 from app.core.cluster import ClusterMonitor
 from app.core.gpufree import free_gpus
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore, SeriesInfo
 from app.core.runs import FINISHED, Run, RunState
 from app.core.runstore import RunStore
@@ -261,7 +260,7 @@ def read_finished(runstore: RunStore, metricstore: MetricStore,
     run = runstore.get(run_id)
     if run is None:
         return None
-    series = metricstore.series(host_run_id(run)) if run.state in FINISHED else []
+    series = metricstore.series(run.host_run_id) if run.state in FINISHED else []
     return run, series
 
 
@@ -276,7 +275,7 @@ def read_progress(runstore: RunStore, metricstore: MetricStore,
     """What each running run did lately: output size and GPU use over ``window_s``."""
     out = []
     for run in runstore.list_runs(states=[RunState.RUNNING]):
-        key = host_run_id(run)
+        key = run.host_run_id
         token = (metricstore.log_size(key),
                  tuple((s.name, s.count) for s in metricstore.series(key)))
         busy: bool | None = None

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssh_backend.runs import attempt_run_id
+
 
 class RunState(enum.StrEnum):
     QUEUED = "queued"
@@ -63,8 +65,24 @@ def check_transition(old: RunState, new: RunState) -> None:
         raise TransitionError(f"a run cannot go from {old} to {new}")
 
 
+class RunRecord:
+    """What every record of a run has (``Run``, a row of the runs table): its id and
+    attempt, hence the one spelling of its current attempt's id on its host."""
+
+    __slots__ = ()
+    id: str
+    attempt: int
+
+    @property
+    def host_run_id(self) -> str:
+        """The id of the run's current attempt on its host: its folder, lease,
+        ``LABDECK_RUN_ID`` and the key of its curves and console in the metric store.
+        Launch is idempotent per folder, so each retry needs its own."""
+        return attempt_run_id(self.id, self.attempt)
+
+
 @dataclass(frozen=True, slots=True)
-class Run:
+class Run(RunRecord):
     """One queued or launched run as stored locally (spec as JSON-ready dict)."""
 
     id: str

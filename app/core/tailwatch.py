@@ -13,7 +13,7 @@ again from the committed offsets, which makes the agent read the missing part ag
 chunks it had sent before that arrive as stale gaps, so this happens at most once per
 ``resend_s`` until every broken source's data is stored in order again.
 
-Runs are keyed by their id on the host (``host_run_id``: a retry has its own folder),
+Runs are keyed by their id on the host (``Run.host_run_id``: a retry has its own folder),
 which is also the id their curves and console are stored under. Watches go through the
 monitor (``ClusterMonitor.watch``), which thereby learns which host holds which run and
 passes on tail chunks of a run only from that host.
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 from app.core.cluster import ClusterMonitor
 from app.core.console_metrics import MetricPattern, compile_patterns
-from app.core.hostcalls import host_run_id
 from app.core.runs import FINISHED, Run
 from app.core.runstore import ACTIVE, RunStore
 from ssh_backend.states import HostState
@@ -126,15 +125,15 @@ class Watches:
         else:
             live = self.runstore.active()
             ended = self.runstore.list_runs(FINISHED, limit=self.options.drain_max)
-        wanted = {host_run_id(run): (run, False) for run in live if run.host}
+        wanted = {run.host_run_id: (run, False) for run in live if run.host}
         for run in ended:
-            key = host_run_id(run) if run.host else ""
+            key = run.host_run_id if run.host else ""
             if key and key not in self.drained:
                 wanted.setdefault(key, (run, True))
         for key in [k for k in self.by_key if k not in wanted]:
             # Finished but past the newest few: still drained before it is let go.
             known = self.runstore.get(self.by_key[key].run_id)
-            if known is not None and known.state.finished and host_run_id(known) == key:
+            if known is not None and known.state.finished and known.host_run_id == key:
                 wanted[key] = (known, True)
         return wanted
 

@@ -1,7 +1,7 @@
 """What a comparison reads from the store, on its data worker: the runs, their parameters
 and metric summaries as plain data, and the layout remembered for their metrics.
 
-Each run is read at its current attempt (``host_run_id``), the id its curves are stored
+Each run is read at its current attempt (``Run.host_run_id``), the id its curves are stored
 under. Parameters are the job spec's, overlaid with what the run recorded itself
 (``labdeck.init``, TensorBoard hparams): those are what the run actually used.
 """
@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore, SeriesInfo
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -55,7 +54,7 @@ def load_snapshots(runstore: RunStore, metricstore: MetricStore,
         if run is None:
             missing.append(run_id)
             continue
-        key = host_run_id(run)
+        key = run.host_run_id
         spec_params = run.params or run.spec.get("params") or {}
         merged = {**flatten(spec_params), **flatten(metricstore.params(key))}
         found.append(RunSnapshot(

@@ -31,7 +31,7 @@ WIDE_PEN = 1.7
 
 
 class ComparePanel(CurvePanel):
-    """Keys are the runs' metric store ids (``host_run_id``), as in ``CurvePanel``."""
+    """Keys are the runs' metric store ids (``Run.host_run_id``), as in ``CurvePanel``."""
 
     run_toggled = Signal(str, bool)  # run key, now visible: a click in an in-plot legend
     colors_changed = Signal()  # the theme changed, and with it every run's colour

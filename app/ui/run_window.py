@@ -21,7 +21,6 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
@@ -187,7 +186,7 @@ class RunWindow(QWidget):
 
         def work() -> tuple[Run | None, dict[str, Any]]:
             run = runstore.get(run_id)
-            recorded = metricstore.params(host_run_id(run)) if run is not None else {}
+            recorded = metricstore.params(run.host_run_id) if run is not None else {}
             return run, recorded
 
         self.worker.submit("run", work, self._apply_run, self._on_error)
@@ -200,7 +199,7 @@ class RunWindow(QWidget):
             self._poll.stop()
             return
         previous, self.run = self.run, run
-        key = host_run_id(run)
+        key = run.host_run_id
         if key != self._key:
             self._key = key
             self.curves.set_runs([(key, run.name)], {key: run.started_at})

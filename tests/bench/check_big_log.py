@@ -171,7 +171,7 @@ def main() -> int:
             host_log = folder / "output.log"
             with Store.open(app.store_path) as store:
                 ms = MetricStore(store)
-                key = run_id if run.attempt == 0 else f"{run_id}-a{run.attempt}"
+                key = run.host_run_id
                 stored, size = stored_sha256(ms, key)
                 series = {s.name: s.count for s in ms.series(key)}
             same = stored == sha256_of(host_log)

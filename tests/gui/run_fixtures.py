@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.hostcalls import host_run_id
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
@@ -45,7 +44,7 @@ def start_run(runstore: RunStore, name: str = "resnet50-lr3e-4",
 def key_of(runstore: RunStore, run_id: str) -> str:
     run = runstore.get(run_id)
     assert run is not None
-    return host_run_id(run)
+    return run.host_run_id
 
 
 def add_points(ms: MetricStore, key: str, series: dict[str, tuple[np.ndarray, np.ndarray]],

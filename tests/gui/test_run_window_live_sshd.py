@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 
-from app.core.hostcalls import host_run_id
 from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.ui import run_window
@@ -131,7 +130,7 @@ def open_window(qtbot: Any, app: App, run_id: str, key: str) -> tuple[RunWindow,
     window.resize(1280, 800)
     frames = FrameLog(window, key)
     qtbot.waitUntil(lambda: window.run is not None, timeout=5_000)
-    assert host_run_id(window.run) == key
+    assert window.run.host_run_id == key
     return window, frames
 
 
@@ -151,7 +150,7 @@ def test_run_window_curves_grow_live_across_a_frozen_host_and_an_app_restart(
     run_id = submit(labapp, tmp_path, tag)
     app.start()
     qtbot.waitUntil(lambda: labapp.run(run_id).state is RunState.RUNNING, timeout=30_000)
-    key = host_run_id(labapp.run(run_id))
+    key = labapp.run(run_id).host_run_id
 
     # -- 1. opened while the run runs: each source's curve appears, then grows ----------
     window, frames = open_window(qtbot, app, run_id, key)

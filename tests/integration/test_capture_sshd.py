@@ -29,7 +29,6 @@ import pytest
 
 from app.core.cluster import ClusterMonitor
 from app.core.dispatcher import DispatchOptions
-from app.core.hostcalls import host_run_id
 from app.core.ingest import IngestOptions
 from app.core.lab import LabServices, build_services, known_hosts
 from app.core.runs import RunState
@@ -167,7 +166,7 @@ def check_capture(app: App, host: SshdHost, run_id: str) -> dict[str, Any]:
     """The stored console and points are exactly what the job wrote; returns the truth."""
     run = RunStore(app.store).get(run_id)
     assert run is not None and run.state is RunState.SUCCEEDED, run
-    key = host_run_id(run)
+    key = run.host_run_id
     folder = run_dirs(host)[key]
     truth = json.loads((folder / "truth.json").read_text())
     assert app.services is not None
@@ -215,7 +214,7 @@ def test_capture_survives_a_frozen_host_and_a_dropped_connection(
     labapp, app = make_app(host)
     run_id = submit(labapp, tmp_path, "freeze", steps=40)
     app.start()
-    wait(lambda: stored_count(app, host_run_id(labapp.run(run_id)), "train_loss") >= 10,
+    wait(lambda: stored_count(app, labapp.run(run_id).host_run_id, "train_loss") >= 10,
          40, "the first half to be stored")
     seen = len(app.states)
     host.freeze()  # the host hangs: the app drops the connection and retries meanwhile
@@ -229,7 +228,7 @@ def test_capture_survives_a_frozen_host_and_a_dropped_connection(
     wait(lambda: app.states[-1] is HostState.ONLINE, 30, "a new connection")
     wait(lambda: labapp.run(run_id).state is RunState.SUCCEEDED, 40, "the run to finish")
     assert app.services is not None
-    key = host_run_id(labapp.run(run_id))
+    key = labapp.run(run_id).host_run_id
     wait(lambda: app.services is not None and app.services.ingestor.drained(key), 30,
          "the run's files to be drained")
     check_capture(app, host, run_id)
@@ -247,7 +246,7 @@ def test_capture_survives_an_app_restart_while_the_run_ends(
 
     def halfway() -> bool:
         nonlocal key
-        key = host_run_id(labapp.run(run_id))
+        key = labapp.run(run_id).host_run_id
         return stored_count(app, key, "train_loss") >= 15
 
     wait(halfway, 40, "the first half to be stored")
@@ -287,7 +286,7 @@ def test_a_large_fast_log_streams_through_in_bounded_memory(
     before = peak_rss_mib()
     app.start()
     wait(lambda: labapp.run(run_id).state is RunState.SUCCEEDED, 60, "the run to finish")
-    key = host_run_id(labapp.run(run_id))
+    key = labapp.run(run_id).host_run_id
     wait(lambda: app.services is not None and app.services.ingestor.drained(key), 60,
          "the run's files to be drained")
     grown = peak_rss_mib() - before
@@ -317,7 +316,7 @@ def test_logs_follow_prints_the_console_exactly_and_ctrl_c_exits_130(
 
     follower, quitter = follow(), follow()
     try:
-        key = host_run_id(labapp.run(run_id))
+        key = labapp.run(run_id).host_run_id
         log = run_dirs(host)[key] / "output.log"
         wait(lambda: log.exists() and log.stat().st_size > 1000, 20, "some output")
         # Interrupt only once it is following: its first console bytes say so (a signal

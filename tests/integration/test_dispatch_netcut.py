@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.core.runs import RunState
+from ssh_backend.runs import attempt_run_id
 from tests.conftest import Lab
 from tests.harness.labapp import LabApp, base_run_id, run_dirs
 from tests.harness.netfault import NetNamespace, unavailable_reason
@@ -45,7 +46,7 @@ def namespace() -> Iterator[NetNamespace]:
 
 
 def folder_of(host: SshdHost, run_id: str, attempt: int = 0) -> Path:
-    name = run_id if attempt == 0 else f"{run_id}-a{attempt}"
+    name = attempt_run_id(run_id, attempt)
     path = run_dirs(host).get(name)
     assert path is not None, (name, sorted(run_dirs(host)))
     return path

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -54,7 +53,7 @@ def test_serve_until_done_exits_with_every_console_stored(tmp_path: Path, lab: L
         short = []
         for run in runs:
             assert run.state is RunState.SUCCEEDED, (run.id, run.state, run.reason)
-            key = host_run_id(run)
+            key = run.host_run_id
             on_host = (run_dirs(host)[key] / "output.log").read_bytes()
             assert len(on_host) == 10000011
             stored = stored_console(ms, key)

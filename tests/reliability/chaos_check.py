@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.hostcalls import host_run_id
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
@@ -167,8 +166,8 @@ def _check_run(run: Run, seed: int, attempts: list[Attempt], starts: Counter[tup
     if run.state is not want_state or run.exit_code != code:
         verdict.bad("wrong_exit", f"{run.id} (seed {seed}): store says {run.state} exit "
                     f"{run.exit_code} ({run.reason}); expected {want_state} exit {code}")
-    elif run.host != done.host.name or host_run_id(run) != done.name:
-        verdict.bad("wrong_exit", f"{run.id}: store points at {run.host}:{host_run_id(run)}, "
+    elif run.host != done.host.name or run.host_run_id != done.name:
+        verdict.bad("wrong_exit", f"{run.id}: store points at {run.host}:{run.host_run_id}, "
                     f"the finished attempt is {done.host.name}:{done.name}")
     elif code == 0:
         figs["succeeded"] += 1

@@ -26,7 +26,6 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 
 from app.core.cluster import ClusterMonitor
-from app.core.hostcalls import host_run_id
 from app.core.ingest import IngestOptions, Ingestor
 from app.core.jobspec import JobSpec
 from app.core.runs import RunState
@@ -99,7 +98,7 @@ class Lab:
         assert self.runs.transition(run_id, RunState.LAUNCHING, RunState.RUNNING)
         run = self.runs.get(run_id)
         assert run is not None
-        return host_run_id(run)
+        return run.host_run_id
 
     def _session(self, spec: HostSpec, listener: SessionListener) -> LocalSession:
         quick = Timeouts(backoff_initial=0.2, backoff_max=0.5, ping_interval=1.0)

@@ -90,9 +90,7 @@ def started_folder(app: LabApp, run_id: str) -> Path:
     host = next(iter(app.hosts.values()))
 
     def folder() -> Path:
-        attempt = app.run(run_id).attempt
-        return host.home / ".labdeck" / "runs" / (
-            f"{run_id}-a{attempt}" if attempt else run_id)
+        return host.home / ".labdeck" / "runs" / app.run(run_id).host_run_id
 
     wait_until(lambda: app.run(run_id).state is RunState.RUNNING and
                (folder() / "state.json").exists(), 40, f"{run_id} to start", every=0.1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dispatch_fakes import FAST, Rig, wait_for
 
-from app.core.dispatcher import Dispatcher, host_run_id
+from app.core.dispatcher import Dispatcher
 from app.core.runs import RunState
 from app.core.store import Store
 from ssh_backend.states import HostState
@@ -234,7 +234,7 @@ def test_a_second_dispatcher_on_one_store_waits_then_takes_over(rig: Rig, tmp_pa
                 if run.id not in finished:
                     finished.add(run.id)
                     # FakeHosts asserts that no GPU is ever booked twice.
-                    rig.hosts.finish(host_run_id(run), 0)
+                    rig.hosts.finish(run.host_run_id, 0)
             time.sleep(0.01)
         wait_for(lambda: rig.runs.count([RunState.SUCCEEDED]) == len(ids), 10)
         assert other.dispatching
@@ -253,7 +253,7 @@ def test_a_lease_that_disappears_from_the_samples_asks_the_host_at_once(rig: Rig
     rig.wait_state(run_id, RunState.RUNNING)
     run = rig.runs.get(run_id)
     assert run is not None
-    ws1.sample(leases={run.gpus[0]: host_run_id(run)})
+    ws1.sample(leases={run.gpus[0]: run.host_run_id})
     rig.hosts.finish(run_id, 0)
     time.sleep(0.3)
     assert rig.state(run_id) is RunState.RUNNING  # polls are a minute apart

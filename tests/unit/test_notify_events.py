@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from app.core.hostcalls import host_run_id
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore, SeriesInfo
 from app.core.notify_events import (
@@ -68,7 +67,7 @@ def test_finished_event_names_run_host_duration_and_final_loss(stores) -> None:
     _store, runstore, ms = stores
     run_id = _finished_run(runstore, RunState.SUCCEEDED, 1000.0, 1000.0 + 3725, exit_code=0)
     run = runstore.get(run_id)
-    key = host_run_id(run)
+    key = run.host_run_id
     points = (MetricPoint("acc", 1, 1.0, 0.5), MetricPoint("train/loss", 1, 1.0, 0.9),
               MetricPoint("train/loss", 2, 2.0, 0.123456))
     ms.ingest([("gpu-a", TailChunk(key, "metrics.jsonl", 1, 0, 100, points=points))])
