@@ -1,7 +1,7 @@
 """The lab board of one host as the app reads it (``agent/board.py`` writes it there):
-reservations, waiting demand and held GPU leases of every lab member, each named by the
-kernel's word on that host. Everything here is data from the host: checked, bounded, and
-never trusted beyond what it says about who owns what.
+reservations, waiting demand, GPU-hours used and held GPU leases of every lab member,
+each named by the kernel's word on that host. Everything here is data from the host:
+checked, bounded, and never trusted beyond what it says about who owns what.
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class Demand:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """GPU-hours ``user``'s runs used on the host over the last day and week."""
+
+    user: str
+    day_gpu_h: float
+    week_gpu_h: float
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseHolder:
     gpu_uuid: str
     user: str | None  # None: a holder that could not be asked (it does not answer)
@@ -54,6 +63,7 @@ class Board:
     policy_problem: str | None = None
     # The Unix user this Labdeck is on that host (the kernel's word for the SSH login).
     me: str | None = None
+    usage: tuple[Usage, ...] = ()
 
 
 def _text(value: Any) -> str | None:
@@ -96,6 +106,12 @@ def decode(reply_board: Any, policy: Any = None) -> Board:
         priority = _int(item.get("priority", 0), -1_000_000, 1_000_000)
         if user and since is not None and gpus and runs and priority is not None:
             demand.append(Demand(user, gpus, runs, since, priority))
+    usage = []
+    for item in _items(reply_board, "usage"):
+        user, day, week = _text(item.get("user")), _num(item.get("day_gpu_h")), _num(
+            item.get("week_gpu_h"))
+        if user and day is not None and week is not None and 0 <= day <= week:
+            usage.append(Usage(user, day, week))
     leases = []
     for item in _items(reply_board, "leases"):
         uuid = _text(item.get("gpu_uuid"))
@@ -113,7 +129,8 @@ def decode(reply_board: Any, policy: Any = None) -> Board:
                     shares[name[:MAX_TEXT]] = value
         problem = _text(policy.get("problem"))
     me = _text(reply_board.get("me")) if isinstance(reply_board, dict) else None
-    return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem, me)
+    return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem, me,
+                 tuple(usage))
 
 
 def read(session: Session, demand: list[dict[str, Any]] | None = None) -> Board:

@@ -198,33 +198,30 @@ def _lab(args: argparse.Namespace) -> int:
     with _connected() as monitor:
         views = monitor.hosts()
         boards = read_boards(monitor)
-    from app.core.labsummary import lab_summary
+    from app.core.labsummary import idle_text, lab_summary, minutes_text
 
     found = lab_summary(views, boards)
     if args.json:
         say(json.dumps(found, indent=2))
         return 0
     now = time.time()
-    rows = [[u["user"], str(u["gpus_held"]), str(u["gpus_wanted"]),
-             _ago(u["waiting_since"], now), f"{u['fair_share_gpus']:g}"] for u in found["users"]]
-    say(table(rows, ["USER", "HOLDS", "WAITS FOR", "WAITING", "FAIR SHARE"])
-        if rows else "nobody holds or waits for a GPU")
+    rows = [[u["user"], str(u["gpus_held"]), f"{u['gpu_hours_day']:g}",
+             f"{u['gpu_hours_week']:g}", str(u["gpus_wanted"]),
+             "-" if u["waiting_since"] is None else minutes_text(now - u["waiting_since"]),
+             f"{u['fair_share_gpus']:g}"] for u in found["users"]]
+    say(table(rows, ["USER", "HOLDS", "GPU-H DAY", "GPU-H WEEK", "WAITS FOR", "WAITING",
+                     "FAIR SHARE"])
+        if rows else "nobody holds, has used or waits for a GPU this week")
     if found["reservations"]:
         say()
         say(table([[r["host"], r["gpu_uuid"], r["text"]] for r in found["reservations"]],
                   ["HOST", "GPU", "RESERVATION"]))
     if found["idle_holders"]:
         say()
-        say(table([[i["host"], str(i["gpu"]), str(i["user"]), str(i["run"] or "")]
-                   for i in found["idle_holders"]], ["HOST", "GPU", "HELD BY", "RUN (idle)"]))
+        say(table([[i["host"], str(i["gpu"]), str(i["user"]), str(i["run"] or ""),
+                    idle_text(i, found["idle_after_min"])]
+                   for i in found["idle_holders"]], ["HOST", "GPU", "HELD BY", "RUN", "IDLE"]))
     return 0
-
-
-def _ago(since: float | None, now: float) -> str:
-    if since is None:
-        return "-"
-    minutes = int((now - since) // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _why(args: argparse.Namespace) -> int:

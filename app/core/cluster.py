@@ -133,6 +133,9 @@ class ClusterMonitor:
         self._views: dict[str, HostView] = {}
         self._sessions: dict[str, Session] = {}
         self._history: dict[tuple[str, int], GpuHistory] = {}
+        # (host, GPU index) → when the GPU was first seen at 0 % in its current idle
+        # stretch: "held but idle for N minutes" outlives the sparklines' history.
+        self._idle_from: dict[tuple[str, int], float] = {}
         self._listeners: list[ClusterListener] = []
         self._tail_listeners: list[TailListener] = []
         self._started = False
@@ -200,6 +203,8 @@ class ClusterMonitor:
             self._guards.pop(name, None)
             for key in [k for k in self._history if k[0] == name]:
                 del self._history[key]
+            for key in [k for k in self._idle_from if k[0] == name]:
+                del self._idle_from[key]
             for run in [r for r, owner in self._owners.items() if owner == name]:
                 del self._owners[run]
         if session is not None:
@@ -256,6 +261,12 @@ class ClusterMonitor:
             hist = self._history.get((name, gpu_index))
             return hist.copy(since) if hist else GpuHistory()
 
+    def idle_since(self, name: str, gpu_index: int) -> float | None:
+        """Since when (wall time) GPU ``gpu_index`` of ``name`` has read 0 % in every
+        sample seen, or None when it is busy or its load is unknown."""
+        with self._lock:
+            return self._idle_from.get((name, gpu_index))
+
     def wait_until(self, predicate: Callable[[list[HostView]], bool], timeout: float) -> bool:
         """Block (never on the GUI thread) until ``predicate(hosts)`` holds or time runs out."""
         deadline = time.monotonic() + timeout
@@ -307,6 +318,10 @@ class ClusterMonitor:
                     hist = self._history[key] = GpuHistory()
                     self._forget_old_gpus(name, sample)
                 hist.append(now, reading)
+                if reading.util_pct == 0:
+                    self._idle_from.setdefault(key, now)
+                else:
+                    self._idle_from.pop(key, None)
                 while hist.times and hist.times[0] < now - self._history_s:
                     hist.times.popleft()
                     hist.util_pct.popleft()
@@ -326,6 +341,7 @@ class ClusterMonitor:
             for key in mine:
                 if key[1] not in current:
                     del self._history[key]
+                    self._idle_from.pop(key, None)
 
     def _on_tail(self, name: str, chunk: TailChunk) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
 """The Lab page: the lab at a glance, as the hosts' lab boards show it (who holds GPUs,
-who waits and since when, fair shares, reservations, GPUs held but idle).
+their GPU-hours, who waits and since when, fair shares, reservations, GPUs held but
+idle).
 
 The summary is the core's (``app.core.labsummary``, the same as ``labdeck lab``), built
 from what the dispatcher's ``LabWatch`` last read, refreshed every few seconds while the
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.labsummary import lab_summary
+from app.core.labsummary import idle_text, lab_summary, minutes_text
 from app.ui.plain_text import PlainLabel, display_text
 
 REFRESH_MS = 5000
@@ -58,10 +59,7 @@ def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
 
 
 def _ago(since: float | None, now: float) -> str:
-    if since is None:
-        return "—"
-    minutes = max(0, int((now - since) // 60))
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return "—" if since is None else minutes_text(now - since)
 
 
 class LabPage(QWidget):
@@ -73,15 +71,16 @@ class LabPage(QWidget):
         self._summary = summary
         self.headline = PlainLabel("Reading the hosts' lab boards…")
         self.headline.setObjectName("labHeadline")
-        self.users = _table(["User", "GPUs held", "Waits for", "Waiting", "Fair share"])
+        self.users = _table(["User", "GPUs held", "GPU-h day", "GPU-h week", "Waits for",
+                             "Waiting", "Fair share"])
         self.reservations = _table(["Host", "GPU", "Reservation"])
-        self.idle = _table(["Host", "GPU", "Held by", "Run"])
+        self.idle = _table(["Host", "GPU", "Held by", "Run", "Idle for"])
         layout = QVBoxLayout(self)
         layout.addWidget(self.headline)
         for title, table, stretch in (
                 ("People", self.users, 3),
                 ("Reservations — every Labdeck of the lab honours them", self.reservations, 2),
-                ("GPUs held but idle now", self.idle, 2)):
+                ("GPUs held but idle (at 0 % now)", self.idle, 2)):
             layout.addSpacing(6)
             layout.addWidget(_section(title))
             layout.addWidget(table, stretch)
@@ -106,14 +105,16 @@ class LabPage(QWidget):
             f"{sum(u['gpus_held'] for u in users)} held · {waiting} "
             f"{'person waits' if waiting == 1 else 'people wait'} · "
             f"{len(found['reservations'])} reserved")
-        _fill(self.users, [[u["user"], str(u["gpus_held"]), str(u["gpus_wanted"] or "—"),
+        _fill(self.users, [[u["user"], str(u["gpus_held"]), f"{u['gpu_hours_day']:g}",
+                            f"{u['gpu_hours_week']:g}", str(u["gpus_wanted"] or "—"),
                             _ago(u["waiting_since"], now), f"{u['fair_share_gpus']:g}"]
                            for u in users])
         _fill(self.reservations, [[r["host"], str(r["gpu"] if r["gpu"] is not None
                                                   else r["gpu_uuid"]), r["text"]]
                                   for r in found["reservations"]])
         _fill(self.idle, [[i["host"], str(i["gpu"]), str(i["user"] or "?"),
-                           str(i["run"] or "")] for i in found["idle_holders"]])
+                           str(i["run"] or ""), idle_text(i, found["idle_after_min"])]
+                          for i in found["idle_holders"]])
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
@@ -129,7 +130,7 @@ def install_lab_page(window: Any, ctx: Any) -> LabPage | None:
 
     def summary() -> dict[str, Any] | None:
         boards = watch.boards()
-        return lab_summary(monitor.hosts(), boards) if boards else None
+        return lab_summary(monitor.hosts(), boards, monitor.idle_since) if boards else None
 
     page = LabPage(summary)
     window.add_page(page, "Lab")

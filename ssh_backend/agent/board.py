@@ -1,5 +1,5 @@
 """The lab board on a host: what each lab member's Labdeck publishes for the others to
-honour (reservations of GPUs now; waiting demand next), with no server.
+honour and see (reservations of GPUs, waiting demand, GPU-hours used), with no server.
 
 Stdlib only, Python >= 3.8. Each Unix user writes one file of their own,
 ``labdeck-board-<uid>.json``, into a shared sticky folder (``/var/tmp`` by default: on
@@ -13,11 +13,14 @@ the reader); when it is not safe, the board says so and nothing is read from or 
 """
 
 import errno
+import fcntl
 import json
 import os
 import pwd
 import stat
 import time
+
+import rundir
 
 DEFAULT_DIR = "/var/tmp"
 # Tests give each simulated host a board of its own (a sticky folder they made).
@@ -31,6 +34,15 @@ MAX_NOTE = 200
 # Waiting demand fades when its Labdeck stops renewing it (a laptop closed): readers
 # ignore a user's demand published longer ago than this.
 DEMAND_TTL_S = 180.0
+# GPU-seconds used, kept per hour (the wrappers add to it as their runs go on) for a
+# little over a week: enough for "GPU-hours over the last day / week", and bounded.
+USAGE_BUCKET_S = 3600
+USAGE_KEEP_S = 8 * 86400
+MAX_USAGE_BUCKETS = USAGE_KEEP_S // USAGE_BUCKET_S + 2
+MAX_GPUS_PER_BUCKET = 4096
+# In the user's own runs root: one user's writers of their board file (runctl's
+# reservations and demand, every wrapper's usage) take turns, so none loses another's.
+OWN_LOCK = ".board.lock"
 
 
 class Unsafe(Exception):
@@ -141,10 +153,46 @@ def _demand_of(obj, now):
     return found
 
 
+def _usage_of(obj, now):
+    """A user's GPU-seconds by hour (start of the hour -> seconds), the last week's."""
+    items = obj.get("usage")
+    found = {}
+    if not isinstance(items, dict):
+        return found
+    for key, value in list(items.items())[:MAX_USAGE_BUCKETS * 2]:
+        try:
+            hour = int(key)
+        except ValueError:
+            continue
+        if hour % USAGE_BUCKET_S or not now - USAGE_KEEP_S < hour <= now:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 < value <= USAGE_BUCKET_S * MAX_GPUS_PER_BUCKET:
+            continue
+        found[hour] = float(value)
+    return found
+
+
+def usage_totals(buckets, now):
+    """GPU-hours over the last day and the last week from hourly buckets (an hour that
+    the window cuts counts for the part inside it)."""
+    totals = {}
+    for name, span in (("day_gpu_h", 86400), ("week_gpu_h", 7 * 86400)):
+        start = now - span
+        seconds = 0.0
+        for hour, value in buckets.items():
+            end = min(hour + USAGE_BUCKET_S, now)  # the hour so far, for the current one
+            inside = end - max(hour, start)
+            if inside > 0:
+                seconds += value * min(1.0, inside / max(end - hour, 1.0))
+        totals[name] = round(seconds / 3600.0, 4)
+    return totals
+
+
 def read(folder=None, now=None):
     """Every user's entries: ``{"reservations": [{gpu_uuid, until, since, note, uid,
-    user}], "demand": [{gpus, runs, since, priority, uid, user}]}``. Unsafe when the
-    folder cannot be trusted."""
+    user}], "demand": [{gpus, runs, since, priority, uid, user}], "usage": [{uid, user,
+    day_gpu_h, week_gpu_h}]}``. Unsafe when the folder cannot be trusted."""
     folder = check_dir(folder)
     now = time.time() if now is None else now
     newest = {}  # uid -> (mtime, obj): a user's latest file wins
@@ -161,7 +209,7 @@ def read(folder=None, now=None):
         uid, mtime, obj = got
         if uid not in newest or mtime > newest[uid][0]:
             newest[uid] = (mtime, obj)
-    reservations, demand = [], []
+    reservations, demand, usage = [], [], []
     for uid, (_mtime, obj) in sorted(newest.items()):
         user = user_name(uid)
         for item in _reservations_of(obj, now):
@@ -170,8 +218,12 @@ def read(folder=None, now=None):
         for item in _demand_of(obj, now):
             item.update(uid=uid, user=user)
             demand.append(item)
+        used = usage_totals(_usage_of(obj, now), now)
+        if used["week_gpu_h"] > 0:
+            used.update(uid=uid, user=user)
+            usage.append(used)
     reservations.sort(key=lambda r: (r["gpu_uuid"], r["since"] or 0))
-    return {"reservations": reservations, "demand": demand}
+    return {"reservations": reservations, "demand": demand, "usage": usage}
 
 
 def own_path(folder):
@@ -241,33 +293,84 @@ def _write_own(path, obj):
         raise
 
 
+class _own_turn(object):
+    """This user's turn at their own board file, held in a ``with`` (see OWN_LOCK)."""
+
+    def __enter__(self):
+        self.fd = None
+        root = rundir.runs_root()
+        try:
+            os.makedirs(root, 0o700, exist_ok=True)
+            self.fd = os.open(os.path.join(root, OWN_LOCK),
+                              os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            # No runs root (a user without a home): then no run of theirs writes usage
+            # either, and a reservation has no other writer of its own to wait for.
+            return self
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc):
+        if self.fd is not None:
+            os.close(self.fd)
+        return False
+
+
+def _change_own(folder, now, change):
+    """Load this user's board file, let ``change(obj)`` edit it, write it back (in turn
+    with this user's other writers); returns what ``change`` returned."""
+    folder = check_dir(folder)
+    with _own_turn():
+        path = _own_file(folder)
+        obj = _load_own(path)
+        obj["reservations"] = _reservations_of(obj, now)
+        obj["usage"] = {str(h): v for h, v in sorted(_usage_of(obj, now).items())}
+        result = change(obj)
+        obj["updated"] = now
+        _write_own(path, obj)
+    return result
+
+
 def update_reservations(change, folder=None, now=None):
     """Apply ``change(list_of_own_reservations) -> new_list`` to this user's entries;
     returns the new list. Expired entries are dropped on the way."""
-    folder = check_dir(folder)
     now = time.time() if now is None else now
-    path = _own_file(folder)
-    obj = _load_own(path)
-    current = _reservations_of(obj, now)
-    new = change(current)[:MAX_RESERVATIONS]
-    obj["reservations"] = new
-    obj["updated"] = now
-    _write_own(path, obj)
-    return new
+
+    def edit(obj):
+        obj["reservations"] = change(obj["reservations"])[:MAX_RESERVATIONS]
+        return obj["reservations"]
+    return _change_own(folder, now, edit)
 
 
 def publish_demand(entries, folder=None, now=None):
     """Replace this user's waiting demand (see ``_demand_of``) and renew its time."""
-    folder = check_dir(folder)
     now = time.time() if now is None else now
-    path = _own_file(folder)
-    obj = _load_own(path)
-    obj["reservations"] = _reservations_of(obj, now)
-    obj["demand"] = list(entries)[:MAX_DEMAND]
-    obj["demand_updated"] = now
-    obj["updated"] = now
-    _write_own(path, obj)
-    return _demand_of(obj, now)
+
+    def edit(obj):
+        obj["demand"] = list(entries)[:MAX_DEMAND]
+        obj["demand_updated"] = now
+        return _demand_of(obj, now)
+    return _change_own(folder, now, edit)
+
+
+def add_usage(gpus, start, end, folder=None):
+    """Add ``gpus`` GPUs held from ``start`` to ``end`` (epoch seconds) to this user's
+    GPU-hours, split over the hours they fall in."""
+    if gpus <= 0 or end <= start:
+        return
+    now = time.time()
+
+    def edit(obj):
+        usage = obj["usage"]
+        at = max(start, now - USAGE_KEEP_S + USAGE_BUCKET_S)
+        while at < end:
+            hour = int(at // USAGE_BUCKET_S) * USAGE_BUCKET_S
+            upto = min(end, hour + USAGE_BUCKET_S)
+            key = str(hour)
+            usage[key] = min(usage.get(key, 0.0) + gpus * (upto - at),
+                             USAGE_BUCKET_S * MAX_GPUS_PER_BUCKET)
+            at = upto
+    _change_own(folder, now, edit)
 
 
 def reservation_of(uuids, folder=None, now=None):

@@ -48,6 +48,9 @@ PR_SET_PDEATHSIG = 1
 RESERVE_BYTES = 64 * 1024
 CLIENT_DIR = ".client"  # in the run folder; holds only labdeck.py
 CLIENT_MODULE = "labdeck.py"
+# How often a running job's GPU time is added to the user's GPU-hours on the lab board
+# (and once more when it ends): a wrapper killed outright loses at most this much.
+USAGE_FLUSH_S = 120.0
 
 
 def log(message):
@@ -152,6 +155,7 @@ class Wrapper:
         self.cancelled = False
         self.timed_out = False
         self.held = []
+        self.usage_from = None
 
     def path(self, name):
         return os.path.join(self.folder, name)
@@ -197,6 +201,17 @@ class Wrapper:
             return ""
         return ("quota: %s holds %d GPU(s) on this host and the lab policy allows %d per "
                 "user (%s)" % (user, others, limit, rules.source))
+
+    def count_usage(self, now=None):
+        """Add the GPU time since the last count to this user's GPU-hours."""
+        now = time.time() if now is None else now
+        if self.usage_from is None or not self.held:
+            return
+        start, self.usage_from = self.usage_from, now
+        try:
+            board.add_usage(len(self.held), start, now)
+        except (board.Unsafe, OSError, ValueError) as exc:
+            log("GPU-hours not recorded: %s" % exc)
 
     def release(self):
         for lease in self.held:
@@ -350,6 +365,7 @@ class Wrapper:
         if process is None:
             return self.finish(EXIT_CANNOT_START)
         started = time.monotonic()
+        self.usage_from = time.time()
         pgid = process.pid  # start_new_session: the job leads its own session and group
         ticks = hostinfo.start_ticks(process.pid)
         rundir.write_json(self.path(rundir.STATE), {
@@ -381,10 +397,13 @@ class Wrapper:
                     pass
                 log("grace period over: KILL sent to group %d" % pgid)
                 self.kill_at = float("inf")
+            if time.time() - self.usage_from >= USAGE_FLUSH_S:
+                self.count_usage()
             # Sleeps POLL_S, waking at once to tell a probing agent who holds the GPUs.
             leases.serve_all(self.held, POLL_S)
         process.returncode = exit_code_of(status)  # reaped by hand: keep Popen quiet
         self.sweep(pgid)
+        self.count_usage()
         return self.finish(exit_code_of(status))
 
 

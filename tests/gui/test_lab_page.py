@@ -12,7 +12,7 @@ from app.core.cluster import HostView
 from app.core.labsummary import lab_summary
 from app.ui.lab_page import LabPage
 from ssh_backend.hostspec import HostSpec
-from ssh_backend.labboard import Board, Demand, LeaseHolder, Reservation
+from ssh_backend.labboard import Board, Demand, LeaseHolder, Reservation, Usage
 from ssh_backend.protocol import GpuReading, Sample
 from ssh_backend.states import HostState
 
@@ -42,7 +42,8 @@ def boards() -> dict[str, Board]:
             reservations=(Reservation("GPU-team-box-3", "dana", now + 3 * 3600,
                                       f"manual debugging {HOSTILE}"),)),
         "big-box": Board(leases=(LeaseHolder("GPU-big-box-0", "alice", "r4", now - 60),),
-                         demand=demand),
+                         demand=demand,
+                         usage=(Usage("alice", 20.5, 130.0), Usage("erin", 0.0, 6.25))),
     }
 
 
@@ -50,23 +51,27 @@ def test_lab_page_shows_people_reservations_and_idle_holders(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
     views = [view("team-box", 4, {0, 2}), view("big-box", 8, set())]
-    page = LabPage(lambda: lab_summary(views, boards()))
+    # team-box GPU 1 has read 0 % for 45 min, but alice's lease on it is 10 min old.
+    idle_from = {("team-box", 1): time.time() - 45 * 60, ("big-box", 0): None}
+    page = LabPage(lambda: lab_summary(views, boards(), lambda h, i: idle_from.get((h, i))))
     qtbot.addWidget(page)
     page.resize(900, 640)
     page.show()
     qtbot.waitExposed(page)
     page.refresh()
-    users = {page.users.item(r, 0).text(): [page.users.item(r, c).text() for c in range(5)]
+    users = {page.users.item(r, 0).text(): [page.users.item(r, c).text() for c in range(7)]
              for r in range(page.users.rowCount())}
-    assert users["alice"][1:3] == ["3", "—"]
-    assert users["bob"][1:4] == ["0", "3", "12 min"]
+    # Held now, GPU-hours over the day and week (from the hosts' boards), waits for, since.
+    assert users["alice"][1:5] == ["3", "20.5", "130", "—"]
+    assert users["bob"][1:6] == ["0", "0", "0", "3", "12 min"]
+    assert users["erin"][1:5] == ["0", "0", "6.2", "—"]  # used GPUs this week only
     assert HOSTILE in users  # a labmate's odd name is shown as the text it is
     assert page.reservations.item(0, 1).text() == "3"
     assert page.reservations.item(0, 2).text().startswith("reserved by dana until ")
     # Held but idle: alice's run on team-box GPU 1 and on big-box GPU 0 (0 % now).
-    idle = sorted((page.idle.item(r, 0).text(), page.idle.item(r, 1).text())
-                  for r in range(page.idle.rowCount()))
-    assert idle == [("big-box", "0"), ("team-box", "1")]
+    idle = sorted((page.idle.item(r, 0).text(), page.idle.item(r, 1).text(),
+                   page.idle.item(r, 4).text()) for r in range(page.idle.rowCount()))
+    assert idle == [("big-box", "0", "0 % now"), ("team-box", "1", "10 min")]
     assert "12 GPUs on 2 host(s) · 4 held · 2 people wait · 1 reserved" in page.headline.text()
     page.grab().save(str(tmp_path / "lab-page.png"))
 

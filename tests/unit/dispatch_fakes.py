@@ -41,6 +41,7 @@ class FakeSession:
         self.spec = spec
         self.listener = listener
         self.busy: set[int] = set()
+        self.util: dict[int, float | None] = {}  # GPU index → load (0 % when not set)
         self.seq = 0
         # The host's lab board as runctl would answer it (None: an old host without one).
         self.board: dict[str, Any] | None = None
@@ -82,7 +83,7 @@ class FakeSession:
         self.seq += 1
         readings = tuple(
             GpuReading(
-                index=i, uuid=f"GPU-{self.name}-{i}", util_pct=0.0,
+                index=i, uuid=f"GPU-{self.name}-{i}", util_pct=self.util.get(i, 0.0),
                 mem_used_mib=2000.0 if i in self.busy else 1.0, mem_total_mib=81559.0,
                 temp_c=40.0, power_w=70.0, power_limit_w=700.0, fan_pct=None,
                 processes=(OUTSIDER,) if i in self.busy else (),

@@ -188,3 +188,50 @@ def test_the_board_names_lease_holders_by_the_kernel(tmp_path: Path) -> None:
 def listing_demand(folder: Path) -> list[tuple[str, int, int]]:
     reply = as_user("root", {"op": "board"}, folder)
     return [(d["user"], d["gpus"], d["runs"]) for d in reply["board"]["demand"]]
+
+
+def test_a_runs_gpu_time_reaches_its_users_gpu_hours(tmp_path: Path) -> None:
+    host = RunHost(tmp_path)
+    try:
+        assert host.launch("rusage001", python_job("import time; time.sleep(1.0)"),
+                           gpus=((0, "GPU-u0"), (1, "GPU-u1")))["ok"]
+        host.wait_kind("rusage001", "finished")
+        files = list(host.board_dir.glob("labdeck-board-*.json"))
+        assert len(files) == 1
+        seconds = sum(json.loads(files[0].read_text())["usage"].values())
+        assert 2 * 0.9 <= seconds <= 2 * 5.0  # two GPUs for the job's second or so
+        used = host.ctl({"op": "board"})["board"]["usage"]
+        assert [(u["user"], u["week_gpu_h"] == u["day_gpu_h"] > 0) for u in used] \
+            == [("root", True)]
+    finally:
+        host.cleanup()
+
+
+def test_gpu_hours_are_split_by_hour_and_no_writer_loses_another(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    now = time.time()
+    hour = int(now // 3600) * 3600
+    board.add_usage(2, hour - 1800, hour + 1, folder=str(shared))  # spans two hours
+    mine = json.loads(Path(board.own_path(str(shared))).read_text())["usage"]
+    assert mine == {str(hour - 3600): 3600.0, str(hour): 2.0}
+    # Eight processes adding and publishing demand at once: every second is counted.
+    script = (f"import sys,time; sys.path.insert(0, {str(AGENT_DIR)!r}); import board\n"
+              "for i in range(20):\n"
+              "    end = time.time() - 10.0\n"
+              f"    board.add_usage(1, end - 10.0, end, folder={str(shared)!r})\n"
+              f"    board.publish_demand([], folder={str(shared)!r})\n")
+    workers = [subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+               for _ in range(8)]
+    assert [w.wait(timeout=60) for w in workers] == [0] * 8
+    usage = json.loads(Path(board.own_path(str(shared))).read_text())["usage"]
+    assert abs(sum(usage.values()) - (3602.0 + 8 * 20 * 10.0)) < 1e-3
+    totals = board.read(str(shared))["usage"]
+    assert abs(totals[0]["week_gpu_h"] - (3602.0 + 1600.0) / 3600) < 1e-3
+    # Hours older than a week fade; a far-future hour is not believed.
+    stale = {"usage": {str(hour - 9 * 86400): 100.0, str(hour + 7200): 50.0}}
+    forged = shared / "labdeck-board-forged.json"
+    forged.write_text(json.dumps(stale))
+    os.chown(forged, pwd.getpwnam(OTHER).pw_uid, -1)
+    assert [u["user"] for u in board.read(str(shared))["usage"]] == ["root"]
