@@ -128,7 +128,8 @@ def _expanded_lines(path: Path, base: Path, depth: int = 0) -> Iterator[_Line]:
                 yield header or _Line(path, number, "Host *")
 
 
-def _is_port(value: str) -> bool:
+def is_port(value: str) -> bool:
+    """Whether ``value`` is a TCP port, 1 to 65535, written in ASCII digits."""
     # The length first: int() refuses numbers of more than 4300 digits with a ValueError.
     return value.isascii() and value.isdigit() and len(value) <= 5 and 0 < int(value) < 65536
 
@@ -142,7 +143,7 @@ def _validate(line: _Line) -> None:
     if not match:
         raise ConfigError(line.path, line.number, f"expected 'Keyword value', got {text!r}")
     key, value = match.group(1).lower(), match.group(2).strip()
-    if key == "port" and not _is_port(value):
+    if key == "port" and not is_port(value):
         raise ConfigError(line.path, line.number, f"Port must be 1-65535, got {value!r}")
     try:
         paramiko.SSHConfig().parse(io.StringIO(text))
@@ -210,7 +211,7 @@ def _split_jump(text: str) -> tuple[str | None, str, int | None]:
 
 
 def _port(value: str, where: str) -> int:
-    if not _is_port(value):
+    if not is_port(value):
         raise ValueError(f"bad port {value!r} in {where!r}")
     return int(value)
 

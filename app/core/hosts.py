@@ -256,7 +256,7 @@ def _ipv6(text: str, target: str) -> str:
 
 
 def _port(text: str, target: str) -> int:
-    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+    if not ssh_config_mod.is_port(text):
         raise ValueError(
             f"the port in {_show(target)} must be a number from 1 to 65535, not {_show(text)}"
         )

@@ -1,10 +1,10 @@
 """The "Add host…" dialog: a name, ``[user@]host[:port]`` and an optional key file, each
-checked as it is typed with a message that says exactly what is wrong."""
+checked as it is typed by the host registry's own rules (``app.core.hosts``), whose
+message says what is wrong and how to write it, shown inline under the field."""
 
 from __future__ import annotations
 
-import os
-import re
+import ipaddress
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -21,92 +21,41 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core import hosts
 from app.ui.plain_text import PlainLabel
 from ssh_backend.hostspec import HostSpec
 
 ERROR_STYLE = "color: #c62828;"
-_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\$?")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
-_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?")
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def parse_address(text: str) -> tuple[str | None, str, int | None]:
-    """``[user@]host[:port]`` → (user, host, port); ValueError says what is wrong."""
-    text = text.strip()
-    if not text:
-        raise ValueError("Enter the host as [user@]host[:port], e.g. alice@gpu1.lab:2222.")
-    if any(c.isspace() for c in text):
-        raise ValueError("The address must not contain spaces.")
-    user: str | None = None
-    if "@" in text:
-        if text.count("@") > 1:
-            raise ValueError("Use at most one @ (user@host).")
-        user, text = text.split("@", 1)
-        if not user:
-            raise ValueError("The user name before @ is empty.")
-        if not _USER_RE.fullmatch(user):
-            raise ValueError(
-                f"User name “{user}” may only contain letters, digits, '.', '_' and '-' "
-                "(and not start with '-' or '.')."
-            )
-    port_text: str | None = None
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            raise ValueError("An IPv6 address in [brackets] is missing its ']'.")
-        if rest and not rest.startswith(":"):
-            raise ValueError("After ']' only ':port' may follow.")
-        port_text = rest[1:] if rest else None
-        if not _IPV6_RE.fullmatch(host) or ":" not in host:
-            raise ValueError(f"“{host}” is not an IPv6 address.")
-    else:
-        if text.count(":") > 1:
-            raise ValueError("Write an IPv6 address in brackets: [2001:db8::1]:22.")
-        host, sep, port_text_raw = text.partition(":")
-        port_text = port_text_raw if sep else None
-        if not host:
-            raise ValueError("The host name is empty.")
-        if not _HOST_RE.fullmatch(host):
-            raise ValueError(
-                f"Host name “{host}” is not valid: use letters, digits, '-' and '.', "
-                "or an IP address."
-            )
-    port: int | None = None
-    if port_text is not None:
-        if not port_text:
-            raise ValueError("The port after ':' is empty.")
-        if not port_text.isdigit():
-            raise ValueError(f"Port “{port_text}” is not a number.")
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise ValueError(f"Port {port} is out of range: use 1 to 65535.")
-    return user, host, port
+def default_name(address: str) -> str:
+    """The name a host gets when none is typed: an IP address as it is, else the host
+    name's first label (``gpu1`` for ``alice@gpu1.lab``); '' while the address is bad."""
+    try:
+        _user, host, _port = hosts.parse_ssh_target(address)
+    except ValueError:
+        return ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host.split(".")[0]
+    return host
 
 
-def check_key_file(text: str) -> str | None:
-    """The problem with key file ``text`` (an empty one means "use the defaults"), or None."""
-    if not text.strip():
-        return None
-    path = Path(text.strip()).expanduser()
-    if not path.exists():
-        return f"Key file not found: {path}"
-    if path.is_dir():
-        return f"{path} is a folder, not a key file."
-    if not os.access(path, os.R_OK):
-        return f"Key file is not readable: {path} (check its permissions)."
+def _problem(check: Callable[[], object]) -> str | None:
+    """The message of the ValueError that ``check`` raises, or None when it passes."""
+    try:
+        check()
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
-def check_name(name: str, existing: Collection[str]) -> str | None:
-    if not name:
-        return "Enter a name for this host."
-    if not _NAME_RE.fullmatch(name):
-        return "A name may use letters, digits, '.', '_' and '-' (up to 64, no spaces)."
-    if name in existing:
-        return f"A host named “{name}” already exists: choose another name."
-    return None
+def _name_problem(name: str, existing: Collection[str]) -> str | None:
+    problem = _problem(lambda: hosts.validate_host_name(name))
+    if problem is None and name in existing:
+        return f"a host named {name!r} already exists; choose another name"
+    return problem
 
 
 class AddHostDialog(QDialog):
@@ -184,31 +133,28 @@ class AddHostDialog(QDialog):
         self.validate()
 
     def effective_name(self) -> str:
-        name = self.name_edit.text().strip()
-        if name:
-            return name
-        try:
-            _user, host, _port = parse_address(self.address_edit.text())
-        except ValueError:
-            return ""
-        return host.split(".")[0] if not host.replace(".", "").isdigit() else host
+        return self.name_edit.text() or default_name(self.address_edit.text())
 
     def validate(self) -> bool:
         """Show each field's problem (once touched) and enable OK only when all is well."""
-        problems: dict[str, str | None] = {"address": None, "name": None, "key": None}
-        try:
-            parse_address(self.address_edit.text())
-        except ValueError as exc:
-            problems["address"] = str(exc)
-        if problems["address"] is None or self.name_edit.text().strip():
-            problems["name"] = check_name(self.effective_name(), self._existing_names())
-        problems["key"] = check_key_file(self.key_edit.text())
-        for key, label in (("address", self.address_error), ("name", self.name_error),
-                           ("key", self.key_error)):
-            message = problems[key]
-            show = message is not None and (key in self._touched or key == "key")
+        address = self.address_edit.text()
+        key = self.key_edit.text()
+        problems: dict[str, str | None] = {
+            "address": _problem(lambda: hosts.parse_ssh_target(address)),
+            "name": None,
+            # An empty key file means ssh's defaults and the agent, as with ssh itself.
+            "key": _problem(lambda: hosts.check_key_file(key)) if key else None,
+        }
+        if problems["address"] is None or self.name_edit.text():
+            problems["name"] = _name_problem(self.effective_name(), self._existing_names())
+        # A name taken from the address is checked once the address was typed: an IPv6
+        # address, say, makes no name, and OK must not stay off without a word.
+        shown = self._touched | ({"name"} if "address" in self._touched else set()) | {"key"}
+        for field, label in (("address", self.address_error), ("name", self.name_error),
+                             ("key", self.key_error)):
+            message = problems[field]
             label.setText(message or "")
-            label.setVisible(bool(show))
+            label.setVisible(message is not None and field in shown)
         ok = all(p is None for p in problems.values())
         self.ok_button.setEnabled(ok)
         return ok
@@ -219,7 +165,7 @@ class AddHostDialog(QDialog):
             super().accept()
 
     def spec(self) -> HostSpec:
-        user, host, port = parse_address(self.address_edit.text())
-        key = self.key_edit.text().strip()
-        return HostSpec(name=self.effective_name(), hostname=host, port=port, user=user,
-                        key_filename=str(Path(key).expanduser()) if key else None)
+        """The host as the registry builds it from what was typed (ValueError if invalid)."""
+        key = self.key_edit.text()
+        return hosts.spec_from_args(self.effective_name(), self.address_edit.text(),
+                                    key or None)

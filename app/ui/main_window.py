@@ -114,10 +114,18 @@ class MainWindow(QMainWindow):
     # -- host actions ----------------------------------------------------------------
     def open_add_host(self) -> AddHostDialog:
         dialog = AddHostDialog(lambda: set(self.monitor.names()), self)
-        dialog.accepted.connect(lambda: self._run_action(
-            lambda: self._add_host(dialog.spec()), f"Could not add {dialog.spec().name}"))
+        dialog.accepted.connect(lambda: self._add_from(dialog))
         dialog.open()
         return dialog
+
+    def _add_from(self, dialog: AddHostDialog) -> None:
+        # Read the dialog here, on the GUI thread: the worker must not touch widgets.
+        try:
+            spec = dialog.spec()
+        except ValueError as exc:  # the key file went away after the dialog checked it
+            self.action_failed.emit(f"Could not add the host: {exc}")
+            return
+        self._run_action(lambda: self._add_host(spec), f"Could not add {spec.name}")
 
     def open_import(self) -> ImportHostsDialog:
         dialog = ImportHostsDialog(self._list_aliases, set(self.monitor.names()), self)
