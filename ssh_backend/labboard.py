@@ -64,6 +64,9 @@ class Board:
     # The Unix user this Labdeck is on that host (the kernel's word for the SSH login).
     me: str | None = None
     usage: tuple[Usage, ...] = ()
+    # The lab policy's cap on GPUs this user's runs may hold at once on the host (None:
+    # no cap); the host's wrapper enforces it at lease time, the scheduler plans by it.
+    my_quota: int | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -130,7 +133,17 @@ def decode(reply_board: Any, policy: Any = None) -> Board:
         problem = _text(policy.get("problem"))
     me = _text(reply_board.get("me")) if isinstance(reply_board, dict) else None
     return Board(tuple(reservations), tuple(demand), tuple(leases), shares, problem, me,
-                 tuple(usage))
+                 tuple(usage), _quota_of(policy, me))
+
+
+def _quota_of(policy: Any, me: str | None) -> int | None:
+    """This user's GPU quota on the host from its policy (a user's own, else the lab's)."""
+    if not isinstance(policy, dict):
+        return None
+    own = policy.get("user_max_gpus")
+    if me is not None and isinstance(own, dict) and me in own:
+        return _int(own[me], 0, 1_000_000)
+    return _int(policy.get("max_gpus_per_user"), 0, 1_000_000)
 
 
 def read(session: Session, demand: list[dict[str, Any]] | None = None) -> Board:

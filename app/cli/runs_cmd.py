@@ -12,10 +12,12 @@ import dataclasses
 import getpass
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from app.cli.common import UsageError, say, table, warn
+from app.core.feasibility import HostFacts, host_facts
 from app.core.jobfile import is_job_file, load_job_file
 from app.core.jobspec import JobFileError, JobSpec, spec_from_script, validate
 from app.core.queuelock import QueueLock
@@ -73,7 +75,7 @@ def _submit(args: argparse.Namespace) -> int:
     with Store.open() as store:
         specs_by_name = {spec.name: spec for spec in store.hosts()}
         try:
-            specs = _specs(args, specs_by_name)
+            specs = _specs(args, specs_by_name, host_facts(store))
             _check_secrets(specs)
         except JobFileError as exc:
             for problem in exc.problems:
@@ -86,7 +88,8 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
+def _specs(args: argparse.Namespace, hosts: dict[str, Any],
+           facts: Mapping[str, HostFacts]) -> list[JobSpec]:
     overrides: dict[str, Any] = {}
     if args.gpus is not None:
         overrides["gpus"] = args.gpus
@@ -100,7 +103,7 @@ def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
     if is_job_file(target):
         if args.args:
             raise JobFileError([f"{target}: a job file takes no ARGS; put args: in the file"])
-        specs = load_job_file(target, known_hosts=list(hosts))
+        specs = load_job_file(target, known_hosts=list(hosts), facts=facts)
         if args.name is not None:
             overrides["name"] = args.name if len(specs) == 1 else None
             if overrides["name"] is None:
@@ -118,8 +121,7 @@ def _specs(args: argparse.Namespace, hosts: dict[str, Any]) -> list[JobSpec]:
         specs = [spec_from_script(target, list(args.args), **overrides)]
     problems: list[str] = []
     for spec in specs:
-        wanted = spec.hosts or tuple(hosts)
-        for problem in validate(spec, list(hosts), _max_gpus(wanted, hosts)):
+        for problem in validate(spec, list(hosts), facts):
             label = f"{spec.name}: {problem}" if len(specs) > 1 else problem
             if label not in problems:
                 problems.append(label)
@@ -141,20 +143,6 @@ def _check_secrets(specs: list[JobSpec]) -> None:
     problems = secrets.submit_problems(names)
     if problems:
         raise JobFileError(problems)
-
-
-def _max_gpus(names: tuple[str, ...], hosts: dict[str, Any]) -> int | None:
-    """GPUs of the largest of ``names``, where known without connecting (simulated
-    hosts); None when any of them is a real host, whose GPUs only it can tell."""
-    counts = []
-    for name in names:
-        spec = hosts.get(name)
-        if spec is None:
-            continue
-        if not spec.simulated:
-            return None
-        counts.append(spec.agent.sim_gpus)
-    return max(counts) if counts else None
 
 
 # -- ls / show ---------------------------------------------------------------------

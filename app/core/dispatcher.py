@@ -91,6 +91,7 @@ class Dispatcher:
         self._explained_at = -1e9
         self._reserved: dict[tuple[str, int], str] = {}
         self._reserved_lock = threading.Lock()
+        self._said: dict[str, tuple[int, int | None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def add_listener(self, listener: RunListener) -> None:
@@ -228,6 +229,7 @@ class Dispatcher:
         self._schedule_cancels(active, views, now)
         self._schedule_polls(active, views, now)
         self._schedule_boards(views, now)
+        self._remember_hosts(views)
         placed = self._dispatch(active, views, now)
         self._update_idle(views, placed)
 
@@ -294,6 +296,25 @@ class Dispatcher:
         reserved.update(self.lab.reserved(views.values()))
         with self._reserved_lock:
             self._reserved = reserved
+
+    def _remember_hosts(self, views: dict[str, HostView]) -> None:
+        """Keep what each host says of itself (its GPUs, this user's lab quota there) in
+        the store: submits are checked against it while the host is offline, and by the
+        CLI, which does not connect (``app.core.feasibility``)."""
+        boards = self.lab.boards()
+        for name, view in views.items():
+            if view.sample is None:
+                continue
+            board = boards.get(name)
+            quota = board.my_quota if board is not None else self._said.get(name, (0, None))[1]
+            said = (len(view.sample.gpus), quota)
+            if self._said.get(name) == said:
+                continue
+            self._said[name] = said
+            try:
+                self._store.note_host_said(name, *said)
+            except Exception as exc:  # a full disk: the submit check only knows less
+                log.info("%s: what the host said was not stored: %s", name, exc)
 
     def _schedule_boards(self, views: dict[str, HostView], now: float) -> None:
         """Read each online host's lab board now and then, publishing this Labdeck's

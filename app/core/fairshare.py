@@ -42,6 +42,16 @@ class LabState:
     shares: dict[str, float] = field(default_factory=dict)
     # Per host: this app's user there (the SSH login), whose holdings the rule weighs.
     me: dict[str, str] = field(default_factory=dict)
+    # Per host with a lab quota: (the quota, GPUs this app's user holds or is launching
+    # there now). The host enforces it at lease time; planning by it avoids refusals.
+    quota: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def quota_room(self, host: str) -> int | None:
+        """How many more GPUs this app's user may take on ``host``; None: no cap."""
+        if host not in self.quota:
+            return None
+        limit, mine = self.quota[host]
+        return max(0, limit - mine)
 
     def weight(self, user: str) -> float:
         return self.shares.get(user, self.shares.get(DEFAULT, 1.0))
@@ -127,6 +137,11 @@ def lab_state(
         login = me.get(host)
         if login is not None:
             held[login] += count
+    for host, board in boards.items():
+        login = me.get(host)
+        if board.my_quota is not None and login is not None:
+            mine = sum(lease.user == login for lease in board.leases)
+            state.quota[host] = (board.my_quota, mine + (in_flight or {}).get(host, 0))
     state.held = dict(held)
     state.wanted = dict(wanted)
     return state
@@ -148,3 +163,8 @@ def describe_blocker(wait: Waiting, now: float | None = None) -> str:
     minutes = max(0, int((now - wait.since) // 60))
     return (f"over your fair share: {wait.user} has waited {minutes} min for "
             f"{wait.gpus} GPU{'s' if wait.gpus != 1 else ''}")
+
+
+def describe_quota(host: str, limit: int, mine: int) -> str:
+    return (f"quota: {mine} GPU{'s' if mine != 1 else ''} in use on {host} "
+            f"(lab policy allows {limit} per user)")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from app.core.argparams import (
     param_key,
     parse_params,
 )
+from app.core.feasibility import HostFacts
 from app.core.jobfields import FieldReader, parse_duration, parse_memory_mib
 from app.core.jobspec import (
     INTERPRETERS,
@@ -80,7 +81,7 @@ def load_job_file(
     path: str | Path,
     *,
     known_hosts: Collection[str] | None = None,
-    max_gpus_per_host: int | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> list[JobSpec]:
     """The specs a job file describes (several for a sweep); :class:`JobFileError` else."""
     path = Path(path)
@@ -97,7 +98,7 @@ def load_job_file(
     except OSError as e:
         raise JobFileError([f"{source}: cannot read it: {e.strerror or e}"]) from None
     return parse_job_text(data, fmt=fmt, source=source, base_dir=path.resolve().parent,
-                          known_hosts=known_hosts, max_gpus_per_host=max_gpus_per_host)
+                          known_hosts=known_hosts, facts=facts)
 
 
 def parse_job_text(
@@ -107,7 +108,7 @@ def parse_job_text(
     source: str,
     base_dir: Path,
     known_hosts: Collection[str] | None = None,
-    max_gpus_per_host: int | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> list[JobSpec]:
     """:func:`load_job_file` on text already read; ``fmt`` is ``"yaml"`` or ``"toml"``."""
     if isinstance(data, bytes):
@@ -122,7 +123,7 @@ def parse_job_text(
         text = data
     return specs_from_mapping(
         _parse(text, fmt, source), source=source, base_dir=base_dir,
-        known_hosts=known_hosts, max_gpus_per_host=max_gpus_per_host,
+        known_hosts=known_hosts, facts=facts,
     )
 
 
@@ -225,7 +226,7 @@ def specs_from_mapping(
     source: str,
     base_dir: Path,
     known_hosts: Collection[str] | None = None,
-    max_gpus_per_host: int | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> list[JobSpec]:
     """Specs from a parsed job file (or a dialog's equivalent mapping)."""
     if data is None or data == {}:
@@ -256,7 +257,7 @@ def specs_from_mapping(
     if r.problems:
         # Also say what else is wrong, but not twice for a field already reported.
         spec = JobSpec(**{**base, "argv": tuple(argv), "params": params})
-        for problem in validate(spec, known_hosts, max_gpus_per_host):
+        for problem in validate(spec, known_hosts, facts):
             field = problem.partition(":")[0]
             if not r.reported & _FIELD_KEYS.get(field, set()):
                 r.problems.append(f"{source}: {problem}")
@@ -276,7 +277,7 @@ def specs_from_mapping(
         if grid:
             fields["name"] = sweep_name(base["name"], combo)
         spec = JobSpec(**fields)
-        for problem in validate(spec, known_hosts, max_gpus_per_host):
+        for problem in validate(spec, known_hosts, facts):
             line = f"{source}: {problem}"
             if line not in seen:
                 seen.add(line)

@@ -16,13 +16,14 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core.argparams import apply_params, detect_script_args, parse_params
 from app.core.console_metrics import pattern_problems
+from app.core.feasibility import HostFacts, impossible
 from app.core.hosts import validate_host_name
 from app.core.runs import RUN_ID_RE
 from app.core.snapshot import SnapshotError, read_snapshot
@@ -191,12 +192,13 @@ def did_you_mean(word: str, options: Collection[str]) -> str:
 def validate(
     spec: JobSpec,
     known_hosts: Collection[str] | None = None,
-    max_gpus_per_host: int | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> list[str]:
     """Every problem with ``spec``, one sentence each as ``"field: problem"``; [] if none.
 
     ``known_hosts`` (the registry's names) turns unknown host names into problems;
-    ``max_gpus_per_host`` (GPUs of the largest host) does the same for impossible counts.
+    ``facts`` (what is known of those hosts) does the same for a run that could never
+    start on them (``app.core.feasibility``).
     """
     p: list[str] = []
     _check_text(p, "name", spec.name, one_line=True)
@@ -248,9 +250,8 @@ def validate(
         p.append("venv: give conda_env or venv, not both")
     if not 0 <= spec.gpus <= MAX_GPUS:
         p.append(f"gpus: must be a whole number from 0 to {MAX_GPUS}, got {spec.gpus}")
-    elif max_gpus_per_host is not None and spec.gpus > max_gpus_per_host:
-        p.append(f"gpus: impossible: needs {spec.gpus} GPUs on one host, the largest has "
-                 f"{max_gpus_per_host}")
+    elif facts and (never := _never_starts(spec, facts)):
+        p.append(f"gpus: impossible: this run {never}")
     if spec.min_free_mem_mib is not None and not (
         math.isfinite(spec.min_free_mem_mib) and spec.min_free_mem_mib >= 0
     ):
@@ -277,6 +278,15 @@ def validate(
         p.append(f"max_retries: must be from 0 to {MAX_RETRIES}, got {spec.max_retries}")
     p.extend(f"metric_patterns: {problem}" for problem in pattern_problems(spec.metric_patterns))
     return p
+
+
+def _never_starts(spec: JobSpec, facts: Mapping[str, HostFacts]) -> str | None:
+    """Why ``spec`` could never start on the known hosts it may use (unknown names are
+    reported as such by ``_check_hosts``)."""
+    known = tuple(h for h in spec.hosts if h in facts)
+    if spec.hosts and not known:
+        return None
+    return impossible(spec.gpus, known, spec.host_tags, facts)
 
 
 def _check_text(p: list[str], fname: str, value: str, *, one_line: bool = False) -> None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.cluster import HostView
-from app.core.fairshare import LabState, Waiting, describe_blocker
+from app.core.fairshare import LabState, Waiting, describe_blocker, describe_quota
+from app.core.feasibility import HostFacts, impossible
 from app.core.gpufree import GpuKey, Need, Policy, free_gpus, gpu_busy_reason, gpus_of
 from app.core.runs import Run, RunState
 from ssh_backend.states import HostState
@@ -90,9 +91,13 @@ class _Pool:
         for view in sorted(views, key=lambda v: v.name):
             if view.state is HostState.ONLINE and view.sample is not None:
                 free = free_gpus(view, reserved, in_flight, policy)
-                self.hosts[view.name] = _Host(
-                    view, host_tags.get(view.name, ()), free, reserved
-                )
+                room = lab.quota_room(view.name) if lab is not None else None
+                host = _Host(view, host_tags.get(view.name, ()),
+                             free if room is None else free[:room], reserved)
+                if lab is not None and view.name in lab.quota:
+                    # A run needing more than the lab's quota here can never start here.
+                    host.gpu_count = min(host.gpu_count, lab.quota[view.name][0])
+                self.hosts[view.name] = host
         # Host names by their number of free GPUs: an unconstrained run finds the
         # fullest (pack) or emptiest (spread) host that fits without scanning them all.
         self.buckets: dict[int, set[str]] = {}
@@ -334,16 +339,13 @@ def explain(
         return f"cannot start: it {need.problem}"
     views = {v.name: v for v in hosts}
     tags = host_tags or {}
-    candidates = list(views.values())
-    if need.hosts:
-        candidates = [views[h] for h in need.hosts if h in views]
-        if not candidates:
-            return f"no host named {', '.join(need.hosts)} is known (see: labdeck hosts ls)"
+    never = impossible(need.gpus, need.hosts, need.host_tags, facts_of(views, tags, lab))
+    if never is not None:
+        return f"cannot start as the lab stands: it {never}"
+    candidates = [views[h] for h in need.hosts] if need.hosts else list(views.values())
     if need.host_tags:
         candidates = [v for v in candidates
                       if set(need.host_tags) <= set(tags.get(v.name, ()))]
-        if not candidates:
-            return f"no host has the tags {', '.join(need.host_tags)}"
     online = [v for v in candidates if v.state is HostState.ONLINE and v.sample is not None]
     if not online:
         states = ", ".join(f"{v.name}: {v.state.label}" for v in candidates)
@@ -369,6 +371,10 @@ def explain(
             for v in online}
     best = max(online, key=lambda v: len(free[v.name]))
     most = len(free[best.name])
+    room = lab.quota_room(best.name) if lab is not None else None
+    if room is not None and room < need.gpus <= most:
+        limit, mine = lab.quota[best.name] if lab is not None else (0, 0)
+        return describe_quota(best.name, limit, mine)
     if most >= need.gpus:
         if lab is not None:
             waiting = lab.blocker(best.name, most, need.gpus)
@@ -383,6 +389,18 @@ def explain(
     return (f"needs {need.gpus} GPU{'s' if need.gpus != 1 else ''} on one host; the most "
             f"free on any online host is {most} ({best.name}: {'; '.join(busy[:3])}"
             f"{'; …' if len(busy) > 3 else ''})")
+
+
+def facts_of(views: Mapping[str, HostView], tags: Mapping[str, Collection[str]],
+             lab: LabState | None) -> dict[str, HostFacts]:
+    """What the live views (and the lab's quotas) say of each host, for ``impossible``."""
+    found = {}
+    for name, view in views.items():
+        gpus = (len(view.sample.gpus) if view.sample is not None
+                else len(view.hello.gpus) if view.hello is not None else None)
+        quota = lab.quota[name][0] if lab is not None and name in lab.quota else None
+        found[name] = HostFacts(gpus, frozenset(tags.get(name, ())), quota)
+    return found
 
 
 def _starving(run: Run, policy: Policy, now: float | None) -> bool:

@@ -185,6 +185,14 @@ def _m4_run_notes_and_archive(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX runs_updated ON runs (updated_at)")
 
 
+def _m5_what_hosts_said(db: sqlite_utils.Database) -> None:
+    # What each host last said about itself that a submit can be checked against while
+    # it is offline (or from the CLI, which does not connect): how many GPUs it has, and
+    # the lab policy's cap on this user's GPUs there (NULL: unknown, or no cap).
+    db.execute("ALTER TABLE hosts ADD COLUMN gpus_seen INTEGER")
+    db.execute("ALTER TABLE hosts ADD COLUMN gpu_quota INTEGER")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: list[Migration] = [
@@ -192,6 +200,7 @@ MIGRATIONS: list[Migration] = [
     _m2_runs_and_reservations,
     _m3_metrics_and_console,
     _m4_run_notes_and_archive,
+    _m5_what_hosts_said,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

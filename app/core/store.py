@@ -256,6 +256,19 @@ class Store:
             if cursor.rowcount == 0:
                 raise HostNotFoundError(_no_such_host(name))
 
+    def note_host_said(self, name: str, gpus: int | None, quota: int | None) -> None:
+        """Remember a host's GPU count and this user's lab quota there (see schema m5)."""
+        with self.transaction() as db:
+            db.conn.execute("UPDATE hosts SET gpus_seen = ?, gpu_quota = ? WHERE name = ?",
+                            [gpus, quota, name])
+
+    def hosts_said(self) -> dict[str, tuple[int | None, int | None, list[str]]]:
+        """Per host: (GPUs last seen, lab quota last seen, tags)."""
+        with self._lock:
+            rows = self._db.query("SELECT name, gpus_seen, gpu_quota, tags FROM hosts")
+            return {row["name"]: (row["gpus_seen"], row["gpu_quota"],
+                                  [str(t) for t in json.loads(row["tags"])]) for row in rows}
+
     # -- settings ------------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
         with self._lock:

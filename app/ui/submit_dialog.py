@@ -34,13 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.feasibility import HostFacts
 from app.core.jobspec import JobSpec
 from app.core.snapshot import read_snapshot
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from app.ui.plain_text import PlainLabel, display_text, html_text, rich_label, tooltip_text
 from app.ui.submit_form import Built, build, describe_ids, edited_specs, flag_names
-from app.ui.submit_items import SubmitItem, folder_item, gpu_counts, load_items
+from app.ui.submit_items import SubmitItem, folder_item, known_hosts, load_items
 from app.ui.submit_settings import SharedSettings
 from app.ui.sweep_editor import ParamTable
 
@@ -70,7 +71,7 @@ class SubmitDialog(QDialog):
                                                "monitor", None)
         self.items: list[SubmitItem] = []
         self.hosts: list[str] = []
-        self.gpu_counts: dict[str, int | None] = {}
+        self.facts: dict[str, HostFacts] = {}
         self.result_ids: list[str] = []
         self.built = Built()
         self._queueing = False
@@ -178,16 +179,16 @@ class SubmitDialog(QDialog):
         paths = [Path(p) for p in paths]
         store, monitor = ctx.store, self._monitor
 
-        def load() -> tuple[list[str], dict[str, int | None], list[SubmitItem]]:
-            names, counts = gpu_counts(store, monitor)
-            return names, counts, load_items(paths, spec, names, counts)
+        def load() -> tuple[list[str], dict[str, HostFacts], list[SubmitItem]]:
+            names, facts = known_hosts(store, monitor)
+            return names, facts, load_items(paths, spec, names, facts)
 
         self._worker.submit("load", load, self._on_loaded, self._on_load_failed)
 
     # -- filling ---------------------------------------------------------------------
-    def _on_loaded(self, result: tuple[list[str], dict[str, int | None],
+    def _on_loaded(self, result: tuple[list[str], dict[str, HostFacts],
                                        list[SubmitItem]]) -> None:
-        self.hosts, self.gpu_counts, self.items = result
+        self.hosts, self.facts, self.items = result
         self.settings.set_hosts(self.hosts)
         first = next((i.base for i in self.items if i.base is not None), None)
         # Nothing readable (a broken job file): show the defaults, and nothing to edit.
@@ -289,7 +290,7 @@ class SubmitDialog(QDialog):
             edited = edited_specs(item.base, self.name_edit.text(), self.command_edit.text(),
                                   self.params.rows(), flag_names(item))
         self.built = build(self.items, edited, self.settings.values(), self.hosts,
-                           self.gpu_counts)
+                           self.facts)
         count = self.built.count
         grid = f"  ({self.built.grid})" if self.built.grid else ""
         self.count_label.setText(f"Queues {count} run{'s' if count != 1 else ''}{grid}")

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.argparams import apply_params, convert_value, param_key, parse_params
+from app.core.feasibility import HostFacts
 from app.core.jobfields import parse_duration, parse_memory_mib
 from app.core.jobspec import ENV_NAME_RE, PARAM_NAME_RE, JobSpec, show, validate
 from app.core.sweep import MAX_COMBINATIONS, SweepTooLarge, expand_grid, grid_size, sweep_name
-from app.ui.submit_items import SubmitItem, max_gpus, value_text
+from app.ui.submit_items import SubmitItem, value_text
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -225,7 +226,7 @@ def _pins(text: str) -> tuple[tuple[int, ...], str | None]:
 
 
 def build(items: Sequence[SubmitItem], edited: Built | None, shared: Mapping[str, Any],
-          hosts: Collection[str], gpu_counts: Mapping[str, int | None]) -> Built:
+          hosts: Collection[str], facts: Mapping[str, HostFacts]) -> Built:
     """Every run the dialog would queue, with the shared settings applied, checked."""
     out = Built()
     for item in items:
@@ -255,7 +256,7 @@ def build(items: Sequence[SubmitItem], edited: Built | None, shared: Mapping[str
     for spec in specs:
         spec = dataclasses.replace(spec, **fields)
         out.specs.append(spec)
-        for problem in validate(spec, hosts, max_gpus(spec.hosts, gpu_counts)):
+        for problem in validate(spec, hosts, facts):
             if problem not in seen:
                 seen.add(problem)
                 out.problems.append(problem)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.argparams import ScriptArg, apply_params, detect_script_args, format_value
+from app.core.feasibility import HostFacts, host_facts
 from app.core.jobfile import JOB_FILE_SUFFIXES, load_job_file
 from app.core.jobspec import INTERPRETERS, JobFileError, JobSpec, spec_from_script
 from app.core.snapshot import SKIP_DIRS
@@ -136,10 +137,9 @@ def folder_item(folder: Path, entry: str | None = None) -> SubmitItem:
 
 
 def jobfile_item(path: Path, hosts: Collection[str],
-                 gpu_counts: Mapping[str, int | None]) -> SubmitItem:
+                 facts: Mapping[str, HostFacts]) -> SubmitItem:
     try:
-        runs = load_job_file(path, known_hosts=hosts, max_gpus_per_host=max_gpus(
-            (), gpu_counts))
+        runs = load_job_file(path, known_hosts=hosts, facts=facts)
     except JobFileError as e:
         return SubmitItem("jobfile", path.name, path, problems=e.problems)
     names = [name for run in runs for name in run.secrets]
@@ -184,7 +184,7 @@ def _script_of(spec: JobSpec) -> Path | None:
 
 
 def load_items(paths: Sequence[Path], spec: Mapping[str, Any] | None, hosts: Collection[str],
-               gpu_counts: Mapping[str, int | None]) -> list[SubmitItem]:
+               facts: Mapping[str, HostFacts]) -> list[SubmitItem]:
     """One item per path (job files read against ``hosts``), or the clone of ``spec``."""
     items: list[SubmitItem] = []
     if spec is not None:
@@ -196,21 +196,11 @@ def load_items(paths: Sequence[Path], spec: Mapping[str, Any] | None, hosts: Col
         elif kind == "script":
             items.append(script_item(path))
         elif kind == "jobfile":
-            items.append(jobfile_item(path, hosts, gpu_counts))
+            items.append(jobfile_item(path, hosts, facts))
         else:
             items.append(SubmitItem("none", path.name, path, problems=[
                 f"{path.name}: {ACCEPTED}; this is none of these"]))
     return items
-
-
-def max_gpus(hosts: Sequence[str], gpu_counts: Mapping[str, int | None]) -> int | None:
-    """GPUs of the largest of ``hosts`` (all known hosts when empty), when every one of
-    them is known (connected once, or simulated); else None, and the check is skipped."""
-    names = list(hosts) or list(gpu_counts)
-    counts = [gpu_counts.get(name) for name in names if name in gpu_counts]
-    if not counts or any(c is None for c in counts):
-        return None
-    return max(c for c in counts if c is not None)
 
 
 def value_text(value: Any) -> str:
@@ -220,18 +210,15 @@ def value_text(value: Any) -> str:
     return f'"{text}"' if isinstance(value, str) and "," in text else text
 
 
-def gpu_counts(store: Store, monitor: Any) -> tuple[list[str], dict[str, int | None]]:
-    """Host names in the store, and each one's GPU count where known (seen by the monitor,
-    or simulated); reads the store, so call it on a worker."""
-    names: list[str] = []
-    counts: dict[str, int | None] = {}
-    for spec in store.hosts():
-        names.append(spec.name)
-        view = monitor.host(spec.name) if monitor is not None else None
-        if view is not None and view.hello is not None:
-            counts[spec.name] = len(view.hello.gpus)
-        elif spec.simulated:
-            counts[spec.name] = spec.agent.sim_gpus
-        else:
-            counts[spec.name] = None
-    return names, counts
+def known_hosts(store: Store, monitor: Any) -> tuple[list[str], dict[str, HostFacts]]:
+    """Host names in the store, and what is known of each (GPUs seen live or last time,
+    tags, this user's lab quota) for the submit checks; reads the store, so call it on
+    a worker."""
+    live = {}
+    for view in monitor.hosts() if monitor is not None else ():
+        if view.sample is not None:
+            live[view.name] = len(view.sample.gpus)
+        elif view.hello is not None:
+            live[view.name] = len(view.hello.gpus)
+    facts = host_facts(store, live)
+    return list(facts), facts

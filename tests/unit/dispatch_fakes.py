@@ -45,13 +45,14 @@ class FakeSession:
         self.seq = 0
         # The host's lab board as runctl would answer it (None: an old host without one).
         self.board: dict[str, Any] | None = None
+        self.policy: dict[str, Any] = {}  # the host's lab policy, as runctl sends it
         self.published: list[Any] = []
 
     def control(self, request: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         if request.get("op") != "board" or self.board is None:
             raise OSError("no run control on this fake host")
         self.published.append(request.get("demand"))
-        return {"ok": True, "board": self.board, "policy": {}}
+        return {"ok": True, "board": self.board, "policy": self.policy}
 
     @property
     def name(self) -> str:

@@ -315,3 +315,37 @@ def test_lab_reservations_and_fair_share_from_the_hosts_boards(tmp_path: Path) -
         assert run is not None and run.gpus == (3,)
     finally:
         rig.close()
+
+
+def test_the_lab_quota_plans_runs_says_why_and_is_kept_for_submit_checks(
+    tmp_path: Path
+) -> None:
+    rig = Rig(tmp_path, ["ws1"])
+    rig.dispatcher = rig.new_dispatcher(replace(FAST, workers=2))
+    rig.dispatcher.lab.every_s = 0.05
+    try:
+        ws1 = rig.sessions["ws1"]
+        # The host's policy lets alice hold 2 GPUs; she holds one by an earlier run.
+        ws1.board = {"me": "alice", "leases": [{"gpu_uuid": "GPU-ws1-3", "user": "alice"}]}
+        ws1.policy = {"max_gpus_per_user": 2}
+        ws1.busy = {3}
+        big, two, one = (rig.submit("big", gpus=3), rig.submit("two", gpus=2),
+                         rig.submit("one", gpus=1))
+        rig.dispatcher.start()
+        ws1.online()
+        rig.wait_state(one, RunState.RUNNING)
+
+        def reason(run_id: str) -> str:
+            run = rig.runs.get(run_id)
+            return run.reason or "" if run is not None else ""
+        wait_for(lambda: reason(two).startswith("quota: ") and reason(big), timeout=5,
+                 why=lambda: (reason(two), reason(big)))
+        assert reason(two) == "quota: 1 GPU in use on ws1 (lab policy allows 2 per user)"
+        assert reason(big) == (
+            "cannot start as the lab stands: it needs 3 GPUs on one host; the lab policy "
+            "allows at most 2 per user on ws1, the roomiest host")
+        assert rig.hosts.launched(two) == 0 and rig.hosts.launched(big) == 0
+        # What the host said is kept: a later submit is checked against it offline.
+        assert rig.store.hosts_said()["ws1"][:2] == (4, 2)
+    finally:
+        rig.close()

@@ -104,3 +104,15 @@ def test_a_simulated_day_of_three_labdecks_is_fair_and_keeps_the_gpus_busy() -> 
     assert fcfs_index < fair_index
     _index, alone, _s = simulate(True, {"alice": USERS["alice"]}, 600, seed=3)
     assert alone >= 0.95
+
+
+def test_the_policy_quota_is_this_users_own_and_counts_held_and_launching_gpus() -> None:
+    policy = {"max_gpus_per_user": 4, "user_max_gpus": {"alice": 2}}
+    alice = decode({"me": "alice", "leases": [{"gpu_uuid": "g0", "user": "alice"},
+                                              {"gpu_uuid": "g1", "user": "bob"}]}, policy)
+    bob = decode({"me": "bob"}, policy)
+    assert (alice.my_quota, bob.my_quota, decode({"me": "x"}, {}).my_quota) == (2, 4, None)
+    lab = lab_state({"ws": alice}, {"ws": 8}, {"ws": "alice"}, {"ws": 1})
+    assert lab.quota == {"ws": (2, 2)} and lab.quota_room("ws") == 0
+    assert lab_state({"ws": bob}, {"ws": 8}, {"ws": "bob"}).quota_room("ws") == 4
+    assert lab_state({"ws": Board()}, {"ws": 8}, {"ws": "bob"}).quota_room("ws") is None

@@ -11,6 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.core.feasibility import HostFacts
 from app.core.jobfile import (
     KEYS,
     MAX_JOB_FILE_BYTES,
@@ -71,7 +72,8 @@ max_retries: 0
 def test_full_yaml_file(here: Path) -> None:
     (here / "src").mkdir()
     (here / "src" / "train.py").write_text("print()\n")
-    [spec] = _load("job.yaml", FULL_YAML, known_hosts={"gpu1"}, max_gpus_per_host=4)
+    [spec] = _load("job.yaml", FULL_YAML, known_hosts={"gpu1"},
+                   facts={"gpu1": HostFacts(4, frozenset({"a100"}))})
     assert spec == JobSpec(
         name="resnet",
         argv=("python3", "src/train.py", "--epochs", "10", "--lr", "3e-4", "--amp"),
@@ -226,13 +228,15 @@ def test_sweep_problems(here: Path) -> None:
         ("command: x\nname: 2024-01-01\n", [
             "job.yaml: name: must be text, got date '2024-01-01'"]),
         ("command: x\ngpus: 3\nhosts: [gpu1, gpu7]\n", [
-            'job.yaml: gpus: impossible: needs 3 GPUs on one host, the largest has 2',
+            "job.yaml: gpus: impossible: this run needs 3 GPUs on one host; the largest "
+            "eligible host (gpu1) has 2",
             'job.yaml: hosts: unknown host "gpu7" (did you mean "gpu1"?); known hosts: gpu1']),
     ],
 )
 def test_malformed_fields(here: Path, text: str, problems: list[str]) -> None:
     problems = [p.replace("{here}", str(here)) for p in problems]
-    assert _problems("job.yaml", text, known_hosts=["gpu1"], max_gpus_per_host=2) == problems
+    assert _problems("job.yaml", text, known_hosts=["gpu1"],
+                     facts={"gpu1": HostFacts(2)}) == problems
 
 
 @pytest.mark.parametrize(

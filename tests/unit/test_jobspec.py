@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.core.feasibility import HostFacts
 from app.core.jobspec import (
     JobFileError,
     JobSpec,
@@ -187,11 +188,14 @@ def test_host_job_refuses_bad_run_ids_and_mismatched_gpus() -> None:
     assert job["gpu_indices"] == [] and job["workdir"] is None and job["time_limit_s"] is None
 
 
+EIGHT_EACH = {"gpu1": HostFacts(8), "gpu2": HostFacts(8)}
+
+
 def test_a_good_spec_has_no_problems(tmp_path: Path) -> None:
     spec = JobSpec(name="ok", argv=("python3", "t.py"), upload=str(tmp_path), gpus=2,
                    hosts=("gpu1",), pin_gpus=(0, 3), env={"A_1": "x"}, time_limit_s=60.0,
                    min_free_mem_mib=0.0, params={"lr": 0.1, "amp": True})
-    assert validate(spec, known_hosts={"gpu1", "gpu2"}, max_gpus_per_host=8) == []
+    assert validate(spec, known_hosts={"gpu1", "gpu2"}, facts=EIGHT_EACH) == []
 
 
 @pytest.mark.parametrize(
@@ -215,7 +219,10 @@ def test_a_good_spec_has_no_problems(tmp_path: Path) -> None:
         ({"conda_env": "c", "venv": "v"}, "venv: give conda_env or venv, not both"),
         ({"conda_env": " "}, "conda_env: must not be empty"),
         ({"gpus": -1}, "gpus: must be a whole number from 0 to 1024, got -1"),
-        ({"gpus": 9}, "gpus: impossible: needs 9 GPUs on one host, the largest has 8"),
+        ({"gpus": 9}, "gpus: impossible: this run needs 9 GPUs on one host; the largest "
+                      "host (gpu2) has 8"),
+        ({"gpus": 2, "host_tags": ("a100",)}, "gpus: impossible: this run wants the host "
+                                              "tags a100, which no host has"),
         ({"min_free_mem_mib": -5.0}, "min_free_mem_mib: must be a number ≥ 0, got -5.0"),
         ({"hosts": ("gpu-1",)}, 'hosts: unknown host "gpu-1" (did you mean "gpu1"?); known '
                                "hosts: gpu1, gpu2"),
@@ -236,7 +243,7 @@ def test_a_good_spec_has_no_problems(tmp_path: Path) -> None:
 )
 def test_each_problem_has_its_sentence(changes: dict[str, Any], problem: str) -> None:
     spec = JobSpec(**{"name": "t", "argv": ("python3", "t.py"), **changes})
-    problems = validate(spec, known_hosts=["gpu1", "gpu2"], max_gpus_per_host=8)
+    problems = validate(spec, known_hosts=["gpu1", "gpu2"], facts=EIGHT_EACH)
     assert len(problems) == 1 and problems[0].startswith(problem), problems
 
 

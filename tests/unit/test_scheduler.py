@@ -216,10 +216,17 @@ def test_host_names_and_tags_constrain_placement() -> None:
     result = placed(plan([named, tagged], hosts, host_tags=tags))
     assert result == {"named": ("c", (0,)), "tagged": ("b", (0, 1))}
     assert plan([run("x", host_tags=["v100"])], hosts, host_tags=tags) == []
+    # Impossible as the lab stands: said as such, never "not placed yet".
     assert explain(run("x", host_tags=["v100"]), hosts, host_tags=tags) == (
-        "no host has the tags v100")
-    assert explain(run("y", hosts=["zz"]), hosts).startswith("no host named zz is known")
+        "cannot start as the lab stands: it wants the host tags v100, which no host has")
+    assert explain(run("y", hosts=["zz"]), hosts).startswith(
+        "cannot start as the lab stands: it names no known host (zz;")
     assert explain(run("z", 4, hosts=["a"]), hosts) == (
+        "cannot start as the lab stands: it needs 4 GPUs on one host; the largest "
+        "eligible host (a) has 2")
+    # A bigger host that is offline now: not impossible, only not online.
+    big = view("big", 8, state=HostState.OFFLINE)
+    assert explain(run("w", 4), [*hosts, big]) == (
         "needs 4 GPUs on one host; the largest eligible online host has 2")
 
 
@@ -364,3 +371,21 @@ def test_plan_only_ever_uses_free_gpus_once_and_whole(
             if r.spec["gpus"] == 1 and not r.spec.get("hosts") and not r.spec.get(
                     "host_tags"):
                 assert truly_free <= used
+
+
+def test_the_lab_quota_limits_placement_and_is_the_reason_given() -> None:
+    from app.core.fairshare import LabState
+
+    hosts = [view("a", 4)]
+    # The lab policy lets alice hold 2 GPUs on "a"; she holds 1 there already.
+    lab = LabState(me={"a": "alice"}, quota={"a": (2, 1)})
+    assert placed(plan([run("two", 2)], hosts, lab=lab)) == {}
+    assert placed(plan([run("one", 1), run("one-more", 1)], hosts, lab=lab)) == {
+        "one": ("a", (0,))}
+    assert explain(run("two", 2), hosts, lab=lab) == (
+        "quota: 1 GPU in use on a (lab policy allows 2 per user)")
+    assert explain(run("three", 3), hosts, lab=lab) == (
+        "cannot start as the lab stands: it needs 3 GPUs on one host; the lab policy "
+        "allows at most 2 per user on a, the roomiest host")
+    # Without the quota the same runs are placed.
+    assert placed(plan([run("three", 3)], hosts)) == {"three": ("a", (0, 1, 2))}
