@@ -172,9 +172,41 @@ def load(path: Path) -> tuple[paramiko.SSHConfig, list[_Line]]:
     return config, lines
 
 
+@dataclass(frozen=True, slots=True)
+class AliasPlan:
+    """A concrete ``Host`` alias and how it is reached, or why the config cannot say."""
+
+    alias: str
+    plan: ConnectPlan | None
+    error: ConfigError | None = None
+
+
 def list_aliases(ssh_config: Path) -> list[str]:
     """Concrete ``Host`` names (no wildcards or negations), in file order, once each."""
     _config, lines = load(ssh_config)
+    return _aliases(lines)
+
+
+def resolve_aliases(ssh_config: Path) -> list[AliasPlan]:
+    """Every concrete alias of ``ssh_config`` with its plan, as ``ssh -G alias`` would see it.
+
+    The file is read once; an alias the config cannot resolve carries its ConfigError, and
+    a config that cannot be read at all raises it. Resolving may look names up in DNS
+    (``CanonicalizeHostname``), so callers with a user waiting run this off their thread.
+    """
+    config, lines = load(ssh_config)
+    where = str(ssh_config)
+    found: list[AliasPlan] = []
+    for alias in _aliases(lines):
+        spec = HostSpec(name=alias, ssh_alias=alias)
+        try:
+            found.append(AliasPlan(alias, _plan(spec, config, lines, where)))
+        except ConfigError as exc:
+            found.append(AliasPlan(alias, None, exc))
+    return found
+
+
+def _aliases(lines: Sequence[_Line]) -> list[str]:
     names: list[str] = []
     for line in lines:
         text = line.text.strip()
@@ -270,13 +302,17 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> ConnectPlan:
 
     Raises ConfigError for a malformed config or jump specification.
     """
-    config, _lines = load(ssh_config) if ssh_config is not None else (paramiko.SSHConfig(), [])
+    config, lines = load(ssh_config) if ssh_config is not None else (paramiko.SSHConfig(), [])
+    return _plan(spec, config, lines, str(ssh_config or "host settings"))
+
+
+def _plan(spec: HostSpec, config: paramiko.SSHConfig, lines: Sequence[_Line],
+          where: str) -> ConnectPlan:
     name = spec.ssh_alias or spec.hostname or spec.name
     target, options = _hop(
         config, name, spec.user, spec.port, spec.key_filename, hostname=spec.hostname,
-        lines=_lines,
+        lines=lines,
     )
-    where = str(ssh_config or "host settings")
     if spec.proxy_jump:
         jump_texts: list[str] = list(spec.proxy_jump)
         proxy_command = None
@@ -291,6 +327,6 @@ def resolve(spec: HostSpec, ssh_config: Path | None) -> ConnectPlan:
             user, host, port = _split_jump(text)
         except ValueError as exc:
             raise ConfigError(where, 0, f"ProxyJump: {exc}") from None
-        hop, _ = _hop(config, host, user, port, None, lines=_lines)
+        hop, _ = _hop(config, host, user, port, None, lines=lines)
         jumps.append(hop)
     return ConnectPlan(target=target, jumps=tuple(jumps), proxy_command=proxy_command)

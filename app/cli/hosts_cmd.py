@@ -118,7 +118,7 @@ def _import(args: argparse.Namespace) -> int:
     with Store.open() as store:
         result = hosts.import_from_ssh_config(store, args.config)
     for name in result.added:
-        say(f"added {name}")
+        say(f"added {name}: {result.targets[name]}")
     if result.skipped_existing:
         say(f"already known, skipped: {', '.join(result.skipped_existing)}")
     for error in result.errors:

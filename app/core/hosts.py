@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,6 @@ _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 _HOST_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}")
 # Every character a target may contain at all: anything else is refused up front.
 _TARGET_CHARS = re.compile(r"[A-Za-z0-9._@:\[\]%-]*")
-_PATTERN_CHARS = set("*?!")
 
 TARGET_FORM = "[user@]host[:port]"
 
@@ -39,6 +38,30 @@ class ImportResult:
     skipped_existing: list[str] = field(default_factory=list)
     # One sentence per alias that could not be imported.
     errors: list[str] = field(default_factory=list)
+    # Where each added alias leads (``ConfigHost.target``), to show what was added.
+    targets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigHost:
+    """One concrete ``Host`` alias of an ssh config, with where the config sends it.
+
+    ``user``, ``hostname`` and ``port`` are what ``ssh -G alias`` would use; they are
+    empty when the config cannot resolve the alias. ``problem`` says why the alias cannot
+    become a Labdeck host (and what to do instead); ``known`` marks one already added.
+    """
+
+    alias: str
+    user: str = ""
+    hostname: str = ""
+    port: int | None = None
+    problem: str | None = None
+    known: bool = False
+
+    @property
+    def target(self) -> str:
+        """``user@hostname:port``, or '' when the config could not resolve the alias."""
+        return format_ssh_target(self.user, self.hostname, self.port) if self.hostname else ""
 
 
 def validate_host_name(name: str) -> str:
@@ -184,39 +207,73 @@ def describe_target(spec: HostSpec) -> str:
     return f"alias {spec.ssh_alias}" if spec.ssh_alias else "?"
 
 
+def known_names(specs: Iterable[HostSpec]) -> set[str]:
+    """Names and ssh aliases already in use: an alias in here is not imported again."""
+    names: set[str] = set()
+    for spec in specs:
+        names.update(n for n in (spec.name, spec.ssh_alias) if n)
+    return names
+
+
+def ssh_config_hosts(ssh_config_path: str | Path | None = None,
+                     known: Collection[str] = ()) -> list[ConfigHost]:
+    """The concrete aliases of an ssh config (default ``~/.ssh/config``, ``Include``s
+    followed), in file order, each resolved as ssh would and checked as a host name.
+
+    A config that cannot be read raises ``ssh_backend.config.ConfigError`` (its message
+    names file and line). It may look names up in DNS: keep it off a GUI thread.
+    """
+    path = Path(ssh_config_path).expanduser() if ssh_config_path else paths.user_ssh_config()
+    found: list[ConfigHost] = []
+    for entry in ssh_config_mod.resolve_aliases(path):
+        hop = entry.plan.target if entry.plan is not None else None
+        found.append(ConfigHost(
+            entry.alias,
+            user=hop.user if hop else "",
+            hostname=hop.hostname if hop else "",
+            port=hop.port if hop else None,
+            problem=_import_problem(entry),
+            known=entry.alias in known,
+        ))
+    return found
+
+
 def import_from_ssh_config(store: Store, ssh_config_path: str | Path | None = None) -> ImportResult:
-    """Add a host for every concrete ``Host`` alias of an ssh config (name = alias).
+    """Add a host for every alias ``ssh_config_hosts`` lists as importable (name = alias).
 
     Aliases already imported (by name or by alias) are skipped. A config that cannot be
     read raises ``ssh_backend.config.ConfigError`` (its message names file and line).
     """
-    path = Path(ssh_config_path).expanduser() if ssh_config_path else paths.user_ssh_config()
     result = ImportResult()
-    known_aliases = {spec.ssh_alias for spec in store.hosts() if spec.ssh_alias}
-    for alias in ssh_config_mod.list_aliases(path):
-        if _PATTERN_CHARS & set(alias):
-            continue  # a pattern, not a host one can connect to
-        try:
-            validate_host_name(alias)
-        except ValueError:
-            result.errors.append(
-                f"alias {_show(alias)} is not a valid Labdeck host name; add it by hand "
-                f"with: labdeck hosts add NAME --ssh-alias ALIAS"
-            )
+    for host in ssh_config_hosts(ssh_config_path, known_names(store.hosts())):
+        if host.known:
+            result.skipped_existing.append(host.alias)
             continue
-        if alias in known_aliases or store.host(alias) is not None:
-            result.skipped_existing.append(alias)
+        if host.problem is not None:
+            result.errors.append(host.problem)
             continue
         try:
-            store.add_host(HostSpec(name=alias, ssh_alias=alias))
+            store.add_host(HostSpec(name=host.alias, ssh_alias=host.alias))
         except HostExistsError:
-            result.skipped_existing.append(alias)
+            result.skipped_existing.append(host.alias)
         else:
-            result.added.append(alias)
+            result.added.append(host.alias)
+            result.targets[host.alias] = host.target
     return result
 
 
 # -- helpers -------------------------------------------------------------------------
+def _import_problem(entry: ssh_config_mod.AliasPlan) -> str | None:
+    try:
+        validate_host_name(entry.alias)
+    except ValueError:
+        return (f"alias {_show(entry.alias)} is not a valid Labdeck host name; add it by "
+                "hand with: labdeck hosts add NAME --ssh-alias ALIAS")
+    if entry.error is not None:
+        return f"alias {_show(entry.alias)} cannot be resolved: {entry.error}"
+    return None
+
+
 def _split_host_port(rest: str, target: str) -> tuple[str, int | None]:
     if rest.startswith("["):
         inner, sep, after = rest[1:].partition("]")

@@ -1,11 +1,16 @@
-"""The "Import from ~/.ssh/config…" dialog: tick the ``Host`` aliases to monitor."""
+"""The "Import from ~/.ssh/config…" dialog: tick the ``Host`` aliases to monitor.
+
+The list is the one ``labdeck hosts import-ssh-config`` works from
+(``app.core.hosts.ssh_config_hosts``): ``Include``s followed, patterns left out, each
+alias shown with the user, host and port the config gives it. Reading it may wait on
+the disk or on DNS (``CanonicalizeHostname``), so it runs on a worker thread.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from pathlib import Path
+from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -15,12 +20,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.hosts import ConfigHost
 from app.ui.add_host_dialog import ERROR_STYLE
-from app.ui.plain_text import PlainLabel
+from app.ui.background import run_in_background
+from app.ui.plain_text import PlainLabel, display_text
+
+# Item data: the alias (what ``selected_aliases`` returns) and where the config sends it.
+ALIAS_ROLE = Qt.ItemDataRole.UserRole
+TARGET_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class ImportHostsDialog(QDialog):
-    def __init__(self, list_aliases: Callable[[], list[str]], existing: Collection[str],
+    """Lists ``list_hosts()`` (run on a worker) for the user to tick; OK imports those."""
+
+    hosts_listed = Signal()  # the list is filled, or the message says why it is not
+
+    def __init__(self, list_hosts: Callable[[], list[ConfigHost]],
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Import hosts from ~/.ssh/config")
@@ -30,7 +45,7 @@ class ImportHostsDialog(QDialog):
                                     "are read from ~/.ssh/config at every connect."))
         self.list = QListWidget()
         layout.addWidget(self.list, 1)
-        self.message = PlainLabel()
+        self.message = PlainLabel("Reading ~/.ssh/config…")
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
@@ -42,35 +57,15 @@ class ImportHostsDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
-
-        try:
-            aliases = list_aliases()
-        except (OSError, ValueError) as exc:
-            aliases = []
-            self.message.setText(f"Could not read ~/.ssh/config: {exc}")
-            self.message.setStyleSheet(ERROR_STYLE)
-        else:
-            if not aliases:
-                self.message.setText("~/.ssh/config names no host (wildcard patterns such "
-                                     "as 'Host *' are not hosts). Use Add host… instead.")
-        for alias in aliases:
-            item = QListWidgetItem(alias)
-            if alias in existing:
-                item.setText(f"{alias}  (already added)")
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
-                item.setCheckState(Qt.CheckState.Unchecked)
-            else:
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                item.setCheckState(Qt.CheckState.Unchecked)
-            item.setData(Qt.ItemDataRole.UserRole, alias)
-            self.list.addItem(item)
         self.list.itemChanged.connect(self._update_ok)
         self._update_ok()
-        self.resize(460, 420)
+        self.resize(520, 420)
+        run_in_background(list_hosts, self._on_listed, self._on_list_failed,
+                          name="labdeck-ssh-config", owner=self)
 
     def selected_aliases(self) -> list[str]:
         return [
-            self.list.item(i).data(Qt.ItemDataRole.UserRole)
+            self.list.item(i).data(ALIAS_ROLE)
             for i in range(self.list.count())
             if self.list.item(i).checkState() == Qt.CheckState.Checked
         ]
@@ -78,20 +73,37 @@ class ImportHostsDialog(QDialog):
     def _update_ok(self) -> None:
         self.ok_button.setEnabled(bool(self.selected_aliases()))
 
+    def _on_listed(self, found: list[ConfigHost]) -> None:
+        self.message.setText("" if found else
+                             "~/.ssh/config names no host (wildcard patterns such as "
+                             "'Host *' are not hosts). Use Add host… instead.")
+        for host in found:
+            self.list.addItem(_item(host))
+        self.hosts_listed.emit()
 
-def aliases_from_ssh_config(path: Path) -> list[str]:
-    """``Host`` names of an OpenSSH config, without patterns; a missing file names none.
+    def _on_list_failed(self, exc: BaseException) -> None:
+        if not isinstance(exc, (OSError, ValueError)):
+            raise exc  # a bug, not a config problem: the crash handler reports it
+        self.message.setText(f"Could not read ~/.ssh/config: {exc}")
+        self.message.setStyleSheet(ERROR_STYLE)
+        self.hosts_listed.emit()
 
-    The fallback when no richer parser is wired in (it does not follow ``Include``).
-    """
-    if not path.is_file():
-        return []
-    aliases: list[str] = []
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        words = raw.strip().split()
-        if len(words) < 2 or words[0].lower() != "host":
-            continue
-        for word in words[1:]:
-            if not any(c in word for c in "*?!") and word not in aliases:
-                aliases.append(word)
-    return aliases
+
+def _item(host: ConfigHost) -> QListWidgetItem:
+    """One row: the alias and where it leads; unticked, and disabled with the reason when
+    it is already added or cannot be imported."""
+    if host.known:
+        text, usable = f"{host.alias}  (already added)", False
+    elif host.problem is not None:
+        text, usable = f"{host.alias}  —  {host.problem}", False
+    else:
+        text, usable = f"{host.alias}  →  {host.target}", True
+    item = QListWidgetItem(display_text(text))
+    if usable:
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+    else:
+        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+    item.setCheckState(Qt.CheckState.Unchecked)
+    item.setData(ALIAS_ROLE, host.alias)
+    item.setData(TARGET_ROLE, host.target)
+    return item

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget, QToolBar, QWidget
 
-from app.core import paths
+from app.core import hosts
 from app.core.cluster import ClusterMonitor
 from app.ui.add_host_dialog import AddHostDialog
 from app.ui.background import run_in_background
 from app.ui.bridge import ClusterBridge, TrustPrompter
 from app.ui.cluster_view import ClusterView
 from app.ui.hostkey_dialog import show_hostkey_changed
-from app.ui.import_hosts_dialog import ImportHostsDialog, aliases_from_ssh_config
+from app.ui.import_hosts_dialog import ImportHostsDialog
 from app.ui.plain_text import PlainLabel, display_text, plain_message_box
 from app.ui.resources import app_icon
 from ssh_backend.hostspec import HostSpec
@@ -33,12 +33,13 @@ class HostActions:
 
     ``add_host`` and ``import_hosts`` run on a worker thread (they may write the store and
     start sessions); a ``ValueError`` they raise is shown to the user as it is.
-    ``list_ssh_aliases`` is called when the import dialog opens.
+    ``list_ssh_hosts`` runs on a worker thread when the import dialog opens; it is given
+    the names and aliases already in use.
     """
 
     add_host: Callable[[HostSpec], None] | None = None
     import_hosts: Callable[[list[str]], None] | None = None
-    list_ssh_aliases: Callable[[], list[str]] | None = None
+    list_ssh_hosts: Callable[[Collection[str]], list[hosts.ConfigHost]] | None = None
 
 
 class MainWindow(QMainWindow):
@@ -58,8 +59,8 @@ class MainWindow(QMainWindow):
         actions = actions or HostActions()
         self._add_host = actions.add_host or monitor.add_host
         self._import_hosts = actions.import_hosts or self._import_into_monitor
-        self._list_aliases = actions.list_ssh_aliases or (
-            lambda: aliases_from_ssh_config(paths.user_ssh_config())
+        self._list_ssh_hosts = actions.list_ssh_hosts or (
+            lambda known: hosts.ssh_config_hosts(None, known)
         )
         self._shutdown_thread: threading.Thread | None = None
         self._shutdown_started = 0.0
@@ -128,11 +129,15 @@ class MainWindow(QMainWindow):
         self._run_action(lambda: self._add_host(spec), f"Could not add {spec.name}")
 
     def open_import(self) -> ImportHostsDialog:
-        dialog = ImportHostsDialog(self._list_aliases, set(self.monitor.names()), self)
-        dialog.accepted.connect(lambda: self._run_action(
-            lambda: self._import_hosts(dialog.selected_aliases()), "Could not import hosts"))
+        known = hosts.known_names(view.spec for view in self.monitor.hosts())
+        list_hosts = self._list_ssh_hosts
+        dialog = ImportHostsDialog(lambda: list_hosts(known), self)
+        dialog.accepted.connect(lambda: self._import_from(dialog.selected_aliases()))
         dialog.open()
         return dialog
+
+    def _import_from(self, aliases: list[str]) -> None:
+        self._run_action(lambda: self._import_hosts(aliases), "Could not import hosts")
 
     def _import_into_monitor(self, aliases: list[str]) -> None:
         for alias in aliases:

@@ -146,7 +146,7 @@ def test_import_ssh_config(labdeck: Labdeck) -> None:
     (ssh_dir / "config").write_text("Host gpu1 gpu2\n    User alice\nHost *\n    Port 22\n")
     result = labdeck("hosts", "import-ssh-config")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["added gpu1", "added gpu2"]
+    assert result.stdout.splitlines() == ["added gpu1: alice@gpu1:22", "added gpu2: alice@gpu2:22"]
     listed = json.loads(labdeck("hosts", "ls", "--json").stdout)["hosts"]
     assert [(h["name"], h["ssh_alias"]) for h in listed] == [("gpu1", "gpu1"), ("gpu2", "gpu2")]
     second = labdeck("hosts", "import-ssh-config")

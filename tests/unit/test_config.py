@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from ssh_backend.config import ConfigError, Hop, list_aliases, resolve
+from ssh_backend.config import ConfigError, Hop, list_aliases, resolve, resolve_aliases
 from ssh_backend.hostspec import HostSpec
 
 
@@ -175,3 +177,33 @@ def test_unreadable_config_is_a_config_error(ssh_dir: Path) -> None:
     config.write_bytes(b"Host \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         list_aliases(config)
+
+
+def test_resolve_aliases_agrees_with_ssh_G(ssh_dir: Path) -> None:
+    ssh = shutil.which("ssh")
+    assert ssh, "ssh is not installed (apt-get install openssh-client)"
+    # Absolute Include paths: ssh -G -F resolves relative ones against the real ~/.ssh.
+    write(ssh_dir / "conf.d" / "lab.conf", "Host gpu3\n HostName 10.0.0.3\n User carol\n")
+    config = write(ssh_dir / "config", f"Include {ssh_dir}/conf.d/*.conf\n"
+                   "Host gpu1 gpu2\n HostName %h.lab.example\n Port 2222\n"
+                   "Match host gpu2\n User never\n"  # matched against the HostName, as ssh does
+                   "Match originalhost gpu2\n User bob\n"
+                   "Host *\n User alice\n")
+    found = resolve_aliases(config)
+    assert [entry.alias for entry in found] == ["gpu3", "gpu1", "gpu2"]
+    for entry in found:
+        assert entry.plan is not None and entry.error is None
+        shown = subprocess.run([ssh, "-G", "-F", str(config), entry.alias],
+                               capture_output=True, text=True, check=True,
+                               stdin=subprocess.DEVNULL).stdout
+        options = dict(line.split(" ", 1) for line in shown.splitlines() if " " in line)
+        target = entry.plan.target
+        assert (target.user, target.hostname, str(target.port)) == (
+            options["user"], options["hostname"], options["port"])
+
+
+def test_an_alias_that_cannot_be_resolved_does_not_hide_the_others(ssh_dir: Path) -> None:
+    config = write(ssh_dir / "config", "Host gpu4\n ProxyJump jump:99999\nHost gpu5\n Port 2\n")
+    gpu4, gpu5 = resolve_aliases(config)
+    assert gpu4.plan is None and gpu4.error is not None and "ProxyJump" in str(gpu4.error)
+    assert gpu5.plan is not None and gpu5.plan.target.port == 2

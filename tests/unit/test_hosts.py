@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.hosts import (
+    ConfigHost,
     check_key_file,
     describe_target,
     format_ssh_target,
@@ -16,6 +18,7 @@ from app.core.hosts import (
     normalize_jump,
     parse_ssh_target,
     spec_from_args,
+    ssh_config_hosts,
     validate_host_name,
 )
 from app.core.store import Store
@@ -205,6 +208,9 @@ def test_import_from_a_real_ssh_config_with_include(
         store.add_host(HostSpec(name="renamed", ssh_alias="gpu4"))
         result = import_from_ssh_config(store, config)
         assert result.added == ["gpu3", "gpu1", "gpu2"]
+        me = getpass.getuser()  # no block gives these aliases a User: ssh logs in as you
+        assert result.targets == {"gpu3": f"{me}@10.0.0.3:22",
+                                  "gpu1": f"{me}@gpu1.lab:2222", "gpu2": f"{me}@10.0.0.2:22"}
         assert result.skipped_existing == ["gpu4", "old"]
         assert len(result.errors) == 1 and "'bad$name'" in result.errors[0]
         assert store.host("gpu1") == HostSpec(name="gpu1", ssh_alias="gpu1")
@@ -213,6 +219,24 @@ def test_import_from_a_real_ssh_config_with_include(
         assert again.added == [] and set(again.skipped_existing) == {
             "gpu1", "gpu2", "gpu3", "gpu4", "old"
         }
+
+
+def test_an_alias_the_config_cannot_resolve_is_reported_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
+    config = tmp_path / "config"
+    config.write_text("Host gpu1\n    ProxyJump jump:99999\nHost gpu2\n    User bob\n")
+    assert ssh_config_hosts(config, known={"gpu2"}) == [
+        ConfigHost("gpu1", problem=f"alias 'gpu1' cannot be resolved: {config}:0: ProxyJump: "
+                   "bad port '99999' in 'jump:99999'"),
+        ConfigHost("gpu2", "bob", "gpu2", 22, known=True),
+    ]
+    with Store.open() as store:
+        result = import_from_ssh_config(store, config)
+        assert result.added == ["gpu2"] and result.errors == [
+            ssh_config_hosts(config)[0].problem]
+        assert store.host("gpu1") is None
 
 
 def test_import_reports_a_broken_config_with_file_and_line(
