@@ -97,6 +97,12 @@ def attempt_run_id(run_id: str, attempt: int) -> str:
     return run_id if attempt <= 0 else check_run_id(f"{run_id}-a{attempt}")
 
 
+def base_run_id(attempt_id: str) -> str:
+    """The run an attempt id belongs to (``r123-a2`` → ``r123``): ``attempt_run_id``
+    undone."""
+    return _ATTEMPT_SUFFIX.sub("", attempt_id)
+
+
 def upload_parts(files: dict[str, bytes]) -> list[tuple[tuple[str, ...], bytes]]:
     """Each upload path split into its folders and name, refusing any path that could
     land outside the run's code folder (absolute, ``..``, empty parts, NUL)."""
@@ -165,8 +171,7 @@ def _attempt_of(run_id: str, other: Any) -> str | None:
     """``other`` when it is an attempt id of the same run as ``run_id``, else None."""
     if not isinstance(other, str) or not RUN_ID_RE.fullmatch(other):
         return None
-    base = _ATTEMPT_SUFFIX.sub("", run_id)
-    return other if _ATTEMPT_SUFFIX.sub("", other) == base else None
+    return other if base_run_id(other) == base_run_id(run_id) else None
 
 
 def expect_reply(session: Session, reply: dict[str, Any], key: str) -> Any:

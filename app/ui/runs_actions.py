@@ -31,9 +31,10 @@ from PySide6.QtCore import QObject, QPoint, Qt
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QInputDialog, QLineEdit, QMenu, QMenuBar
 
+from app.core.run_edits import RunEdits
 from app.core.runs import RunState
+from app.core.runs_catalog import RunRow
 from app.core.runstore import ACTIVE
-from app.ui import runs_query as rq
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from ssh_backend.hostspec import HostSpec
@@ -86,6 +87,7 @@ class RunsActions(QObject):
         super().__init__(page)
         self.page, self.ctx, self.submit_dialog = page, ctx, submit_dialog
         self.writer = DataWorker("labdeck-runs-write", self)
+        self.edits = RunEdits(ctx.store)
         self.undo_stack = QUndoStack(self)
         self.last_dialog: QInputDialog | None = None
         self._serial = itertools.count()
@@ -167,7 +169,7 @@ class RunsActions(QObject):
     def _ids(self) -> list[str]:
         return self.page.selected_run_ids()
 
-    def _rows(self) -> list[rq.RunRow]:
+    def _rows(self) -> list[RunRow]:
         model = self.page.model
         return [row for row in (model.run_row(i) for i in self._ids()) if row is not None]
 
@@ -277,7 +279,7 @@ class RunsActions(QObject):
             if spec is None:
                 self.page.show_message(f"Host {row.host} is no longer known to Labdeck")
                 return
-            command = ssh_command(spec, row.host_key)
+            command = ssh_command(spec, row.host_run_id)
             QGuiApplication.clipboard().setText(command)
             self.page.show_message(f"Copied: {command}")
 
@@ -287,58 +289,38 @@ class RunsActions(QObject):
     # -- undoable edits ------------------------------------------------------------------
     def set_tags(self, ids: list[str], tags: list[str], replace: list[str] | None = None) -> None:
         """Give each run ``tags``; ``replace`` (default: none) are removed first."""
-        store, old_common = self.ctx.store, set(replace or [])
-
-        def do() -> dict[str, list[str]]:
-            before = {i: list(a["tags"]) for i, a in rq.read_annotations(store, ids).items()}
-            for run_id, current in before.items():
-                kept = [t for t in current if t not in old_common]
-                rq.set_tags(store, run_id, kept + tags)
-            return before
-
-        def undo(before: dict[str, list[str]]) -> None:
-            for run_id, current in (before or {}).items():
-                rq.set_tags(store, run_id, current)
-
-        self.undo_stack.push(_StoreCommand(self, "tags", ids, do, undo))
+        edits = self.edits
+        self.undo_stack.push(_StoreCommand(
+            self, "tags", ids, lambda: edits.set_tags(ids, tags, replace or ()),
+            lambda before: edits.restore_tags(before or {})))
 
     def set_note(self, ids: list[str], note: str) -> None:
-        store = self.ctx.store
-
-        def do() -> dict[str, str]:
-            before = {i: str(a["note"]) for i, a in rq.read_annotations(store, ids).items()}
-            for run_id in before:
-                rq.set_note(store, run_id, note)
-            return before
-
-        def undo(before: dict[str, str]) -> None:
-            for run_id, text in (before or {}).items():
-                rq.set_note(store, run_id, text)
-
-        self.undo_stack.push(_StoreCommand(self, "note", ids, do, undo))
+        edits = self.edits
+        self.undo_stack.push(_StoreCommand(
+            self, "note", ids, lambda: edits.set_note(ids, note),
+            lambda before: edits.restore_notes(before or {})))
 
     def set_archived(self, ids: list[str], archived: bool) -> None:
-        store = self.ctx.store
+        edits = self.edits
         self.undo_stack.push(_StoreCommand(
             self, "archive" if archived else "unarchive", ids,
-            lambda: rq.set_archived(store, ids, archived),
-            lambda _: rq.set_archived(store, ids, not archived)))
+            lambda: edits.set_archived(ids, archived),
+            lambda _: edits.set_archived(ids, not archived)))
         n = len(ids)
         self.page.show_message(f"{'Archived' if archived else 'Unarchived'} {n} run"
                                f"{'s' if n != 1 else ''} (Ctrl+Z to undo)")
 
     def delete_runs(self, ids: list[str]) -> None:
         """Delete the finished ones among ``ids`` from the list (undo puts them back)."""
-        store = self.ctx.store
-        model = self.page.model
+        edits, model = self.edits, self.page.model
         finished = [i for i in ids if (r := model.run_row(i)) is None or r.state.finished]
         kept = len(ids) - len(finished)
         if not finished:
             self.page.show_message("Only finished runs can be deleted: cancel them first")
             return
         self.undo_stack.push(_StoreCommand(
-            self, "delete", finished, lambda: rq.delete_finished(store, finished),
-            lambda taken: rq.restore_rows(store, taken or [])))
+            self, "delete", finished, lambda: edits.delete_finished(finished),
+            lambda taken: edits.restore_deleted(taken or [])))
         extra = f"; {kept} still active kept (cancel them first)" if kept else ""
         self.page.show_message(f"Deleted {len(finished)} run{'s' if len(finished) != 1 else ''}"
                                f" (Ctrl+Z to undo){extra}")

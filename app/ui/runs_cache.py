@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
+from app.core.runs_catalog import RunRow
 from app.ui import runs_format as fmt
 from app.ui.runs_format import Column
-from app.ui.runs_query import RunRow
 
 BLOCK = 128
 CACHE_ROWS = 8192

@@ -14,13 +14,21 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
 from app.core.runs import RunState
+from app.core.runs_catalog import RunRow
 from app.ui.plain_text import display_text, tooltip_text
 from app.ui.plot_axes import format_duration
 from app.ui.run_window import STATE_COLORS
-from app.ui.runs_query import BASE_COLUMNS, RunRow
 from app.ui.series_table import format_value
 
 ACTIVE = (RunState.LAUNCHING, RunState.RUNNING)
+# (key, header) of the fixed columns, in display order; metric and parameter columns
+# chosen by the user go between "duration" and "tags". Each key is a sort of
+# ``app.core.runs_filter.SORTS``.
+BASE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "Name"), ("state", "State"), ("place", "Host:GPUs"), ("user", "User"),
+    ("submitted", "Submitted"), ("started", "Started"), ("duration", "Duration"),
+    ("reason", "Why"), ("tags", "Tags"), ("note", "Note"),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """``RunsTableModel``: the runs table over the store, fast at 100k runs.
 
-A query (filter + sort, ``app.ui.runs_query``) yields the matching ids in display order:
+A query (filter + sort, ``app.core.runs_filter``) yields the matching ids in display order:
 that list is the model's rows. Row contents are read by id, a block of ``BLOCK`` rows at a
 time, when the view first asks for one of them, and kept in a bounded cache. Every read
 runs on the ``DataWorker``; a row not read yet shows an ellipsis for a frame.
@@ -31,15 +31,15 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from app.core.metricstore import MetricStore
-from app.core.store import Store
+from app.core.runs_catalog import ChangeToken, RunRow, RunsCatalog
+from app.core.runs_filter import RunsQuery, SortKey
 from app.ui import runs_format as fmt
-from app.ui import runs_query as rq
 from app.ui.data_worker import DataWorker
 from app.ui.plain_text import display_text, tooltip_text
 from app.ui.runs_cache import BLOCK, RowCache
 from app.ui.runs_diff import Plan, plan_changes, ranges
 from app.ui.runs_format import Column
+from ssh_backend.runs import base_run_id
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
 RUN_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -64,12 +64,12 @@ class RunsTableModel(QAbstractTableModel):
     rows_loaded = Signal()  # rows read from the store arrived
     failed = Signal(str)  # a read failed: a sentence for the status bar
 
-    def __init__(self, store: Store, metricstore: MetricStore, worker: DataWorker,
+    def __init__(self, catalog: RunsCatalog, worker: DataWorker,
                  parent: QObject | None = None, poll_ms: int = POLL_MS,
                  tick_ms: int = 1000) -> None:
         super().__init__(parent)
-        self._store, self._metricstore, self._worker = store, metricstore, worker
-        self._query = rq.RunsQuery()
+        self._catalog, self._worker = catalog, worker
+        self._query = RunsQuery()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
         self._cache = RowCache()
@@ -79,7 +79,7 @@ class RunsTableModel(QAbstractTableModel):
         self._columns_changed()
         self._generation = 0
         self._loaded = False
-        self._token: rq.ChangeToken | None = None
+        self._token: ChangeToken | None = None
         self._rows_busy = False
         self._changed: set[str] = set()
         self._refresh_busy = False
@@ -164,7 +164,7 @@ class RunsTableModel(QAbstractTableModel):
         if not 0 <= column < len(self._columns):
             return
         c = self._columns[column]
-        key = rq.SortKey(c.kind, c.key) if c.kind != "base" else rq.SortKey(c.key)
+        key = SortKey(c.kind, c.key) if c.kind != "base" else SortKey(c.key)
         self.set_query(dataclasses.replace(
             self._query, sort=key, descending=order == Qt.SortOrder.DescendingOrder))
 
@@ -182,7 +182,7 @@ class RunsTableModel(QAbstractTableModel):
         return Qt.DropAction.CopyAction
 
     # -- what the page reads ---------------------------------------------------------------
-    def query(self) -> rq.RunsQuery:
+    def query(self) -> RunsQuery:
         return self._query
 
     def columns(self) -> list[Column]:
@@ -200,7 +200,7 @@ class RunsTableModel(QAbstractTableModel):
     def row_of(self, run_id: str) -> int | None:
         return self._pos.get(run_id)
 
-    def run_row(self, run_id: str) -> rq.RunRow | None:
+    def run_row(self, run_id: str) -> RunRow | None:
         """The cached row of ``run_id`` (None until it was read)."""
         return self._cache.get(run_id)
 
@@ -211,7 +211,7 @@ class RunsTableModel(QAbstractTableModel):
         return len(self._cache)
 
     # -- queries -------------------------------------------------------------------------
-    def set_query(self, query: rq.RunsQuery) -> None:
+    def set_query(self, query: RunsQuery) -> None:
         """Show ``query``'s runs (read off the GUI thread; applied when they arrive).
 
         A new filter shows its first block at once (``LIMIT``), then the whole id list
@@ -225,18 +225,18 @@ class RunsTableModel(QAbstractTableModel):
         self._query = query
         self._generation += 1
         generation, old = self._generation, self._ids
-        store, ms = self._store, self._metricstore
+        catalog = self._catalog
         head: list[list[str]] = []  # the head job's ids, for the full job to diff against
 
         def head_work() -> tuple[Any, ...]:
-            ids = rq.fetch_ids(store, query, limit=BLOCK)
+            ids = catalog.ids(query, limit=BLOCK)
             head.append(ids)
-            return generation, ids, rq.fetch_rows(store, ms, ids)
+            return generation, ids, catalog.rows(ids)
 
         def work() -> tuple[Any, ...]:
-            token = rq.change_token(store)
-            ids = rq.fetch_ids(store, query)
-            rows = rq.fetch_rows(store, ms, ids[:BLOCK]) if resort else {}
+            token = catalog.change_token()
+            ids = catalog.ids(query)
+            rows = catalog.rows(ids[:BLOCK]) if resort else {}
             if head:
                 return generation, head[0], token, ids, rows, plan_changes(head[0], ids)
             same = len(ids) == len(old) and set(ids) == set(old)
@@ -305,11 +305,11 @@ class RunsTableModel(QAbstractTableModel):
         if not ids:
             return
         self._rows_busy = True
-        store, ms = self._store, self._metricstore
-        self._worker.submit("runs-rows", lambda: rq.fetch_rows(store, ms, ids),
+        catalog = self._catalog
+        self._worker.submit("runs-rows", lambda: catalog.rows(ids),
                             self._apply_rows, self._on_rows_error)
 
-    def _apply_rows(self, rows: dict[str, rq.RunRow]) -> None:
+    def _apply_rows(self, rows: dict[str, RunRow]) -> None:
         self._rows_busy = False
         self._emit_rows_changed(self._cache.store(rows.values()))
         if self._cache.has_wants():
@@ -346,17 +346,17 @@ class RunsTableModel(QAbstractTableModel):
         forced, self._changed = set(self._changed), set()
         generation, old, token, query = self._generation, self._ids, self._token, self._query
         cached = self._cache.ids()
-        store, ms = self._store, self._metricstore
+        catalog = self._catalog
 
         def work() -> tuple[Any, ...] | None:
-            new_token = rq.change_token(store)
+            new_token = catalog.change_token()
             if new_token == token and not forced:
                 return None
             since = token.last_update if token is not None else 0.0
-            changed = set(rq.changed_since(store, since)) | forced
-            ids = rq.fetch_ids(store, query) if new_token != token else old
+            changed = set(catalog.changed_since(since)) | forced
+            ids = catalog.ids(query) if new_token != token else old
             plan = plan_changes(old, ids)
-            rows = rq.fetch_rows(store, ms, [i for i in changed if i in cached])
+            rows = catalog.rows([i for i in changed if i in cached])
             return generation, old, new_token, ids, plan, rows, forced
 
         self._refresh_busy = True
@@ -401,12 +401,12 @@ class RunsTableModel(QAbstractTableModel):
             self.endInsertRows()
         self._ids, self._pos = ids, plan.positions
 
-    def notify_metrics(self, host_keys: Iterable[str]) -> None:
-        """New metric points for these run keys (their ids on the host)."""
+    def notify_metrics(self, host_run_ids: Iterable[str]) -> None:
+        """New metric points for these attempts (``Run.host_run_id``)."""
         if not any(c.kind == "metric" for c in self._columns):
             return
-        for key in host_keys:
-            run_id = key.rsplit("-a", 1)[0] if "-a" in key else key
+        for key in host_run_ids:
+            run_id = base_run_id(key)
             if run_id in self._cache:
                 self._metrics_dirty.add(run_id)
         if self._metrics_dirty and not self._metrics_timer.isActive():
@@ -417,8 +417,8 @@ class RunsTableModel(QAbstractTableModel):
         self._metrics_dirty.clear()
         if not rows:
             return
-        ms = self._metricstore
-        self._worker.submit("runs-metrics", lambda: rq.metric_values(ms, rows),
+        catalog = self._catalog
+        self._worker.submit("runs-metrics", lambda: catalog.metric_values(rows),
                             self._apply_metrics, self._on_error)
 
     def _apply_metrics(self, values: dict[str, dict[str, float]]) -> None:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.runs import FINISHED, RunState
-from app.ui import runs_query as rq
+from app.core.runs_catalog import RunsCatalog
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from app.ui.plain_text import PlainLabel, action_text, display_text
@@ -106,7 +106,8 @@ class RunsPage(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.worker = DataWorker("labdeck-runs", self)
-        self.model = RunsTableModel(ctx.store, ctx.metricstore, self.worker, self)
+        self.catalog = RunsCatalog(ctx.store, ctx.metricstore)
+        self.model = RunsTableModel(self.catalog, self.worker, self)
         self.metric_choices: list[str] = []
         self.param_choices: list[str] = []
         self._stopped = False
@@ -116,6 +117,32 @@ class RunsPage(QWidget):
         self.last_message = ""
         self.run_actions: RunsActions | None = None
 
+        bar = self._filter_bar()
+        self._set_up_view()
+
+        box = QVBoxLayout(self)
+        box.setContentsMargins(8, 8, 8, 4)
+        box.setSpacing(6)
+        box.addLayout(bar)
+        box.addWidget(self.view, 1)
+
+        self._filter_timer = QTimer(self, interval=FILTER_DELAY_MS, singleShot=True)
+        self._filter_timer.timeout.connect(self._apply_filters)
+        self.filter_edit.textChanged.connect(self._filter_timer.start)
+        for combo in (self.state_box, self.host_box, self.tag_box):
+            combo.currentIndexChanged.connect(self._apply_filters)
+        self.archived_box.toggled.connect(self._apply_filters)
+        self.view.open_requested.connect(self.open_runs_requested)
+        self.view.selectionModel().selectionChanged.connect(self._show_count)
+        self.model.query_applied.connect(self._show_count)
+        self.model.query_applied.connect(self._refresh_choices)
+        self.model.query_applied.connect(self._fit_once)
+        self.model.columnsInserted.connect(lambda _p, first, last: self._size_columns(first, last))
+        self.model.failed.connect(self.show_message)
+        self._load_settings()
+
+    def _filter_bar(self) -> QHBoxLayout:
+        """The filter text, state/host/tag boxes, Archived, Columns and the count."""
         self.filter_edit = QLineEdit()
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setPlaceholderText(
@@ -146,7 +173,9 @@ class RunsPage(QWidget):
         for widget in (self.state_box, self.host_box, self.tag_box, self.archived_box,
                        self.columns_button, self.count_label):
             bar.addWidget(widget)
+        return bar
 
+    def _set_up_view(self) -> None:
         self.view = RunsView()
         self.view.setModel(self.model)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -174,27 +203,6 @@ class RunsPage(QWidget):
         self.view.setSortingEnabled(True)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self._size_columns()
-
-        box = QVBoxLayout(self)
-        box.setContentsMargins(8, 8, 8, 4)
-        box.setSpacing(6)
-        box.addLayout(bar)
-        box.addWidget(self.view, 1)
-
-        self._filter_timer = QTimer(self, interval=FILTER_DELAY_MS, singleShot=True)
-        self._filter_timer.timeout.connect(self._apply_filters)
-        self.filter_edit.textChanged.connect(self._filter_timer.start)
-        for combo in (self.state_box, self.host_box, self.tag_box):
-            combo.currentIndexChanged.connect(self._apply_filters)
-        self.archived_box.toggled.connect(self._apply_filters)
-        self.view.open_requested.connect(self.open_runs_requested)
-        self.view.selectionModel().selectionChanged.connect(self._show_count)
-        self.model.query_applied.connect(self._show_count)
-        self.model.query_applied.connect(self._refresh_choices)
-        self.model.query_applied.connect(self._fit_once)
-        self.model.columnsInserted.connect(lambda _p, first, last: self._size_columns(first, last))
-        self.model.failed.connect(self.show_message)
-        self._load_settings()
 
     # -- what others use ---------------------------------------------------------------
     def selected_run_ids(self) -> list[str]:
@@ -232,10 +240,10 @@ class RunsPage(QWidget):
         self.count_label.setText(f"{selected:,} of {text}" if selected > 1 else text)
 
     def _refresh_choices(self) -> None:
-        store = self.ctx.store
+        catalog = self.catalog
 
         def work() -> tuple[Any, ...]:
-            return rq.filter_choices(store), rq.column_choices(store)
+            return catalog.filter_choices(), catalog.column_choices()
 
         self.worker.submit("runs-choices", work, self._apply_choices, None)
 

@@ -25,10 +25,11 @@ from PySide6.QtWidgets import QApplication, QTableView
 from runs_data import fill_runs
 
 from app.core.metricstore import MetricStore
+from app.core.runs_catalog import RunsCatalog
+from app.core.runs_filter import RunsQuery
 from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui import runs_format as fmt
-from app.ui import runs_query as rq
 from app.ui.context import AppContext
 from app.ui.runs_model import RunsTableModel
 from app.ui.runs_page import RunsPage
@@ -112,9 +113,10 @@ def scroll_steps(view: QTableView, rows: list[int]) -> tuple[list[float], list[f
 def standard_model(store: Store, metricstore: MetricStore) -> tuple[QStandardItemModel, float]:
     """Every run read and turned into items, as a naive table would do."""
     t = time.perf_counter()
-    ids = rq.fetch_ids(store, rq.RunsQuery())
-    rows = rq.fetch_rows(store, metricstore, ids)
-    columns = [fmt.Column("base", key, title) for key, title in rq.BASE_COLUMNS]
+    catalog = RunsCatalog(store, metricstore)
+    ids = catalog.ids(RunsQuery())
+    rows = catalog.rows(ids)
+    columns = [fmt.Column("base", key, title) for key, title in fmt.BASE_COLUMNS]
     model = QStandardItemModel(len(ids), len(columns))
     model.setHorizontalHeaderLabels([c.title for c in columns])
     now = time.time()
@@ -135,7 +137,7 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     store = build_store(n)
     ctx = AppContext(store, RunStore(store), MetricStore(store))
-    print(f"runs: {rq.change_token(store).count:,}")
+    print(f"runs: {RunsCatalog(store, MetricStore(store)).change_token().count:,}")
 
     # The app has its main window up before the Runs page opens: pay Qt's first-widget
     # costs (fonts, style) here, not in the measurement.

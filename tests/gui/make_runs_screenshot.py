@@ -25,9 +25,9 @@ from runs_data import fill_runs
 
 from app.core.cluster import ClusterMonitor
 from app.core.metricstore import MetricStore
+from app.core.run_edits import RunEdits
 from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui import runs_query as rq
 from app.ui.app import create_application
 from app.ui.context import AppContext
 from app.ui.main_window import MainWindow
@@ -49,8 +49,8 @@ def render(out_dir: Path) -> Path:
     home = Path(tempfile.mkdtemp(prefix="labdeck-runs-shot-"))
     store = Store.open(home / "labdeck.sqlite3")
     ids = fill_runs(store, 30, seed=3)
-    rq.set_note(store, ids[25], "diverged at step 3k: lr too high for batch 256")
-    rq.set_note(store, ids[12], "baseline for the paper, table 2")
+    RunEdits(store).set_note([ids[25]], "diverged at step 3k: lr too high for batch 256")
+    RunEdits(store).set_note([ids[12]], "baseline for the paper, table 2")
     ctx = AppContext(store, RunStore(store), MetricStore(store))
     monitor = ClusterMonitor(FakeLab())
     window = MainWindow(monitor)

@@ -14,6 +14,8 @@ from runs_data import fill_runs
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
+from app.core.runs_catalog import RunsCatalog
+from app.core.runs_filter import RunsQuery, SortKey
 from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui.data_worker import DataWorker
@@ -21,7 +23,6 @@ from app.ui.runs_cache import BLOCK
 from app.ui.runs_diff import plan_changes
 from app.ui.runs_model import RUN_IDS_MIME, RunsTableModel
 from app.ui.runs_page import _RunEvents
-from app.ui.runs_query import RunsQuery, SortKey
 from ssh_backend.protocol import MetricPoint, TailChunk
 
 pytestmark = pytest.mark.gui
@@ -45,7 +46,8 @@ def world(filled: Path, tmp_path: Path, qtbot):
     worker = DataWorker("labdeck-runs-test")
     # No poll and no duration tick: each test says when the store is read again, and
     # the model tester's full walk (2k rows, ~1 s) runs only on the signals tested.
-    model = RunsTableModel(store, MetricStore(store), worker, poll_ms=0, tick_ms=0)
+    model = RunsTableModel(RunsCatalog(store, MetricStore(store)), worker, poll_ms=0,
+                           tick_ms=0)
     with qtbot.waitSignal(model.query_applied, timeout=10000):
         model.set_query(RunsQuery())
     yield store, RunStore(store), model

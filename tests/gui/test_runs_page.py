@@ -17,10 +17,10 @@ from PySide6.QtWidgets import QMainWindow
 from runs_data import fill_runs
 
 from app.core.metricstore import MetricStore
+from app.core.run_edits import RunEdits
 from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui import runs_query as rq
 from app.ui.context import AppContext
 from app.ui.runs_actions import RunsActions, ssh_command
 from app.ui.runs_model import RUN_IDS_MIME
@@ -163,12 +163,13 @@ def test_move_up_and_down_the_queue(qtbot, page, world) -> None:
 def test_tags_and_note_through_their_dialogs_with_undo(qtbot, page, world) -> None:
     store, actions = world.store, page.run_actions
     ids = select(page, [0, 1])
-    before = rq.read_annotations(store, ids)
+    edits = RunEdits(store)
+    before = edits.annotations(ids)
     actions.ask_tags()
     actions.last_dialog.setTextValue("paper, final-v2")
     actions.last_dialog.accept()
-    qtbot.waitUntil(lambda: all("final-v2" in a["tags"] for a in
-                                rq.read_annotations(store, ids).values()), timeout=10000)
+    qtbot.waitUntil(lambda: all("final-v2" in a.tags for a in
+                                edits.annotations(ids).values()), timeout=10000)
     row = page.model.row_of(ids[0])
     col = page.model.column_of("base", "tags")
     qtbot.waitUntil(lambda: "final-v2" in page.model.index(row, col).data(), timeout=10000)
@@ -176,7 +177,7 @@ def test_tags_and_note_through_their_dialogs_with_undo(qtbot, page, world) -> No
     actions.ask_note()
     actions.last_dialog.setTextValue("diverged after warmup\nsee wandb")
     actions.last_dialog.accept()
-    qtbot.waitUntil(lambda: rq.read_annotations(store, ids)[ids[1]]["note"]
+    qtbot.waitUntil(lambda: edits.annotations(ids)[ids[1]].note
                     == "diverged after warmup\nsee wandb", timeout=10000)
     col = page.model.column_of("base", "note")
     qtbot.waitUntil(lambda: page.model.index(row, col).data() == "diverged after warmup",
@@ -184,7 +185,7 @@ def test_tags_and_note_through_their_dialogs_with_undo(qtbot, page, world) -> No
 
     actions.undo.trigger()  # the note
     actions.undo.trigger()  # the tags
-    qtbot.waitUntil(lambda: rq.read_annotations(store, ids) == before, timeout=10000)
+    qtbot.waitUntil(lambda: edits.annotations(ids) == before, timeout=10000)
 
 
 def test_archive_hides_runs_until_asked_for(qtbot, page, world) -> None:
@@ -195,8 +196,8 @@ def test_archive_hides_runs_until_asked_for(qtbot, page, world) -> None:
     page.archived_box.setChecked(True)
     qtbot.waitUntil(lambda: page.model.rowCount() == 60, timeout=10000)
     page.run_actions.undo.trigger()
-    qtbot.waitUntil(lambda: not any(a["archived"] for a in
-                                    rq.read_annotations(world.store, ids).values()),
+    qtbot.waitUntil(lambda: not any(a.archived for a in
+                                    RunEdits(world.store).annotations(ids).values()),
                     timeout=10000)
 
 
