@@ -219,7 +219,15 @@ def test_run_window_curves_grow_live_across_a_frozen_host_and_an_app_restart(
     qtbot.waitUntil(lambda: labapp.run(run_id).state is RunState.SUCCEEDED, timeout=30_000)
     qtbot.waitUntil(lambda: app.services is not None and app.services.ingestor.drained(key),
                     timeout=30_000)
-    truth = json.loads((run_dirs(host)[key] / "truth.json").read_text())
+    check_against_truth(qtbot, app, window, run_dirs(host)[key], key, first_drawn)
+    window.close()
+
+
+def check_against_truth(qtbot: Any, app: App, window: Any, folder: Path, key: str,
+                        first_drawn: dict[str, Any]) -> None:
+    """The drawn raw curves and the store equal the job's ground truth (``truth.json``
+    in its run folder), and the curves first drawn after the restart were its start."""
+    truth = json.loads((folder / "truth.json").read_text())
     want: dict[str, tuple[list[int], list[Any], list[float] | None]] = {}
     for source in ("client", "console"):
         for name in dict.fromkeys(p[0] for p in truth[source]):
@@ -258,7 +266,6 @@ def test_run_window_curves_grow_live_across_a_frozen_host_and_an_app_restart(
         n = len(x0)
         steps, values, _walls = want[name]
         assert x0.tolist() == steps[:n] and same(y0.tolist(), values[:n]), name
-    window.close()
 
 
 def ms_of(app: App) -> Any:
