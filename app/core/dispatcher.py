@@ -366,12 +366,12 @@ class Dispatcher:
         per_user: dict[str, int] = defaultdict(int)
         for run in active:
             per_user[run.user] += 1
-        launching: dict[str, int] = defaultdict(int)
+        mine: dict[str, int] = defaultdict(int)  # GPUs of this app's runs, per host
         for run in active:
-            if run.state is RunState.LAUNCHING and run.host:
-                launching[run.host] += len(run.gpus)
+            if run.host:
+                mine[run.host] += len(run.gpus)
         reserved = self.reserved_now()
-        lab = self.lab.state(views.values(), launching)
+        lab = self.lab.state(views.values(), mine)
         placements = plan(
             queued,
             [view for name, view in views.items() if name not in blocked],

@@ -112,17 +112,28 @@ def lab_state(
     boards: Mapping[str, Board],
     gpu_counts: Mapping[str, int],
     me: Mapping[str, str],
-    in_flight: Mapping[str, int] | None = None,
+    active: Mapping[str, int] | None = None,
 ) -> LabState:
     """Merge the boards of the hosts (``gpu_counts``: GPUs per host; ``me``: this app's
-    login user per host; ``in_flight``: GPUs this app is launching, not leased yet)."""
+    login user per host; ``active``: GPUs this app's own runs hold or are launching per
+    host, from its store — fresher than a board read a few seconds ago)."""
     state = LabState(gpus_total=sum(gpu_counts.get(h, 0) for h in boards), me=dict(me))
     held: dict[str, int] = defaultdict(int)
     wanted: dict[str, int] = defaultdict(int)
     for host, board in boards.items():
+        login = me.get(host)
+        mine = 0
         for lease in board.leases:
-            if lease.user is not None:
+            if lease.user is not None and lease.user != login:
                 held[lease.user] += 1
+            mine += lease.user is not None and lease.user == login
+        if login is not None:
+            # The board may not show a run started since it was read, nor one of this
+            # user's other Labdecks in the store: the larger count is the truth.
+            mine = max(mine, (active or {}).get(host, 0))
+            held[login] += mine
+            if board.my_quota is not None:
+                state.quota[host] = (board.my_quota, mine)
         state.waiting[host] = [Waiting(d.user, d.gpus, d.runs, d.since) for d in board.demand]
         # A Labdeck publishes its demand on every host its runs may use: counted once, as
         # the most it shows on any one host.
@@ -133,15 +144,6 @@ def lab_state(
             wanted[user] = max(wanted[user], gpus)
         if board.shares and not state.shares:
             state.shares = dict(board.shares)
-    for host, count in (in_flight or {}).items():
-        login = me.get(host)
-        if login is not None:
-            held[login] += count
-    for host, board in boards.items():
-        login = me.get(host)
-        if board.my_quota is not None and login is not None:
-            mine = sum(lease.user == login for lease in board.leases)
-            state.quota[host] = (board.my_quota, mine + (in_flight or {}).get(host, 0))
     state.held = dict(held)
     state.wanted = dict(wanted)
     return state

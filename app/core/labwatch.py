@@ -84,9 +84,9 @@ class LabWatch:
         """Every reserved GPU of the lab, by (host, index), with its sentence."""
         return reserved_gpus(views, self.boards(now))
 
-    def state(self, views: Iterable[HostView], in_flight: Mapping[str, int],
+    def state(self, views: Iterable[HostView], active: Mapping[str, int],
               now: float | None = None) -> LabState:
-        return state_of(views, self.boards(now), in_flight)
+        return state_of(views, self.boards(now), active)
 
 
 def reserved_gpus(views: Iterable[HostView], boards: Mapping[str, Board]
@@ -107,13 +107,13 @@ def reserved_gpus(views: Iterable[HostView], boards: Mapping[str, Board]
 
 
 def state_of(views: Iterable[HostView], boards: Mapping[str, Board],
-             in_flight: Mapping[str, int] | None = None) -> LabState:
+             active: Mapping[str, int] | None = None) -> LabState:
     """The lab-wide fair-share view of the hosts that have both a board and a sample."""
     counts = {v.name: len(v.sample.gpus) for v in views
               if v.sample is not None and v.name in boards}
     me = {h: b.me for h, b in boards.items() if b.me}
     return lab_state({h: b for h, b in boards.items() if h in counts}, counts, me,
-                     in_flight)
+                     active)
 
 
 def _indices(view: HostView) -> dict[str, int]:

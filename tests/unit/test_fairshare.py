@@ -66,9 +66,11 @@ def test_weights_from_the_policy_and_demand_counted_once_across_hosts() -> None:
     assert tie.blocker("ws", free_after=1, extra=1).user == "alice"
 
 
-def test_in_flight_launches_count_as_held() -> None:
+def test_this_apps_own_runs_count_when_the_board_has_not_seen_them_yet() -> None:
+    # The board (read a moment ago) shows 3 of alice's leases; her store has 5 runs there
+    # (two launched since): she holds 5, not 3, and not 8.
     lab = lab_state({"ws": board({"alice": 3}, [Demand("bob", 1, 4, 1.0)])}, {"ws": 8},
-                    {"ws": "alice"}, in_flight={"ws": 2})
+                    {"ws": "alice"}, active={"ws": 5})
     assert lab.held == {"alice": 5}
 
 
@@ -112,7 +114,11 @@ def test_the_policy_quota_is_this_users_own_and_counts_held_and_launching_gpus()
                                               {"gpu_uuid": "g1", "user": "bob"}]}, policy)
     bob = decode({"me": "bob"}, policy)
     assert (alice.my_quota, bob.my_quota, decode({"me": "x"}, {}).my_quota) == (2, 4, None)
-    lab = lab_state({"ws": alice}, {"ws": 8}, {"ws": "alice"}, {"ws": 1})
+    # Her store knows of 2 runs there (one started after the board was read).
+    lab = lab_state({"ws": alice}, {"ws": 8}, {"ws": "alice"}, {"ws": 2})
     assert lab.quota == {"ws": (2, 2)} and lab.quota_room("ws") == 0
+    assert lab.held == {"alice": 2, "bob": 1}
+    # The board's count stands when the store knows of fewer (another Labdeck of hers).
+    assert lab_state({"ws": alice}, {"ws": 8}, {"ws": "alice"}, {}).held["alice"] == 1
     assert lab_state({"ws": bob}, {"ws": 8}, {"ws": "bob"}).quota_room("ws") == 4
     assert lab_state({"ws": Board()}, {"ws": 8}, {"ws": "bob"}).quota_room("ws") is None
