@@ -44,7 +44,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # The SSH stack loads only for commands that connect: the others start faster.
-    from app.core.lab import build_monitor
+    from app.core.lab import Lab
     from app.core.store import Store
 
     with Store.open() as store:
@@ -54,14 +54,12 @@ def run(args: argparse.Namespace) -> int:
                 say(json.dumps({"hosts": []}))
             warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
             return 0
-        monitor = build_monitor(store, hosts=specs)
-    monitor.start()
-    try:
-        monitor.wait_until(lambda views: all(_settled(v) for v in views), args.timeout)
-        views = monitor.hosts()
-        reserved = lab_reservations(monitor, views)
-    finally:
-        monitor.stop()
+        with Lab.open(store, hosts=specs) as lab:
+            monitor = lab.monitor
+            lab.start(dispatch=False, ingest=False)
+            monitor.wait_until(lambda views: all(_settled(v) for v in views), args.timeout)
+            views = monitor.hosts()
+            reserved = lab_reservations(monitor, views)
     if args.json:
         say(json.dumps({"hosts": [host_json(v, reserved) for v in views]}, indent=2))
     else:

@@ -217,7 +217,7 @@ class _Asker:
 
 
 def _trust(args: argparse.Namespace) -> int:
-    from app.core.lab import build_monitor  # the SSH stack, only when connecting
+    from app.core.lab import Lab  # the SSH stack, only when connecting
 
     if not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be more than 0 and at most 3600 seconds")
@@ -235,13 +235,13 @@ def _trust(args: argparse.Namespace) -> int:
                 "rerun with --yes to accept the key it shows"
             )
         asker = _Asker()
-        monitor = build_monitor(store, trust=asker, hosts=[spec])
-    monitor.start()
-    try:
-        state, detail = _converse(monitor, spec.name, asker, args)
-    finally:
-        asker.close()  # a session still waiting for an answer must not hold up the exit
-        monitor.stop()
+        with Lab.open(store, trust=asker, hosts=[spec]) as lab:
+            lab.start(dispatch=False, ingest=False)
+            try:
+                state, detail = _converse(lab.monitor, spec.name, asker, args)
+            finally:
+                # A session still waiting for an answer must not hold up the exit.
+                asker.close()
     return _report(spec.name, state, detail, asker)
 
 

@@ -65,22 +65,19 @@ def add_parser(commands: Any) -> None:
 # -- connecting ------------------------------------------------------------------------
 @contextmanager
 def _connected(names: list[str] | None = None) -> Iterator[ClusterMonitor]:
-    from app.core.lab import build_monitor
+    from app.core.lab import Lab
     from ssh_backend.states import HostState
 
     with Store.open() as store:
         specs = [h for h in store.hosts() if names is None or h.name in names]
         if names is not None and not specs:
             raise UsageError(f"no host named '{names[0]}'; see the list with: labdeck hosts ls")
-        monitor = build_monitor(store, hosts=specs)
-    monitor.start()
-    try:
-        monitor.wait_until(lambda views: all(
-            v.sample is not None or v.state not in (HostState.CONNECTING, HostState.ONLINE)
-            for v in views), CONNECT_TIMEOUT_S)
-        yield monitor
-    finally:
-        monitor.stop()
+        with Lab.open(store, hosts=specs) as lab:
+            lab.start(dispatch=False, ingest=False)
+            lab.monitor.wait_until(lambda views: all(
+                v.sample is not None or v.state not in (HostState.CONNECTING, HostState.ONLINE)
+                for v in views), CONNECT_TIMEOUT_S)
+            yield lab.monitor
 
 
 def _online_view(monitor: ClusterMonitor, name: str) -> HostView:

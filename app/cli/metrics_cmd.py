@@ -20,7 +20,7 @@ import math
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from app.cli.common import say, warn
 from app.cli.runs_cmd import find_run
@@ -29,6 +29,9 @@ from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.core.safetext import ConsoleFilter, csv_text, terminal_safe
 from app.core.store import Store
+
+if TYPE_CHECKING:
+    from app.core.lab import Lab
 
 PAGE = 1024 * 1024
 # How often ``logs -f`` asks the host whether the run has ended.
@@ -127,8 +130,7 @@ def _nothing_yet(run: Run) -> str:
 
 
 def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
-    from app.core.ingest import Ingestor
-    from app.core.lab import build_monitor
+    from app.core.lab import Lab
 
     runs = RunStore(store)
     while run.host is None:
@@ -139,38 +141,38 @@ def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
         while run.host is None and not run.state.finished:
             time.sleep(0.5)
             run = runs.get(run.id) or run
-    key = run.host_run_id
     host = next((h for h in store.hosts() if h.name == run.host), None)
     if host is None:
         warn(f"run {run.id}'s host {run.host} is no longer known; showing what is stored")
         return 0
-    monitor = build_monitor(store, hosts=[host])
-    ingestor = Ingestor(store, monitor, only={run.id})
+    with Lab.open(store, hosts=[host], ingest_only={run.id}) as lab:
+        # Only this run's output is fetched; launching is left to the window or serve.
+        lab.start(dispatch=False)
+        return _tail(lab, run, pos, out)
+
+
+def _tail(lab: Lab, run: Run, pos: int, out: _Console) -> int:
+    key = run.host_run_id
+    ingestor = lab.ingestor
     news = threading.Event()
     ingestor.add_listener(lambda run_id, kinds: news.set() if run_id == key else None)
-    monitor.start()
-    ingestor.start()
-    try:
-        ended = run.state.finished
-        if ended:  # drain what no Labdeck fetched yet, then stop
-            ingestor.assume_finished(key)
-        next_status = 0.0
-        while True:
-            news.wait(0.5)
-            news.clear()
-            pos = _print_log(ingestor.metricstore, key, pos, out)
-            if not ended and time.monotonic() >= next_status:
-                next_status = time.monotonic() + STATUS_EVERY_S
-                ended = _ended(runs, monitor, run.id, key)
-                if ended:
-                    ingestor.assume_finished(key)
-            if ended and ingestor.drained(key):
-                ingestor.stop()
-                _print_log(ingestor.metricstore, key, pos, out)
-                return 0
-    finally:
-        ingestor.stop()
-        monitor.stop()
+    ended = run.state.finished
+    if ended:  # drain what no Labdeck fetched yet, then stop
+        ingestor.assume_finished(key)
+    next_status = 0.0
+    while True:
+        news.wait(0.5)
+        news.clear()
+        pos = _print_log(ingestor.metricstore, key, pos, out)
+        if not ended and time.monotonic() >= next_status:
+            next_status = time.monotonic() + STATUS_EVERY_S
+            ended = _ended(lab.runstore, lab.monitor, run.id, key)
+            if ended:
+                ingestor.assume_finished(key)
+        if ended and ingestor.drained(key):
+            ingestor.stop()
+            _print_log(ingestor.metricstore, key, pos, out)
+            return 0
 
 
 def _ended(runs: RunStore, monitor: Any, run_id: str, key: str) -> bool:

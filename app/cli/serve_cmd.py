@@ -22,6 +22,7 @@ from app.core.store import Store
 
 if TYPE_CHECKING:
     from app.core.ingest import Ingestor
+    from app.core.lab import Lab
 
 DEFAULT_WAIT_S = 60.0
 # --until-done: how long to wait for the last runs' output to be stored before exiting.
@@ -75,8 +76,7 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.ingest import Ingestor
-    from app.core.lab import build_monitor
+    from app.core.lab import Lab
 
     if args.poll <= 0:
         warn("--poll must be more than 0 seconds")
@@ -87,37 +87,33 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    store = Store.open()
-    monitor = build_monitor(store)
-    dispatcher = Dispatcher(store, monitor, DispatchOptions(poll_s=args.poll))
-    dispatcher.add_listener(_Printer(dispatcher))
-    # Runs' consoles and curves are tailed into the store too (labdeck logs/metrics).
-    ingestor = Ingestor(store, monitor)
-    dispatcher.add_listener(ingestor)
     try:
-        hosts = monitor.names()
-        if not hosts:
-            warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
-            return 1
-        ingestor.start()
-        monitor.start()
-        dispatcher.start()
-        say(f"dispatching to {len(hosts)} host{'s' if len(hosts) != 1 else ''}: "
-            f"{', '.join(hosts)}")
-        if args.once:
-            return _once(dispatcher, stop, args.wait)
-        _serve(dispatcher, stop, store, until_done=args.until_done)
-        if args.until_done:
-            _drain(ingestor, stop)
-        return 0
+        # Closing the Lab stops it in its order: nothing new is launched, what was
+        # received is stored while the sessions are still up, then the sessions close.
+        with Lab.open(dispatch=DispatchOptions(poll_s=args.poll)) as lab:
+            return _run_lab(lab, args, stop)
     finally:
-        # The dispatcher first: nothing new is launched while the sessions close.
-        dispatcher.stop()
-        ingestor.stop()  # stores what was received while the sessions are still up
-        monitor.stop()
-        store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_lab(lab: Lab, args: argparse.Namespace, stop: threading.Event) -> int:
+    hosts = lab.monitor.names()
+    if not hosts:
+        warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
+        return 1
+    lab.dispatcher.add_listener(_Printer(lab.dispatcher))
+    # Runs' consoles and curves are tailed into the store too (labdeck logs/metrics);
+    # hosts added or removed with `labdeck hosts` meanwhile are followed.
+    lab.start()
+    say(f"dispatching to {len(hosts)} host{'s' if len(hosts) != 1 else ''}: "
+        f"{', '.join(hosts)}")
+    if args.once:
+        return _once(lab.dispatcher, stop, args.wait)
+    _serve(lab.dispatcher, stop, lab.store, until_done=args.until_done)
+    if args.until_done:
+        _drain(lab.ingestor, stop)
+    return 0
 
 
 def _once(dispatcher: Dispatcher, stop: threading.Event, wait_s: float) -> int:

@@ -1,24 +1,27 @@
-"""Composition: a ClusterMonitor over the stored hosts, with the real session factory,
-and the services that run over it (dispatcher, ingestor).
+"""The composition root: one ``Lab`` owns the store, the monitor, the dispatcher, the
+ingestor and the hosts, and starts and stops them in one order.
 
-The one place that decides which known_hosts files and which ssh config the sessions use,
-so the GUI and the CLI connect the same way.
+The window, ``labdeck serve`` and every CLI command that connects to hosts get their
+Lab from ``Lab.open``, the one place that decides which known_hosts files, which ssh
+config and which homes for local hosts the sessions use, so they all connect the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 from app.core import paths
-from app.core.cluster import ClusterMonitor
+from app.core.cluster import ClusterMonitor, SessionFactory
 from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.ingest import IngestOptions, Ingestor
+from app.core.lab_hosts import HostFollower, LabHosts
+from app.core.metricstore import MetricStore
+from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.events import Session, SessionListener
-from ssh_backend.factory import open_session
 from ssh_backend.hostkeys import KnownHosts, TrustDecider
 from ssh_backend.hostspec import HostSpec
 
@@ -32,72 +35,132 @@ def known_hosts() -> KnownHosts:
     return KnownHosts(paths.known_hosts_path(), paths.system_known_hosts())
 
 
-def build_monitor(
-    store: Store | None,
-    *,
-    trust: TrustDecider | None = None,
-    ssh_config: Path | None = None,
-    hosts: Iterable[HostSpec] | None = None,
-) -> ClusterMonitor:
-    """A monitor (not started) over ``hosts``, or over every host of ``store``.
+def session_factory(trust: TrustDecider | None = None, ssh_config: Path | None = None,
+                    local_homes: Path | None = None) -> SessionFactory:
+    """Real sessions: SSH checked against ``known_hosts()``, or local ones (with HOME =
+    ``local_homes/<name>`` when given). ``trust`` is asked about keys seen for the first
+    time; without it such a host stops in ``hostkey_unknown``."""
+    # paramiko loads only here, when sessions are wanted (not for `labdeck ls`).
+    from ssh_backend.factory import open_session
 
-    ``trust`` is asked about keys seen for the first time; without it such a host stops
-    in ``hostkey_unknown``. ``ssh_config`` defaults to the user's ``~/.ssh/config``.
-    """
     known = known_hosts()
     config = ssh_config if ssh_config is not None else paths.user_ssh_config()
-    homes_root = store.get_setting(LOCAL_HOST_HOMES_KEY) if store is not None else None
 
     def factory(spec: HostSpec, listener: SessionListener) -> Session:
         local_home = None
-        if spec.local and homes_root:
-            local_home = Path(homes_root) / spec.name
+        if spec.local and local_homes is not None:
+            local_home = local_homes / spec.name
             paths.ensure_private_dir(local_home)
         return open_session(spec, listener, known_hosts=known, trust=trust, ssh_config=config,
                             local_home=local_home)
 
-    monitor = ClusterMonitor(factory)
-    if hosts is None:
-        hosts = store.hosts() if store is not None else []
-    monitor.set_hosts(hosts)
-    return monitor
+    return factory
 
 
-@dataclass(slots=True)
-class LabServices:
-    """What a running Labdeck is made of: the monitor, the dispatcher and the ingestor,
-    started and stopped together in the right order."""
+class Lab:
+    """A running Labdeck. ``start()`` and ``stop()`` (or ``with``); ``hosts`` changes
+    hosts for the store and the monitor together.
 
-    monitor: ClusterMonitor
-    dispatcher: Dispatcher
-    ingestor: Ingestor
+    Build one with ``Lab.open``; the constructor wires given parts (tests pass a monitor
+    over simulated sessions). ``follow_store``: hosts that another process adds to or
+    removes from the store are added to or removed from the monitor while running.
+    """
 
-    def start(self) -> None:
-        self.ingestor.start()  # listening before the first tail chunk can arrive
-        self.monitor.start()
-        self.dispatcher.start()
+    def __init__(self, store: Store, monitor: ClusterMonitor, *,
+                 dispatch: DispatchOptions | None = None, ingest: IngestOptions | None = None,
+                 ingest_only: Collection[str] | None = None, follow_store: bool = False,
+                 owns_store: bool = False) -> None:
+        self.store = store
+        self.monitor = monitor
+        self.runstore = RunStore(store)
+        self.metricstore = MetricStore(store)
+        self.dispatcher = Dispatcher(store, monitor, dispatch)
+        only = set(ingest_only) if ingest_only is not None else None
+        self.ingestor = Ingestor(store, monitor, ingest, only=only)
+        # A launch or a finish the dispatcher sees makes the ingestor look at once.
+        self.dispatcher.add_listener(self.ingestor)
+        self.hosts = LabHosts(store, monitor, on_change=lambda: self.dispatcher.wake())
+        self._follower = HostFollower(store, self.hosts.sync) if follow_store else None
+        self._owns_store = owns_store
+        # start() may run on a thread of its own (the window's) while stop() is called.
+        self._life = threading.Lock()
+        self._started = self._stopped = False
+
+    @classmethod
+    def open(cls, store: Store | None = None, *, trust: TrustDecider | None = None,
+             ssh_config: Path | None = None, hosts: Iterable[HostSpec] | None = None,
+             local_homes: Path | None = None, dispatch: DispatchOptions | None = None,
+             ingest: IngestOptions | None = None,
+             ingest_only: Collection[str] | None = None) -> Lab:
+        """A Lab (not started) over ``store`` (default: this user's, opened here and
+        closed by ``close()``) and real sessions.
+
+        ``hosts``: only these, and the store's host list is not followed (commands about
+        some hosts); default every stored host, followed. ``local_homes`` defaults to
+        the store's ``LOCAL_HOST_HOMES_KEY`` setting. ``ssh_config`` defaults to
+        ``~/.ssh/config``; ``trust`` as in ``session_factory``.
+        """
+        owns = store is None
+        store = store if store is not None else Store.open()
+        try:
+            if local_homes is None:
+                homes = store.get_setting(LOCAL_HOST_HOMES_KEY)
+                local_homes = Path(homes) if homes else None
+            monitor = ClusterMonitor(session_factory(trust, ssh_config, local_homes))
+            monitor.set_hosts(store.hosts() if hosts is None else hosts)
+            return cls(store, monitor, dispatch=dispatch, ingest=ingest,
+                       ingest_only=ingest_only, follow_store=hosts is None, owns_store=owns)
+        except BaseException:
+            if owns:
+                store.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, *, dispatch: bool = True, ingest: bool = True) -> None:
+        """The ingestor (listening before the first tail chunk can arrive), the
+        sessions, the dispatcher, then the follower of the store's hosts.
+
+        ``dispatch=False``: no run is launched or followed (commands that only read the
+        hosts); ``ingest=False``: no console or curve is stored. Nothing happens once
+        ``stop()`` was called (a window closed before its Lab got going).
+        """
+        with self._life:
+            if self._started or self._stopped:
+                return
+            self._started = True
+            if ingest:
+                self.ingestor.start()
+            self.monitor.start()
+            if dispatch:
+                self.dispatcher.start()
+            if self._follower is not None:
+                self._follower.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        # Nothing new is launched, then what was received is stored and the watches
-        # dropped while the sessions are still up, then the sessions close.
-        self.dispatcher.stop(timeout)
-        self.ingestor.stop(timeout)
-        self.monitor.stop(timeout)
+        """Nothing new is launched (the dispatcher), then what was received is stored and
+        the watches dropped while the sessions are still up (the ingestor), then the
+        sessions close (the monitor). Runs go on on their hosts. Safe to repeat."""
+        with self._life:
+            self._stopped = True
+            if not self._started:
+                return
+            self._started = False
+            if self._follower is not None:
+                self._follower.stop(timeout)  # no host is added while the sessions close
+            self.dispatcher.stop(timeout)
+            self.ingestor.stop(timeout)
+            self.monitor.stop(timeout)
 
+    def close(self) -> None:
+        """``stop()``, then close the store if ``Lab.open`` opened it."""
+        self.stop()
+        if self._owns_store:
+            self.store.close()
 
-def build_services(
-    store: Store,
-    monitor: ClusterMonitor | None = None,
-    *,
-    dispatch: DispatchOptions | None = None,
-    ingest: IngestOptions | None = None,
-    **monitor_args: Any,
-) -> LabServices:
-    """Monitor (``build_monitor(store, **monitor_args)`` unless given), dispatcher and
-    ingestor over ``store``, wired together, none started. A launch or a finish the
-    dispatcher sees makes the ingestor look at the runs at once."""
-    monitor = monitor if monitor is not None else build_monitor(store, **monitor_args)
-    dispatcher = Dispatcher(store, monitor, dispatch)
-    ingestor = Ingestor(store, monitor, ingest)
-    dispatcher.add_listener(ingestor)
-    return LabServices(monitor, dispatcher, ingestor)
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+

@@ -135,6 +135,12 @@ class Store:
             self._full = ""
         return self._full
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another Labdeck, a CLI
+        command) commits to the file: a cheap "did anyone else write?" before a re-read."""
+        with self._lock:
+            return int(self._db.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def schema_version(self) -> int:
         with self._lock:
             return _user_version(self._db.conn)

@@ -1,9 +1,10 @@
-"""What the window's features share: the store, its run and metric views, the services.
+"""What the window's features see of the ``Lab``: its store and run and metric views, and
+the Lab itself for the live parts (monitor, dispatcher, ingestor).
 
-One ``AppContext`` is built by the entry point and handed to each feature's
-``install_*(window, ctx)`` function (runs table, drop-to-submit, compare, notifications).
-The stores are read on worker threads (``app.ui.data_worker``); writes go through the
-dispatcher's thread or a worker, never the GUI thread.
+The window gets ``AppContext.of(lab)``; a page that needs only the store (a screenshot,
+a benchmark) is built over one without a Lab. The stores are read on worker threads
+(``app.ui.data_worker``); writes go through the dispatcher's thread or a worker, never
+the GUI thread.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.cluster import ClusterMonitor
-from app.core.lab import LabServices
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -23,7 +24,11 @@ class AppContext:
     store: Store
     runstore: RunStore
     metricstore: MetricStore
-    services: LabServices | None = None
+    services: Lab | None = None
+
+    @classmethod
+    def of(cls, lab: Lab) -> AppContext:
+        return cls(lab.store, lab.runstore, lab.metricstore, lab)
 
     @property
     def monitor(self) -> ClusterMonitor | None:

@@ -11,7 +11,7 @@ from PySide6.QtCore import QCoreApplication, QEventLoop
 from PySide6.QtWidgets import QApplication
 
 from app.core.demo import gpu_counts, prepare_demo
-from app.core.lab import build_services
+from app.core.lab import Lab
 from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -27,7 +27,7 @@ def run_demo_self_test(app: QApplication, screenshot: Path | None) -> int:
     """Prepare the demo in the current ``LABDECK_HOME``, show it, wait, render; 0 or 1."""
     with Store.open() as store:
         lab = prepare_demo(store)
-        services = build_services(store)
+        services = Lab.open(store)
         window = MainWindow(services.monitor)
         runstore = RunStore(store)
         try:

@@ -1,9 +1,9 @@
-"""Starts the GUI: the application, the trust prompter, the monitor, the window.
+"""Starts the GUI over a ``Lab``: the application, the trust prompter, the window with
+its features, and the event loop.
 
-The composition is explicit so the entry point can wire the store in: it passes a
-``monitor_factory`` that receives the GUI's ``TrustDecider`` (sessions need it to ask the
-user about unknown host keys) and returns a monitor with the stored hosts, plus the
-``HostActions`` that persist what the user adds.
+The Lab is opened by the caller's ``open_lab`` because its sessions need the GUI's
+``TrustDecider`` (to ask the user about unknown host keys), which exists only once the
+application does. Closing the window stops the Lab, in the Lab's order, off the GUI thread.
 """
 
 from __future__ import annotations
@@ -15,39 +15,19 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
 
-from app.core import paths
-from app.core.cluster import ClusterMonitor, SessionFactory
+from app.core.lab import Lab
 from app.ui.app import create_application
-from app.ui.bridge import ClusterBridge, TrustPrompter
+from app.ui.bridge import TrustPrompter
+from app.ui.context import AppContext
 from app.ui.crash_dialog import install_crash_handler
 from app.ui.hostkey_dialog import KeyQuestion
 from app.ui.main_window import HostActions, MainWindow
-from ssh_backend.events import Session, SessionListener
-from ssh_backend.hostspec import HostSpec
+from app.ui.shell import Features, install_features
 
 TrustDecider = Callable[[KeyQuestion], bool]
-MonitorFactory = Callable[[TrustDecider], ClusterMonitor]
-
-
-def ssh_session_factory(trust: TrustDecider) -> SessionFactory:
-    """Sessions over SSH (or local), checking keys against Labdeck's known_hosts."""
-    # paramiko is imported only when real sessions are wanted (not for the self-test).
-    from ssh_backend.factory import open_session
-    from ssh_backend.hostkeys import KnownHosts
-
-    known_hosts = KnownHosts(paths.known_hosts_path(), paths.system_known_hosts())
-
-    def factory(spec: HostSpec, listener: SessionListener) -> Session:
-        session: Session = open_session(spec, listener, known_hosts=known_hosts, trust=trust)
-        return session
-
-    return factory
-
-
-def default_monitor_factory(trust: TrustDecider) -> ClusterMonitor:
-    """An empty monitor over real sessions; hosts come from the Add/Import actions."""
-    return ClusterMonitor(ssh_session_factory(trust))
+LabOpener = Callable[[TrustDecider], Lab]
 
 
 class _ExitAfterFirstPaint(QObject):
@@ -62,40 +42,49 @@ class _ExitAfterFirstPaint(QObject):
         return False
 
 
-def run_gui(argv: list[str], monitor_factory: MonitorFactory | None = None,
-            actions: HostActions | None = None,
-            on_window: Callable[[MainWindow], None] | None = None) -> int:
-    """Open the main window and run the event loop; returns the exit code.
+def open_lab_window(lab: Lab, prompter: TrustPrompter | None = None
+                    ) -> tuple[MainWindow, Features]:
+    """The main window over ``lab`` with every feature installed, not shown. Its host
+    actions go through ``lab.hosts``; closing it stops the Lab (not started here)."""
+    actions = HostActions(add_host=lab.hosts.add, import_hosts=lab.hosts.import_aliases)
+    window = MainWindow(lab.monitor, prompter=prompter, actions=actions, shutdown=lab.stop)
+    features = install_features(window, AppContext.of(lab))
+    return window, features
 
-    ``on_window`` lets the caller add pages or connect signals before the window shows.
-    """
+
+def run_gui(argv: list[str], open_lab: LabOpener,
+            on_window: Callable[[MainWindow, Features], None] | None = None) -> int:
+    """Open the main window over the Lab ``open_lab`` gives, run the event loop, close
+    the Lab; returns the exit code. ``on_window`` runs before the window shows."""
     app = create_application(argv)
     # An unexpected exception shows a copyable report instead of the window vanishing.
     crash_handler = install_crash_handler(app)
-    # The window closes only after the monitor stopped; the loop ends when it says so.
+    # The window closes only after the Lab stopped; the loop ends when it says so.
     app.setQuitOnLastWindowClosed(False)
     prompter = TrustPrompter()
-    monitor = (monitor_factory or default_monitor_factory)(prompter)
-    bridge = ClusterBridge()
-    monitor.add_listener(bridge)
-    window = MainWindow(monitor, bridge, prompter, actions)
+    try:
+        with open_lab(prompter) as lab:
+            return _show_and_run(app, lab, prompter, on_window)
+    finally:
+        crash_handler.uninstall()
+
+
+def _show_and_run(app: QApplication, lab: Lab, prompter: TrustPrompter,
+                  on_window: Callable[[MainWindow, Features], None] | None) -> int:
+    window, features = open_lab_window(lab, prompter)
     window.closed.connect(app.quit)
     if on_window is not None:
-        on_window(window)
+        on_window(window, features)
     window.resize(1280, 800)
     if os.environ.get("LABDECK_EXIT_AFTER_FIRST_PAINT") == "1":
         window.installEventFilter(_ExitAfterFirstPaint(window))  # parented: kept alive
     window.show()
-    # Sessions connect on their own threads; start them once the window can show prompts.
-    threading.Thread(target=monitor.start, name="labdeck-start", daemon=True).start()
+    # Sessions connect on their own threads; start them once the window can show prompts,
+    # and never on the GUI thread (the queue lock, the store).
+    threading.Thread(target=lab.start, name="labdeck-start", daemon=True).start()
     code = app.exec()
     if not window.is_shutting_down():  # the loop was ended some other way (signal, quit)
         prompter.close()
-        bridge.detach()
-        monitor.stop()
-    crash_handler.uninstall()
+        window.bridge.detach()
+        lab.stop()
     return int(code)
-
-
-def main() -> int:
-    return run_gui(sys.argv)

@@ -1,5 +1,5 @@
 """Labdeck's main window: tabs (the cluster first), host actions, a status-bar summary,
-and an orderly shutdown that stops the monitor off the GUI thread."""
+and an orderly shutdown that stops the monitor (or the app's whole Lab) off the GUI thread."""
 
 from __future__ import annotations
 
@@ -43,14 +43,18 @@ class HostActions:
 
 
 class MainWindow(QMainWindow):
-    closed = Signal()  # after the monitor has stopped (or the wait ran out)
+    closed = Signal()  # after the shutdown has finished (or the wait ran out)
     action_failed = Signal(str)  # the message shown for a failed add/import
 
     def __init__(self, monitor: ClusterMonitor, bridge: ClusterBridge | None = None,
                  prompter: TrustPrompter | None = None, actions: HostActions | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 shutdown: Callable[[], None] | None = None) -> None:
+        """``shutdown`` is what closing the window stops, on a thread of its own (the
+        app's Lab, in its order); without it, the monitor."""
         super().__init__(parent)
         self.monitor = monitor
+        self._shutdown = shutdown or monitor.stop
         self.bridge = bridge or ClusterBridge(self)
         if bridge is None:
             monitor.add_listener(self.bridge)
@@ -202,7 +206,7 @@ class MainWindow(QMainWindow):
         self.cluster_view.stop()
         self.hide()
         self._shutdown_started = time.monotonic()
-        self._shutdown_thread = threading.Thread(target=self.monitor.stop,
+        self._shutdown_thread = threading.Thread(target=self._shutdown,
                                                  name="labdeck-shutdown", daemon=True)
         self._shutdown_thread.start()
         self._poll = QTimer(self)

@@ -12,7 +12,7 @@ from gui_fakes import FakeLab, bring_online, idle_reading, spec
 from run_fixtures import add_points, key_of, start_run, training_curves
 
 from app.core.cluster import ClusterMonitor
-from app.core.lab import LabServices
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.notify_events import NotifyEvent
 from app.core.runs import RunState
@@ -104,6 +104,7 @@ def make_world(home: Path) -> World:
     window = MainWindow(monitor)
     bring_online(lab, "gpu-a", [idle_reading(i, "gpu-a") for i in range(4)])
     dispatcher = ThreadDispatcher()
-    services = LabServices(monitor, dispatcher, None)  # type: ignore[arg-type]
+    services = Lab(store, monitor)
+    services.dispatcher = dispatcher  # type: ignore[assignment]
     ctx = AppContext(store, runstore, ms, services)
     return World(store, runstore, ms, lab, monitor, dispatcher, window, ctx, run_id)

@@ -13,7 +13,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.core.cluster import ClusterMonitor
-from app.core.lab import build_services
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -67,7 +67,7 @@ def make_world(home: Path) -> World:
     lab = FakeLab()
     monitor = ClusterMonitor(lab)
     monitor.set_hosts(store.hosts())
-    services = build_services(store, monitor)
+    services = Lab(store, monitor)
     ctx = AppContext(store, RunStore(store), MetricStore(store), services)
     window = MainWindow(monitor)
     files = home / "work"

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication
 from run_fixtures import HOST, METRICS, add_points, key_of, open_store, start_run, training_curves
 
 from app.core.cluster import ClusterMonitor
-from app.core.lab import build_services
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -53,7 +53,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     fake = FakeLab()
     monitor = ClusterMonitor(fake)
     monitor.add_host(spec(HOST))
-    services = build_services(store, monitor)
+    services = Lab(store, monitor)
     services.ingestor.start()
     ctx = AppContext(store, runstore, ms, services)
     yield SimpleNamespace(store=store, runstore=runstore, ms=ms, ids=ids, fake=fake, ctx=ctx)

@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
 from app.core.demo import prepare_demo
-from app.core.lab import build_services
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -50,7 +50,7 @@ def demo(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LABDECK_DEMO_SPEED", "10")
     store = Store.open()
     lab = prepare_demo(store)
-    services = build_services(store)
+    services = Lab.open(store)
     window = MainWindow(services.monitor)
     qtbot.addWidget(window)
     ctx = AppContext(store, RunStore(store), MetricStore(store), services)

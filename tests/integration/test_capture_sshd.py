@@ -30,7 +30,7 @@ import pytest
 from app.core.cluster import ClusterMonitor
 from app.core.dispatcher import DispatchOptions
 from app.core.ingest import IngestOptions
-from app.core.lab import LabServices, build_services, known_hosts
+from app.core.lab import Lab, known_hosts
 from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -62,7 +62,7 @@ class App:
         self.labapp = labapp
         self.ingest = ingest
         self.store = Store.open(labapp.store_path)
-        self.services: LabServices | None = None
+        self.services: Lab | None = None
         self.ssh_config = labapp.root / "empty_ssh_config"
         self.ssh_config.write_text("")
         self.states: list[HostState] = []
@@ -82,7 +82,7 @@ class App:
     def on_host_removed(self, name: str) -> None:
         pass
 
-    def start(self) -> LabServices:
+    def start(self) -> Lab:
         known = known_hosts()
 
         def factory(spec: HostSpec, listener: SessionListener) -> Session:
@@ -91,7 +91,7 @@ class App:
 
         monitor = ClusterMonitor(factory)
         monitor.set_hosts(self.store.hosts())
-        self.services = build_services(
+        self.services = Lab(
             self.store, monitor, dispatch=DispatchOptions(poll_s=0.5), ingest=self.ingest)
         monitor.add_listener(self)
         self.services.start()

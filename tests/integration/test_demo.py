@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.core.demo import DEMO_HOSTS, OTHER_USER, first_sweep, prepare_demo
-from app.core.lab import build_services
+from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
@@ -90,7 +90,7 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 def test_demo_lab_works_around_the_other_user_and_finishes_runs(demo_env: Path) -> None:
     store = Store.open()
     lab = prepare_demo(store)
-    services = build_services(store)
+    services = Lab.open(store)
     runstore, metrics = RunStore(store), MetricStore(store)
     started = time.monotonic()
     try:

@@ -237,22 +237,21 @@ def test_window_actions_save_hosts_before_monitoring_them(
 ) -> None:
     monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    from app.cli.window import _Persisting
-    from app.core.lab import build_monitor
+    from app.core.lab import Lab
     from app.core.store import Store
     from ssh_backend.hostspec import HostSpec
 
     with Store.open() as store:
-        actions = _Persisting(store)
-        monitor = actions.monitor = build_monitor(store)  # never started: nothing connects
+        lab = Lab.open(store)  # never started: nothing connects
+        actions, monitor = lab.hosts, lab.monitor
         try:
-            actions.add_host(HostSpec(name="gpu1", hostname="10.0.0.1"))
+            actions.add(HostSpec(name="gpu1", hostname="10.0.0.1"))
             with pytest.raises(ValueError, match="a host named 'gpu1' already exists"):
-                actions.add_host(HostSpec(name="gpu1", hostname="10.0.0.2"))
+                actions.add(HostSpec(name="gpu1", hostname="10.0.0.2"))
             with pytest.raises(ValueError, match="host name 'bad name' is not valid"):
-                actions.add_host(HostSpec(name="bad name"))
+                actions.add(HostSpec(name="bad name"))
             with pytest.raises(ValueError, match="'gpu1' already exists"):
-                actions.import_hosts(["gpu2", "gpu1", "gpu3"])
+                actions.import_aliases(["gpu2", "gpu1", "gpu3"])
             assert [s.name for s in store.hosts()] == ["gpu1", "gpu2", "gpu3"]
             assert store.host("gpu2") == HostSpec(name="gpu2", ssh_alias="gpu2")
             assert monitor.names() == ["gpu1", "gpu2", "gpu3"]
