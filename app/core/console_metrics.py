@@ -1,15 +1,17 @@
 """Metric points read out of a run's console: the line parser and the byte-stream splitter.
 
-Built-in reading (no configuration): a line counts only if it holds at least one explicit
-``name=number`` or ``name: number`` pair, or at least two ``|``-separated ``name number``
-fields (``| epoch 3 | loss 4.2 |``), so prose with numbers in it never becomes a point.
-Names look like ``[A-Za-z_][\\w./-]*``; numbers may use scientific notation, and ``nan`` /
-``inf`` / ``-inf`` are kept as floats. A number followed by ``%``, ``:``, ``/`` (except
-``Epoch 3/10``), a unit or another digit group is not a value (percentages, clock times,
-``3.2s``, ``9913/10000``, versions). ``step``/``global_step``/``iter``/``iteration``/``it``
-(also as ``step 100``) give the points' step; ``epoch`` (also ``Epoch 3/10``) is its own
-series and the step when the line has no other one. A line with ``\\r`` in it (progress
-bars) counts by its last segment only, and lines over ``MAX_LINE_BYTES`` are ignored.
+Built-in reading (no configuration, ``app.core.console_reading``): a line counts only
+if it says plainly that it reports values — an explicit ``name=number`` or ``name: number``
+pair, fields split by ``|``, tabs or (after a leading ``iter 7:``) commas that are
+``name number``, or a whole JSON object or Python dict printed on it — so prose with
+numbers in it never becomes a point. Numbers may use scientific notation; ``nan`` /
+``inf`` / ``-inf`` are kept as floats; ``95%`` reads 95. A number followed by ``:``, ``/``
+(except ``Epoch 3/10``), a unit or another digit group is not a value (clock times,
+``3.2s``, ``9913/10000``, versions), nor is a source location, pid, port or rank.
+``step``/``global_step``/``iter``/``iteration``/``it`` (also as ``step 100``) give the
+points' step; ``epoch`` (also ``Epoch 3/10``) is its own series and the step when the
+line has no other one. A line with ``\\r`` in it (progress bars) counts by its last
+segment only, and lines over ``MAX_LINE_BYTES`` are ignored.
 
 Per-job patterns (``JobSpec.metric_patterns``) are regexes with a named group ``value``
 and either a named group ``name`` or a leading ``(?#series=NAME)`` comment naming a fixed
@@ -23,10 +25,11 @@ on exactly where the last one stopped: nothing counted twice, nothing missed.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from app.core.console_reading import as_step, builtin_points, number
 
 __all__ = [
     "MAX_LINE_BYTES", "ConsolePoint", "ConsoleSplitter", "MetricPattern", "compile_patterns",
@@ -41,28 +44,6 @@ MAX_PATTERN_CHARS = 2000
 ConsolePoint = tuple[str, int | None, float]
 
 _NAME = r"[A-Za-z_][\w./-]*"
-_NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
-# What may follow a value: the end, blanks, or punctuation that closes a field.
-_END = r"(?=$|[\s,;|)\]}'\"])"
-# Step-like keys, preferred first when a line has several.
-_STEP_KEYS = ("step", "global_step", "iteration", "iter", "it")
-_EPOCH = "epoch"
-# ``name=1.5`` / ``name: 1.5`` (a step or epoch may read ``3/10``: total dropped).
-_PAIR_RE = re.compile(
-    rf"(?<![\w./-])(?P<key>[A-Za-z_][\w./-]*+)\s*+(?P<sep>[=:])\s*(?P<num>{_NUMBER})"
-    rf"(?P<total>/\d+)?{_END}"
-)
-# ``step 100``, ``Epoch 3/10``, ``iter 7:``: only for step-like keys.
-_COUNTER_RE = re.compile(
-    r"(?<![\w./-])(?P<key>(?i:global_step|step|iteration|iter|it|epoch))[ \t]+"
-    r"(?P<num>\d+)(?P<total>/\d+)?(?=$|[\s,;:|)\]}])"
-)
-# A separator followed by something that may start a number: the cheap first look.
-_SEP_RE = re.compile(r"[=:]\s*[-+]?(?:[\d.]|[nNiI])")
-_NAME_CHAR_RE = re.compile(r"[\w./-]")
-_KEY_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
-# One ``|`` field that is ``name number`` and nothing else.
-_FIELD_RE = re.compile(rf"\s*(?P<key>{_NAME})[ \t]+(?P<num>{_NUMBER})\s*")
 _SERIES_COMMENT_RE = re.compile(rf"^\(\?#series=(?P<series>{_NAME})\)")
 SERIES_NAME_RE = re.compile(_NAME)
 
@@ -119,19 +100,6 @@ def fixed_series_pattern(series: str, regex: str) -> str:
     return f"(?#series={series}){regex}"
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except (ValueError, OverflowError):
-        return None
-
-
-def _as_step(value: float) -> int | None:
-    if math.isfinite(value) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    return None
-
-
 def effective_line(line: str) -> str:
     """What of a raw line counts: without its line end, and only the last ``\\r`` segment
     (a progress bar redraws itself with ``\\r``; earlier states are not output)."""
@@ -148,78 +116,16 @@ def _by_patterns(line: str, patterns: Sequence[MetricPattern]) -> list[ConsolePo
             matched = True
             groups = m.groupdict()
             series = pattern.series or groups.get("name")
-            value = _number(groups.get("value") or "")
+            value = number(groups.get("value") or "")
             if not series or value is None:
                 continue
             step_text = groups.get("step")
             step = None
             if step_text:
-                number = _number(step_text)
-                step = _as_step(number) if number is not None else None
+                found = number(step_text)
+                step = as_step(found) if found is not None else None
             points.append((series, step, value))
     return points if matched else None
-
-
-def _may_have_pair(line: str) -> bool:
-    """Whether some separator followed by a number has a name before it (a superset of
-    what ``_PAIR_RE`` finds, found without scanning the line at every position)."""
-    for m in _SEP_RE.finditer(line):
-        i = m.start() - 1
-        while i >= 0 and line[i].isspace():
-            i -= 1
-        start = i
-        while start >= 0 and _NAME_CHAR_RE.match(line, start):
-            start -= 1
-        if start < i and line[start + 1] in _KEY_START:
-            return True
-    return False
-
-
-def _builtin(line: str) -> list[ConsolePoint]:
-    # Cheap looks first: most lines of a long console are prose, clock times, bars.
-    if "|" not in line and (("=" not in line and ":" not in line) or not _may_have_pair(line)):
-        return []
-    pairs: dict[int, tuple[str, float]] = {}  # by position in the line
-    taken: list[tuple[int, int]] = []
-    for m in _PAIR_RE.finditer(line):
-        key = m.group("key")
-        if m.group("total") and key.lower() not in (*_STEP_KEYS, _EPOCH):
-            continue  # ``acc: 9913/10000`` is a count, not a value
-        value = _number(m.group("num"))
-        if value is not None:
-            pairs[m.start()] = (key, value)
-            taken.append(m.span())
-    explicit = bool(pairs)
-    for m in _COUNTER_RE.finditer(line):
-        if not any(a <= m.start() < b for a, b in taken):
-            pairs[m.start()] = (m.group("key"), float(m.group("num")))
-    if "|" in line:
-        parts = line.split("|")
-        fields = [_FIELD_RE.fullmatch(part) for part in parts]
-        if sum(f is not None for f in fields) >= 2 or (explicit and any(fields)):
-            explicit = True
-            base = 0
-            for part, fm in zip(parts, fields, strict=True):
-                if fm is not None and (value := _number(fm.group("num"))) is not None:
-                    pairs.setdefault(base + fm.start("key"), (fm.group("key"), value))
-                base += len(part) + 1
-    if not explicit:
-        return []
-    steps: dict[str, int] = {}
-    epoch: int | None = None
-    values: list[tuple[str, float]] = []
-    for _pos, (key, value) in sorted(pairs.items()):
-        low = key.lower()
-        as_int = _as_step(value)
-        if low in _STEP_KEYS and as_int is not None:
-            steps.setdefault(low, as_int)
-        elif low == _EPOCH and as_int is not None:
-            epoch = as_int if epoch is None else epoch
-            values.append((_EPOCH, value))
-        else:
-            values.append((key, value))
-    step = next((steps[k] for k in _STEP_KEYS if k in steps), epoch)
-    return [(series, step, value) for series, value in values]
 
 
 def parse_line(line: str, patterns: Sequence[MetricPattern] = ()) -> list[ConsolePoint]:
@@ -231,7 +137,7 @@ def parse_line(line: str, patterns: Sequence[MetricPattern] = ()) -> list[Consol
         found = _by_patterns(text, patterns)
         if found is not None:
             return found
-    return _builtin(text)
+    return builtin_points(text)
 
 
 def parse_lines(

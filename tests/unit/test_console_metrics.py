@@ -19,6 +19,7 @@ from app.core.console_metrics import (
     parse_lines,
     pattern_problems,
 )
+from app.core.console_reading import is_noise
 from app.core.jobfile import parse_job_text
 from app.core.jobspec import JobFileError, JobSpec
 
@@ -57,6 +58,7 @@ def same(a: list[tuple[str, int | None, float]], b: list[tuple[str, int | None, 
          [("loss", None, 0.295), ("accuracy", None, 0.915)]),
         ("Test set: Average loss: 0.0000, Accuracy: 9913/10000 (99%)", [("loss", None, 0.0)]),
         ("x=.5 y=1. z=1E+3", [("x", None, 0.5), ("y", None, 1.0), ("z", None, 1000.0)]),
+        ("time: 3.2s acc: 90%", [("acc", None, 90.0)]),  # a percentage is its number
     ],
 )
 def test_training_output_yields_its_points(
@@ -80,7 +82,9 @@ def test_nan_inf_and_huge_values_are_kept_as_floats() -> None:
     [
         "The run took 5 minutes and 3 seconds at 12:30",
         "2024-01-01 12:30:45 INFO started, eta: 0:01:23, 45%",
-        "time: 3.2s speed: 4x acc: 90% version: 1.2.3",
+        "time: 3.2s speed: 4x version: 1.2.3",
+        "I0101 12:00:00.123 1234 gpu_resources.cc:61] created device",
+        "pid: 4242 port=29500 local_rank: 0 CUDA Version: 12",
         "Accuracy: 9913/10000 done",
         "see http://host:8080/path",
         "--lr=0.1 --batch=32",
@@ -203,7 +207,9 @@ def test_a_restart_rebuilds_the_carry_from_the_stored_tail(
 
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_./-]{0,12}", fullmatch=True).filter(
-    lambda n: n.lower() not in {"step", "global_step", "iter", "iteration", "it", "epoch"}
+    lambda n: n.lower() not in {"step", "global_step", "iter", "iteration", "it", "epoch",
+                                "num_updates"}
+    and not is_noise(n, ":", "1")  # source locations, pids, ports: never a series
 )
 VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30).map(float)
 
