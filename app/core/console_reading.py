@@ -192,5 +192,5 @@ def builtin_points(line: str) -> list[Point]:
             values.append((EPOCH, value))
         else:
             values.append((key, value))
-    step = next((steps[k] for k in STEP_KEYS if k in steps), epoch)
-    return [(series, step, value) for series, value in values]
+    found: int | None = next((steps[k] for k in STEP_KEYS if k in steps), epoch)
+    return [(series, found, value) for series, value in values]
