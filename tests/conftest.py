@@ -35,12 +35,18 @@ def saturated_session(request: pytest.FixtureRequest) -> Iterator[bool]:
         yield True
 
 
+@pytest.fixture
+def thread_grace_s() -> float:
+    """How long a test's threads may take to end after it (a folder's conftest may override)."""
+    return THREAD_GRACE_S
+
+
 @pytest.fixture(autouse=True)
-def no_leftover_threads() -> Iterator[None]:
+def no_leftover_threads(thread_grace_s: float) -> Iterator[None]:
     """Fail a test that leaves threads running (sessions not stopped, readers not joined)."""
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + THREAD_GRACE_S
+    deadline = time.monotonic() + thread_grace_s
     while True:
         extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
         if not extra or time.monotonic() >= deadline:
