@@ -15,7 +15,11 @@ The rules, in one place:
   still reads back as written); everything else stays text. A later repeat wins, as in
   argparse.
 - Names match with ``-`` and ``_`` treated as equal (``--learning-rate`` is
-  ``learning_rate``), as argparse does for its ``dest``.
+  ``learning_rate``), as argparse does for its ``dest``. With the script's declarations
+  at hand, a parameter is named as the script names it: an alias by the option's first
+  long name (``--img`` of ``add_argument('--imgsz', '--img')`` is ``imgsz``), and an
+  unambiguous abbreviation by the option it abbreviates (``--jsd`` is ``jsd-loss``), as
+  argparse resolves them.
 - Parameters are written back as ``--key value``, or ``--key=value`` when the value starts
   with ``-``; ``True`` is a bare ``--key``; ``False`` and ``None`` are left out.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +75,33 @@ class _Found:
     inline: bool
 
 
-def _scan(args: Sequence[str], flags: Collection[str]) -> Iterable[_Found]:
-    flag_keys = {param_key(f) for f in flags}
+Options = Sequence["ScriptArg"] | Collection[str]
+
+
+def _naming(options: Options) -> tuple[set[str], Callable[[str], str]]:
+    """The flags' keys, and how a ``--name`` found in arguments is named: as given, or
+    (with the script's declarations) by the option it is an alias or abbreviation of."""
+    declared = [o for o in options if isinstance(o, ScriptArg)]
+    flags = {param_key(o.name if isinstance(o, ScriptArg) else o)
+             for o in options if not isinstance(o, ScriptArg) or o.is_flag}
+    if not declared:
+        return flags, lambda name: name
+    spelled: dict[str, str] = {}  # every long option string → its option's name
+    for arg in declared:
+        for option in (arg.name, *arg.aliases):
+            spelled.setdefault(option, arg.name)
+
+    def canonical(name: str) -> str:
+        if name in spelled:
+            return spelled[name]
+        owners = {owner for option, owner in spelled.items() if option.startswith(name)}
+        return owners.pop() if len(owners) == 1 else name  # argparse's allow_abbrev
+
+    return flags, canonical
+
+
+def _scan(args: Sequence[str], options: Options) -> Iterable[_Found]:
+    flag_keys, canonical = _naming(options)
     i = 0
     while i < len(args):
         word = args[i]
@@ -81,6 +110,7 @@ def _scan(args: Sequence[str], flags: Collection[str]) -> Iterable[_Found]:
         if word.startswith("--"):
             name, eq, inline_value = word[2:].partition("=")
             if _NAME_RE.fullmatch(name):
+                name = canonical(name)
                 if eq:
                     yield _Found(name, convert_value(inline_value), i, 1, True)
                 elif (
@@ -96,14 +126,15 @@ def _scan(args: Sequence[str], flags: Collection[str]) -> Iterable[_Found]:
         i += 1
 
 
-def parse_params(args: Sequence[str], flags: Collection[str] = ()) -> dict[str, Any]:
+def parse_params(args: Sequence[str], options: Options = ()) -> dict[str, Any]:
     """Parameters recognised in ``args`` (see the module docstring for the rules).
 
-    ``flags`` names options known to take no value (from :func:`detect_script_args`), so
-    ``--verbose data.csv`` does not swallow the positional ``data.csv``.
+    ``options``: the script's declarations (:func:`detect_script_args`), or just the names
+    of options known to take no value, so ``--verbose data.csv`` does not swallow the
+    positional ``data.csv``.
     """
     found: dict[str, Any] = {}
-    for item in _scan(args, flags):
+    for item in _scan(args, options):
         # A later repeat wins; drop an earlier spelling so the latest name is kept.
         for existing in [k for k in found if param_key(k) == param_key(item.name)]:
             del found[existing]
@@ -138,7 +169,7 @@ def _one_param(name: str, value: Any) -> list[str]:
 
 
 def apply_params(
-    argv: Sequence[str], params: Mapping[str, Any], *, replace: bool
+    argv: Sequence[str], params: Mapping[str, Any], *, replace: bool, options: Options = ()
 ) -> tuple[list[str], list[str]]:
     """Add ``params`` to ``argv`` as arguments.
 
@@ -150,7 +181,7 @@ def apply_params(
     out = list(argv)
     conflicts: list[str] = []
     for name, value in params.items():
-        hits = [f for f in _scan(out, ()) if param_key(f.name) == param_key(name)]
+        hits = [f for f in _scan(out, options) if param_key(f.name) == param_key(name)]
         if not hits:
             out.extend(_one_param(name, value))
             continue
@@ -189,6 +220,8 @@ class ScriptArg:
     is_flag: bool = False
     help: str = ""
     choices: tuple[Any, ...] = ()
+    # The option's other long names (``add_argument('--imgsz', '--img')``: ``("img",)``).
+    aliases: tuple[str, ...] = ()
 
 
 def detect_script_args(script: str | Path) -> list[ScriptArg]:
@@ -242,11 +275,12 @@ def _from_call(node: ast.AST) -> ScriptArg | None:
     ):
         return None
     names = [
-        a.value
+        a.value[2:]
         for a in node.args
         if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("--")
     ]
-    if not names or not _NAME_RE.fullmatch(names[0][2:]):
+    names = [n for n in names if _NAME_RE.fullmatch(n)]
+    if not names:
         return None
     keywords = {k.arg: k.value for k in node.keywords if k.arg is not None}
     action = _literal(keywords.get("action"))
@@ -269,7 +303,8 @@ def _from_call(node: ast.AST) -> ScriptArg | None:
     choices = _literal(keywords.get("choices"))
     help_text = _literal(keywords.get("help"))
     return ScriptArg(
-        name=names[0][2:],
+        name=names[0],
+        aliases=tuple(names[1:]),
         default=default,
         type_name=type_name,
         is_flag=is_flag,

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from app.core.argparams import (
+    ScriptArg,
     apply_params,
     convert_value,
     detect_script_args,
@@ -242,7 +243,7 @@ def specs_from_mapping(
             r.problem("", f"key {show(key)} is not text")
         elif key not in KEYS:
             r.problem("", f"unknown key {show(key)}{did_you_mean(key, KEYS)}")
-    base, flags, user_args = _what_to_run(r, base_dir)
+    base, options, user_args = _what_to_run(r, base_dir)
     params = r.params("params")
     grid = r.sweep("sweep", params)
     if base.get("shell") is not None and (params or grid):
@@ -251,7 +252,7 @@ def specs_from_mapping(
                   "use command: or script: instead")
     # With shell: there is no argv to add params to (and params were refused above).
     argv, conflicts = apply_params(base.get("argv", ()), params if "argv" in base else {},
-                                   replace=False)
+                                   replace=False, options=options)
     for conflict in conflicts:
         r.problem("params", f"{conflict} is also in the arguments with another value")
     if r.problems:
@@ -262,13 +263,13 @@ def specs_from_mapping(
             if not r.reported & _FIELD_KEYS.get(field, set()):
                 r.problems.append(f"{source}: {problem}")
         raise JobFileError(r.problems)
-    auto = parse_params(user_args, flags)
+    auto = parse_params(user_args, options)
     # The reader has checked the grid's size already.
     combos = expand_grid(grid) if grid else [{}]
     specs: list[JobSpec] = []
     seen: set[str] = set()
     for combo in combos:
-        combo_argv, _ = apply_params(argv, combo, replace=True)
+        combo_argv, _ = apply_params(argv, combo, replace=True, options=options)
         merged = {k: v for k, v in auto.items()
                   if param_key(k) not in {param_key(x) for x in (*params, *combo)}}
         typed = {k: convert_value(v) if isinstance(v, str) else v
@@ -288,8 +289,10 @@ def specs_from_mapping(
     return specs
 
 
-def _what_to_run(r: FieldReader, base_dir: Path) -> tuple[dict[str, Any], list[str], list[str]]:
-    """Spec fields except params, the known flags, and the user's own arguments."""
+def _what_to_run(r: FieldReader, base_dir: Path
+                 ) -> tuple[dict[str, Any], list[ScriptArg], list[str]]:
+    """Spec fields except params, the script's declared options, and the user's own
+    arguments."""
     d = r.data
     fields: dict[str, Any] = {
         "name": r.text("name", default=Path(r.source).stem or "job", numbers=True),
@@ -321,13 +324,14 @@ def _what_to_run(r: FieldReader, base_dir: Path) -> tuple[dict[str, Any], list[s
         if key in d and "script" not in d:
             r.problem(key, "only goes with script: (put it in command: instead)")
     upload = d.get("upload")
-    if upload is not None and not (upload is False or (isinstance(upload, str) and upload)):
+    if upload is not None and not (upload is False or (
+            isinstance(upload, str) and upload and "\0" not in upload)):
         r.problem("upload", f"must be a path (like .) or false, got {show(upload)}")
         upload = None
     if isinstance(upload, str):
         fields["upload"] = str((base_dir / Path(upload).expanduser()).resolve())
     user_args: list[str] = []
-    flags: list[str] = []
+    options: list[ScriptArg] = []
     if "shell" in d:
         fields["shell"] = r.text("shell")
         try:
@@ -339,14 +343,14 @@ def _what_to_run(r: FieldReader, base_dir: Path) -> tuple[dict[str, Any], list[s
         user_args = list(fields["argv"][1:])
     elif "script" in d:
         user_args = r.words("args")
-        fields["argv"], flags = _script_argv(r, base_dir, upload, fields)
+        fields["argv"], options = _script_argv(r, base_dir, upload, fields)
         fields["argv"] = (*fields["argv"], *user_args)
-    return fields, flags, user_args
+    return fields, options, user_args
 
 
 def _script_argv(
     r: FieldReader, base_dir: Path, upload: Any, fields: dict[str, Any]
-) -> tuple[tuple[str, ...], list[str]]:
+) -> tuple[tuple[str, ...], list[ScriptArg]]:
     script = r.text("script")
     if script is None:
         return (), []
@@ -363,17 +367,16 @@ def _script_argv(
     if not local.is_file():
         r.problem("script", f"{script} not found (looked in {local.parent})")
         return (), []
-    flags = [a.name for a in detect_script_args(local) if a.is_flag] \
-        if local.suffix == ".py" else []
+    options = detect_script_args(local) if local.suffix == ".py" else []
     if upload is None:
         fields["upload"] = str(local)
-        return (*interpreter, local.name), flags
+        return (*interpreter, local.name), options
     root = Path(fields["upload"])
     if root.is_file() and root == local:
-        return (*interpreter, local.name), flags
+        return (*interpreter, local.name), options
     if root.is_dir() and local.is_relative_to(root):
-        return (*interpreter, local.relative_to(root).as_posix()), flags
+        return (*interpreter, local.relative_to(root).as_posix()), options
     if not root.exists():  # validation says so; the script's place cannot be known
-        return (*interpreter, script), flags
+        return (*interpreter, script), options
     r.problem("script", f"{script} is not inside upload: {upload}")
     return (), []

@@ -393,11 +393,11 @@ def spec_from_script(
         raise JobFileError([f"{path}: cannot tell how to run a {script.suffix or 'suffix-less'}"
                             " file; write a job file with command: instead"])
     script = script.resolve()
-    flags = [a.name for a in detect_script_args(script) if a.is_flag]
+    options = detect_script_args(script)
     argv = [*interpreter, script.name, *args]
-    params = parse_params(list(args), flags)
+    params = parse_params(list(args), options)
     explicit = overrides.pop("params", None) or {}
-    argv, conflicts = apply_params(argv, explicit, replace=False)
+    argv, conflicts = apply_params(argv, explicit, replace=False, options=options)
     problems = [f"params: {c} is also in the arguments with another value" for c in conflicts]
     fields: dict[str, Any] = {
         "name": script.stem,

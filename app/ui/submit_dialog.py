@@ -40,7 +40,7 @@ from app.core.snapshot import read_snapshot
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
 from app.ui.plain_text import PlainLabel, display_text, html_text, rich_label, tooltip_text
-from app.ui.submit_form import Built, build, describe_ids, edited_specs, flag_names
+from app.ui.submit_form import Built, build, describe_ids, edited_specs
 from app.ui.submit_items import SubmitItem, folder_item, known_hosts, load_items
 from app.ui.submit_settings import SharedSettings
 from app.ui.sweep_editor import ParamTable
@@ -288,7 +288,7 @@ class SubmitDialog(QDialog):
         edited = None
         if item is not None and item.base is not None:
             edited = edited_specs(item.base, self.name_edit.text(), self.command_edit.text(),
-                                  self.params.rows(), flag_names(item))
+                                  self.params.rows(), item.args)
         self.built = build(self.items, edited, self.settings.values(), self.hosts,
                            self.facts)
         count = self.built.count

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.argparams import apply_params, convert_value, param_key, parse_params
+from app.core.argparams import Options, apply_params, convert_value, param_key, parse_params
 from app.core.feasibility import HostFacts
 from app.core.jobfields import parse_duration, parse_memory_mib
 from app.core.jobspec import ENV_NAME_RE, PARAM_NAME_RE, JobSpec, show, validate
@@ -112,7 +112,7 @@ def sweep_count(rows: Sequence[ParamRow]) -> int:
 
 
 def edited_specs(base: JobSpec, name: str, command: str, rows: Sequence[ParamRow],
-                 flags: Collection[str] = ()) -> Built:
+                 options: Options = ()) -> Built:
     """The runs of one editable item: ``base`` with the form's name, command and table."""
     out = Built()
     fixed, grid, out.problems = read_params(rows)
@@ -131,7 +131,7 @@ def edited_specs(base: JobSpec, name: str, command: str, rows: Sequence[ParamRow
     except ValueError as e:
         out.problems.append(f"command: cannot split it into words: {e}")
         return out
-    in_command = parse_params(words[1:], flags)
+    in_command = parse_params(words[1:], options)
     for key in in_command:
         if param_key(key) in {param_key(k) for k in (*fixed, *grid)}:
             out.problems.append(f"params: {key} is in the command and in the table; "
@@ -144,7 +144,7 @@ def edited_specs(base: JobSpec, name: str, command: str, rows: Sequence[ParamRow
     order = [k for k in dict.fromkeys(r.name.strip() for r in rows) if k in fixed or k in grid]
     for combo in expand_grid(grid):
         values = {k: combo[k] if k in combo else fixed[k] for k in order}
-        argv, _ = apply_params(words, values, replace=True)
+        argv, _ = apply_params(words, values, replace=True, options=options)
         run_name = sweep_name(name.strip(), combo) if grid else name.strip()
         out.specs.append(dataclasses.replace(
             base, name=run_name, argv=tuple(argv), params={**in_command, **values}))
@@ -271,11 +271,7 @@ def default_specs(item: SubmitItem) -> Built:
     rows = [ParamRow(name, value_text(value), isinstance(value, bool))
             for name, value in item.values.items()]
     command = item.base.shell if item.base.shell is not None else shlex.join(item.base.argv)
-    return edited_specs(item.base, item.base.name, command, rows, flag_names(item))
-
-
-def flag_names(item: SubmitItem) -> list[str]:
-    return [a.name for a in item.args if a.is_flag]
+    return edited_specs(item.base, item.base.name, command, rows, item.args)
 
 
 def _labelled(item: SubmitItem, problem: str, count: int) -> str:

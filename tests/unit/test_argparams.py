@@ -52,9 +52,9 @@ def test_parse_params(args: list[str], expected: dict[str, Any]) -> None:
 def test_known_flags_do_not_swallow_the_next_word() -> None:
     args = ["--verbose", "data.csv", "--lr", "0.1"]
     assert parse_params(args) == {"verbose": "data.csv", "lr": 0.1}
-    assert parse_params(args, flags=["verbose"]) == {"verbose": True, "lr": 0.1}
+    assert parse_params(args, ["verbose"]) == {"verbose": True, "lr": 0.1}
     # Flags match with - and _ treated the same, like argparse's dest.
-    assert parse_params(["--dry_run", "x"], flags=["dry-run"]) == {"dry_run": True}
+    assert parse_params(["--dry_run", "x"], ["dry-run"]) == {"dry_run": True}
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,33 @@ def test_unreadable_or_missing_script_gives_nothing(tmp_path: Path) -> None:
 @given(st.text(max_size=200) | st.binary(max_size=200))
 def test_detection_never_raises(source: str | bytes) -> None:
     assert isinstance(detect_source_args(source), list)
+
+
+# As ultralytics/yolov5 train.py and pytorch-image-models train.py declare them.
+ALIASED = """
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument('--imgsz', '--img', '--img-size', type=int, default=640)
+parser.add_argument('--jsd-loss', action='store_true', default=False)
+parser.add_argument('--lr', type=float, default=0.01)
+parser.add_argument('--lr-noise', type=float, default=None)
+"""
+
+
+def test_aliases_and_abbreviations_are_named_as_the_script_names_them() -> None:
+    options = detect_source_args(ALIASED)
+    assert [(a.name, a.aliases) for a in options] == [
+        ("imgsz", ("img", "img-size")), ("jsd-loss", ()), ("lr", ()), ("lr-noise", ())]
+    args = ["--img", "320", "--jsd", "data.yaml", "--lr-n", "0.1", "--lr", "0.02"]
+    # --jsd abbreviates the flag --jsd-loss (so data.yaml stays a positional);
+    # --lr is exact although --lr-noise starts with it; --lr-n abbreviates --lr-noise.
+    assert parse_params(args, options) == {"imgsz": 320, "jsd-loss": True, "lr-noise": 0.1,
+                                           "lr": 0.02}
+    # Without the declarations the words are taken as written.
+    assert parse_params(["--img", "320"]) == {"img": 320}
+    # A sweep over imgsz rewrites the --img the user wrote, not beside it.
+    argv, conflicts = apply_params(["train.py", "--img", "320"], {"imgsz": 640}, replace=True,
+                                   options=options)
+    assert (argv, conflicts) == (["train.py", "--imgsz", "640"], [])
+    # An ambiguous abbreviation is left as written (argparse refuses it too).
+    assert parse_params(["--l", "1"], options) == {"l": 1}
