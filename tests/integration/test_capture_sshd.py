@@ -30,7 +30,8 @@ import pytest
 from app.core.cluster import ClusterMonitor
 from app.core.dispatcher import DispatchOptions
 from app.core.ingest import IngestOptions
-from app.core.lab import Lab, known_hosts
+from app.core.lab import Lab as CoreLab
+from app.core.lab import known_hosts
 from app.core.runs import RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -62,7 +63,7 @@ class App:
         self.labapp = labapp
         self.ingest = ingest
         self.store = Store.open(labapp.store_path)
-        self.services: Lab | None = None
+        self.services: CoreLab | None = None
         self.ssh_config = labapp.root / "empty_ssh_config"
         self.ssh_config.write_text("")
         self.states: list[HostState] = []
@@ -82,7 +83,7 @@ class App:
     def on_host_removed(self, name: str) -> None:
         pass
 
-    def start(self) -> Lab:
+    def start(self) -> CoreLab:
         known = known_hosts()
 
         def factory(spec: HostSpec, listener: SessionListener) -> Session:
@@ -91,7 +92,7 @@ class App:
 
         monitor = ClusterMonitor(factory)
         monitor.set_hosts(self.store.hosts())
-        self.services = Lab(
+        self.services = CoreLab(
             self.store, monitor, dispatch=DispatchOptions(poll_s=0.5), ingest=self.ingest)
         monitor.add_listener(self)
         self.services.start()
