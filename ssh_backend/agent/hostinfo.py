@@ -88,6 +88,42 @@ def ticks_to_epoch(ticks, proc=PROC):
     return booted + ticks / float(os.sysconf("SC_CLK_TCK"))
 
 
+def session_of(pid, proc=PROC):
+    """The session id of a live process, or None."""
+    fields = _stat(pid, proc)
+    if fields is None or fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[3])
+
+
+def open_files(sid, proc=PROC, limit=4096):
+    """Real paths of the files that live processes of session ``sid`` hold open
+    (bounded; processes of other users are not readable and are skipped)."""
+    found = set()
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or session_of(name, proc) != sid:
+            continue
+        folder = os.path.join(proc, name, "fd")
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(folder, fd))
+            except OSError:
+                continue
+            if target.startswith("/"):
+                found.add(target)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
 def group_members(pgid, proc=PROC):
     """Pids of live (non-zombie) processes in process group ``pgid``."""
     found = []

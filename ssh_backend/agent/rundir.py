@@ -54,6 +54,17 @@ CODE = "code"
 TB = "tb"
 
 
+def job_cwd(job, folder):
+    """Where the job runs: its ``workdir`` (under the home folder), else its uploaded code,
+    else the home folder."""
+    workdir = job.get("workdir")
+    home = os.path.expanduser("~")
+    if not workdir:
+        code = os.path.join(folder, CODE)
+        return code if os.path.isdir(code) else home
+    return os.path.join(home, os.path.expanduser(workdir))
+
+
 def runs_root():
     return os.path.join(os.path.expanduser("~"), ".labdeck", "runs")
 

@@ -2,9 +2,11 @@
 
 Sources of a run (``~/.labdeck/runs/<id>/``): ``output.log`` (raw bytes, at most
 LOG_CHUNK per message), ``metrics.jsonl`` (complete lines only, parsed into points and
-params) and every ``tb/**/events.out.tfevents.*`` (complete records only, see
-tfevents.py). A source that does not exist yet is waited for. A new inode (the file was
-replaced) or a size below the offset (truncated) restarts the source at 0 with ``reset``.
+params), every ``tb/**/events.out.tfevents.*`` (complete records only, see
+tfevents.py), and as ``wd/<path>`` the event files the job writes in its working folder
+where its library puts them (found as eventfiles.py says). A source that does not exist
+yet is waited for. A new inode (the file was replaced) or a size below the offset
+(truncated) restarts the source at 0 with ``reset``.
 
 ``Tails.poll`` reads at most ``budget`` bytes over all runs per call, round-robin, so a
 chatty job cannot take the channel from the GPU samples. Stdlib only, Python >= 3.8.
@@ -14,19 +16,22 @@ import json
 import os
 import time
 
+import eventfiles
 import rundir
 import tfevents
 
 LOG = "output.log"
 METRICS = "metrics.jsonl"
 TB_PREFIX = "tb/"
-EVENTS_PREFIX = "events.out.tfevents."
+WD_PREFIX = "wd/"
 LOG_CHUNK = 256 * 1024
 METRICS_CHUNK = 256 * 1024
 TB_CHUNK = 1024 * 1024
 MAX_POINTS = 5000
 MAX_TB_FILES = 1000
 DISCOVER_EVERY_S = 1.0
+# The working folder may be big (a project tree): looked through less often.
+DISCOVER_WORKDIR_EVERY_S = 5.0
 _NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"),
                "+inf": float("inf"), "infinity": float("inf"), "-infinity": float("-inf")}
 
@@ -35,11 +40,12 @@ def valid_source(source):
     """Whether ``source`` names a file a run may have tailed (never outside its folder)."""
     if source in (LOG, METRICS):
         return True
-    if not isinstance(source, str) or not source.startswith(TB_PREFIX) or "\0" in source:
+    if not isinstance(source, str) or "\0" in source \
+            or not source.startswith((TB_PREFIX, WD_PREFIX)):
         return False
     parts = source[len(TB_PREFIX):].split("/")
     return all(part not in ("", ".", "..") for part in parts) \
-        and parts[-1].startswith(EVENTS_PREFIX)
+        and eventfiles.is_event_file(parts[-1])
 
 
 def _number(value):
@@ -121,10 +127,10 @@ def parse_metrics(data, start, source, mtime, max_points=MAX_POINTS):
 class Source(object):
     """One file of a run, tailed from ``offset`` (bytes) of inode ``inode``."""
 
-    def __init__(self, run_id, folder, name, offset):
+    def __init__(self, run_id, path, name, offset):
         self.run_id = run_id
         self.name = name
-        self.path = os.path.join(folder, *name.split("/"))
+        self.path = path
         self.offset = max(0, int(offset))
         self.inode = None  # unknown until first seen: the given offset applies to it
         self.last_error = None
@@ -224,7 +230,11 @@ class Source(object):
 
 def _series_prefix(name):
     """``tb/train/events…`` → ``train/``: TF2 writes train/ and validation/ folders
-    with the same tags, which must stay apart."""
+    with the same tags, which must stay apart. In the working folder only a split's
+    folder names series (``logs/validation/…`` → ``validation/``), not a run folder
+    named after the date and host."""
+    if name.startswith(WD_PREFIX):
+        return eventfiles.series_prefix(name[len(WD_PREFIX):])
     folder = os.path.dirname(name[len(TB_PREFIX):])
     return folder + "/" if folder else ""
 
@@ -238,26 +248,47 @@ class Watch(object):
         self.offsets = dict(offsets)
         self.sources = {}
         self.next_discovery = 0.0
+        self.next_workdir = 0.0
+        self.workdir = None  # (path, the run's own?) once the job is known
         for name in (LOG, METRICS):
             self.add(name)
         for name in self.offsets:
-            if name.startswith(TB_PREFIX):
+            if name.startswith((TB_PREFIX, WD_PREFIX)):
                 self.add(name)
 
+    def _workdir(self):
+        if self.workdir is None:
+            job = rundir.read_json(os.path.join(self.folder, rundir.JOB))
+            if job is not None:
+                path = os.path.realpath(rundir.job_cwd(job, self.folder))
+                own = os.path.realpath(self.folder) + os.sep
+                self.workdir = (path, path.startswith(own))
+        return self.workdir
+
     def add(self, name):
-        if name not in self.sources and len(self.sources) < MAX_TB_FILES + 2:
-            self.sources[name] = Source(self.run_id, self.folder, name,
-                                        self.offsets.get(name, 0))
+        if name in self.sources or len(self.sources) >= MAX_TB_FILES + 2:
+            return
+        if name.startswith(WD_PREFIX):
+            workdir = self._workdir()
+            if workdir is None:
+                return  # the job is not known yet: asked again at the next discovery
+            path = os.path.join(workdir[0], *name[len(WD_PREFIX):].split("/"))
+        else:
+            path = os.path.join(self.folder, *name.split("/"))
+        self.sources[name] = Source(self.run_id, path, name, self.offsets.get(name, 0))
 
     def update(self, offsets):
         """A repeated watch: sources already tailed keep their place (they are ahead of
         whatever the app has committed); new ones start where it says."""
         for name, offset in offsets.items():
             self.offsets.setdefault(name, offset)
-            if name.startswith(TB_PREFIX):
+            if name.startswith((TB_PREFIX, WD_PREFIX)):
                 self.add(name)
 
     def discover(self, now):
+        if now >= self.next_workdir:
+            self.next_workdir = now + DISCOVER_WORKDIR_EVERY_S
+            self._discover_workdir()
         if now < self.next_discovery:
             return
         self.next_discovery = now + DISCOVER_EVERY_S
@@ -266,12 +297,28 @@ class Watch(object):
         for path, dirs, files in os.walk(top):
             dirs.sort()
             for name in sorted(files):
-                if name.startswith(EVENTS_PREFIX):
+                if eventfiles.is_event_file(name):
                     rel = os.path.relpath(os.path.join(path, name), top).replace(os.sep, "/")
                     self.add(TB_PREFIX + rel)
                     found += 1
             if found >= MAX_TB_FILES:
                 return
+
+
+    def _discover_workdir(self):
+        for name in [n for n in self.offsets if n.startswith(WD_PREFIX)]:
+            self.add(name)  # offsets given before the job was known
+        workdir = self._workdir()
+        if workdir is None or not os.path.isdir(workdir[0]):
+            return
+        job = None
+        if not workdir[1]:
+            state = rundir.read_json(os.path.join(self.folder, rundir.STATE)) or {}
+            if isinstance(state.get("pgid"), int):
+                job = {"sid": state["pgid"], "since": state.get("start_time") or 0}
+        claimed = {n[len(WD_PREFIX):] for n in self.sources if n.startswith(WD_PREFIX)}
+        for rel in eventfiles.find(workdir[0], workdir[1], job, claimed):
+            self.add(WD_PREFIX + rel)
 
 
 class Tails(object):

@@ -129,15 +129,6 @@ def install_client(folder):
         log("cannot install the labdeck module for the job: %s" % exc)
 
 
-def job_cwd(job, folder):
-    workdir = job.get("workdir")
-    home = os.path.expanduser("~")
-    if not workdir:
-        code = os.path.join(folder, rundir.CODE)
-        return code if os.path.isdir(code) else home
-    return os.path.join(home, os.path.expanduser(workdir))
-
-
 def exit_code_of(status):
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
@@ -351,7 +342,8 @@ class Wrapper:
             install_client(self.folder)
             return subprocess.Popen(
                 job_argv(job), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                env=job_env(job, self.folder, self.secrets), cwd=job_cwd(job, self.folder),
+                env=job_env(job, self.folder, self.secrets),
+                cwd=rundir.job_cwd(job, self.folder),
                 close_fds=True, start_new_session=True, preexec_fn=die_with_wrapper)
         except (OSError, ValueError) as exc:
             os.write(out, ("labdeck: cannot start the job: %s\n" % exc).encode("utf-8"))
