@@ -13,10 +13,10 @@ import pytest
 
 from tests.harness.runhost import AGENT_DIR, RunHost, python_job
 from tests.harness.tb_events import write_events
-from tests.unit.test_tails import Collector
+from tests.unit.test_event_files import Collector
 
 sys.path.insert(0, str(AGENT_DIR))
-import tails  # noqa: E402
+import tails
 
 JOB = """
 import time

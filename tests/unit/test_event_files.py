@@ -8,17 +8,36 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.harness.runhost import AGENT_DIR
 from tests.harness.tb_events import write_events
-from tests.unit.test_tails import RUN, Collector, drain
-
-from tests.harness.runhost import AGENT_DIR  # noqa: I001
 
 sys.path.insert(0, str(AGENT_DIR))
-import eventfiles  # noqa: E402
-import tails  # noqa: E402
+import eventfiles
+import tails
+
+RUN = "tail-run-1"
+
+
+class Collector:
+    """Every chunk the tails send, as a dict."""
+
+    def __init__(self) -> None:
+        self.chunks: list[dict[str, Any]] = []
+
+    def __call__(self, run_id: str, source: str, inode: int, start: int, end: int,
+                 **fields: Any) -> None:
+        self.chunks.append(dict(fields, run_id=run_id, source=source, start=start, end=end))
+
+
+def drain(t: tails.Tails, budget: int = 1 << 30) -> None:
+    for _ in range(10_000):
+        if not t.poll(budget, now=1e9):
+            return
+    raise AssertionError("tailing never settled")
 
 
 @pytest.fixture
