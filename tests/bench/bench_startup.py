@@ -12,7 +12,6 @@ would need root on a shared machine), so the first start of a session is slower.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -25,22 +24,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_runs_table import build_store
-from tests.bench.benchlib import REPO, figure, median, pick, rss_mib
+from tests.bench.benchlib import figure, median, pick, rss_mib
+from tests.harness.labcli import LabCli
 
 FIRST_PAINT = re.compile(r"labdeck: first paint at ([0-9.]+)")
 
 
 def one_start(home: Path, user_home: Path) -> tuple[float, float]:
     """(seconds from spawn to first paint, RSS in MiB at that moment)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(user_home),
-        "LABDECK_HOME": str(home), "QT_QPA_PLATFORM": "offscreen", "LANG": "C.UTF-8",
-        "LABDECK_EXIT_AFTER_FIRST_PAINT": "1",
-    }
+    labdeck = LabCli(home.parent, home=home, user_home=user_home, env={
+        "QT_QPA_PLATFORM": "offscreen", "LABDECK_EXIT_AFTER_FIRST_PAINT": "1"})
     spawned = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = labdeck.popen(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     painted, rss, said = None, 0.0, []
     try:
         assert proc.stderr is not None

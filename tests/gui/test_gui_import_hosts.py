@@ -4,9 +4,6 @@ with the same user, host name and port."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,9 +16,9 @@ from app.core.hosts import ConfigHost
 from app.ui.import_hosts_dialog import ALIAS_ROLE, TARGET_ROLE, ImportHostsDialog
 from app.ui.main_window import MainWindow
 from ssh_backend.hostspec import HostSpec
+from tests.harness.labcli import LabCli
 
 pytestmark = pytest.mark.gui
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -94,11 +91,7 @@ def test_cli_and_dialog_list_the_same_hosts(qtbot, window: MainWindow, user_home
                                             tmp_path: Path) -> None:
     dialog = _open_import(qtbot, window)
     listed = [(alias, target) for alias, target, usable in _rows(dialog) if usable]
-    env = {"HOME": str(user_home), "LABDECK_HOME": str(tmp_path / "labdeck"),
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    cli = subprocess.run([sys.executable, "-m", "app", "hosts", "import-ssh-config"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL)
+    cli = LabCli(tmp_path, user_home=user_home)("hosts", "import-ssh-config")
     added = [line.removeprefix("added ").split(": ", 1) for line in cli.stdout.splitlines()]
     assert [(alias, target) for alias, target in added] == listed
     assert len(listed) == 3

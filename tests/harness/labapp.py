@@ -1,16 +1,14 @@
 """A Labdeck instance for integration tests: its own LABDECK_HOME with the lab's hosts
-added and their keys trusted, the ``labdeck`` CLI and ``labdeck serve`` as subprocesses,
-and a look at its store and at the run folders on the hosts.
+added and their keys trusted, the ``labdeck`` CLI (tests.harness.labcli) and ``labdeck
+serve`` as subprocesses, and a look at its store and at the run folders on the hosts.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +19,9 @@ from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.hostkeys import KnownHosts
 from ssh_backend.hostspec import HostSpec
+from tests.harness.labcli import REPO, LabCli
 from tests.harness.sshd import SshdHost
 
-REPO = Path(__file__).resolve().parents[2]
 ATTEMPT_SUFFIX = re.compile(r"-a[0-9]+$")
 
 
@@ -32,23 +30,13 @@ def base_run_id(host_run_id: str) -> str:
     return ATTEMPT_SUFFIX.sub("", host_run_id)
 
 
-class LabApp:
+class LabApp(LabCli):
     """One user's Labdeck: ``app("submit", …)`` runs the CLI; ``serve()`` the dispatcher."""
 
     def __init__(self, root: Path, hosts: list[SshdHost],
                  spec: Callable[[SshdHost], HostSpec] = SshdHost.spec) -> None:
         """``spec`` says how this Labdeck reaches a host (default: as root, lab key)."""
-        self.root = root
-        self.home = root / "labdeck"
-        user_home = root / "user"  # no ~/.ssh of the machine running the tests
-        user_home.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            "LABDECK_HOME": str(self.home),
-            "HOME": str(user_home),
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "USER": "tester",
-        }
+        super().__init__(root, env={"USER": "tester"})  # HOME: no ~/.ssh of this machine
         self.hosts = {host.name: host for host in hosts}
         with Store.open(self.store_path) as store:
             for host in hosts:
@@ -57,16 +45,6 @@ class LabApp:
         for host in hosts:
             host.trust(known)
         self._serving: list[tuple[subprocess.Popen[bytes], TextIO]] = []
-
-    @property
-    def store_path(self) -> Path:
-        return self.home / "labdeck.sqlite3"
-
-    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app", *args], cwd=REPO, env=self.env,
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        )
 
     def submit(self, *args: str) -> list[str]:
         result = self("submit", *args)
@@ -80,7 +58,7 @@ class LabApp:
         """``labdeck serve ARGS`` in the background; its output goes to serve-N.log.
         ``wrap`` wraps the command line (to run it in a network namespace)."""
         log = (self.root / f"serve-{len(self._serving)}.log").open("w")
-        command = [sys.executable, "-m", "app", "serve", *args]
+        command = self.command("serve", *args)
         proc = subprocess.Popen(
             wrap(command) if wrap else command, cwd=REPO, env=self.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

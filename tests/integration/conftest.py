@@ -1,4 +1,5 @@
-"""Integration fixtures: sessions that see only the keys a test gives them."""
+"""Integration fixtures: sessions that see only the keys a test gives them, and the
+``labdeck`` CLI over a store the test fills."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ssh_backend.connect import Timeouts
 from ssh_backend.hostkeys import KnownHosts
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.session import HostSession
+from tests.harness.labcli import StoreCli
 from tests.harness.recorder import Recorder, SessionFactory
 
 
@@ -45,3 +47,11 @@ def make_session(tmp_path: Path) -> Iterator[SessionFactory]:
     yield make
     for session in made:
         session.stop()
+
+
+@pytest.fixture
+def store_cli(tmp_path: Path) -> Iterator[StoreCli]:
+    """``python -m app`` over a store in a private LABDECK_HOME, open here to be filled."""
+    made = StoreCli(tmp_path)
+    yield made
+    made.close()

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,34 +20,20 @@ import pytest
 from app.core.store import Store
 from ssh_backend.hostkeys import KnownHosts, fingerprint
 from tests.conftest import Lab
+from tests.harness.labcli import LabCli
 from tests.harness.sshd import SshdHost
 
 pytestmark = pytest.mark.sshd
 
-REPO = Path(__file__).resolve().parents[2]
 H100_MEM_TOTAL_MIB = 81559.0  # from the recording in shared/fixtures/nvidia-h100
 
 
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.home = root / "labdeck"
-        user_home = root / "user"  # no ~/.ssh of the machine running the tests
-        user_home.mkdir(parents=True)
-        self.env = {
-            "LABDECK_HOME": str(self.home),
-            "HOME": str(user_home),
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-        }
-        self.known_hosts = KnownHosts(self.home / "known_hosts")
+class Cli(LabCli):
+    """The CLI (HOME without the ~/.ssh of the machine running the tests) and its keys."""
 
-    def __call__(
-        self, *args: str, stdin: int | None = subprocess.DEVNULL
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app", *args],
-            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=90, stdin=stdin,
-        )
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, timeout=90)
+        self.known_hosts = KnownHosts(self.home / "known_hosts")
 
     def add(self, host: SshdHost) -> None:
         result = self(
@@ -59,7 +44,7 @@ class Cli:
 
     def add_stored(self, hosts: list[SshdHost]) -> None:
         """Add hosts straight to the store (quicker than one CLI process per host)."""
-        with Store.open(self.home / "labdeck.sqlite3") as store:
+        with Store.open(self.store_path) as store:
             for host in hosts:
                 store.add_host(host.spec())
 
@@ -179,10 +164,8 @@ def test_a_changed_key_is_never_accepted(tmp_path: Path, lab: Lab) -> None:
 def test_ctrl_c_at_the_trust_prompt_ends_at_once(cli: Cli, lab: Lab) -> None:
     cli.add_stored(lab.hosts[1:2])
     master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "hosts", "trust", lab.hosts[1].name],
-        cwd=REPO, env=cli.env, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = cli.popen("hosts", "trust", lab.hosts[1].name,
+                     stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         seen = b""

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.states import HostState
+from tests.harness.labcli import LabCli
 
 SPEED = "10"  # the sweep's ~60 s runs take ~6 s, the long ones ~12 s
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,15 +185,12 @@ def test_demo_lab_works_around_the_other_user_and_finishes_runs(demo_env: Path) 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_labdeck_demo_self_test_renders_the_real_demo(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
     shot = tmp_path / "demo.png"
-    env = dict(os.environ, LABDECK_HOME=str(tmp_path / "lab"), HOME=str(home),
-               LABDECK_DEMO_SPEED=SPEED, QT_QPA_PLATFORM="offscreen")
+    labdeck = LabCli(tmp_path, home=tmp_path / "lab", user_home=tmp_path / "home",
+                     inherit_env=True, timeout=100,
+                     env={"LABDECK_DEMO_SPEED": SPEED, "QT_QPA_PLATFORM": "offscreen"})
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "app", "--demo", "--self-test", "--screenshot", str(shot)],
-            env=env, capture_output=True, text=True, timeout=100, cwd=ROOT, check=False)
+        done = labdeck("--demo", "--self-test", "--screenshot", str(shot))
         assert done.returncode == 0, done.stdout + done.stderr
         assert "demo lab after" in done.stdout and "runs running" in done.stdout
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

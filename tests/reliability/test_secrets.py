@@ -22,7 +22,6 @@ import os
 import secrets as token_source
 import signal
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +36,7 @@ from ssh_backend.runs import LaunchRequest, launch, reconcile
 from ssh_backend.session import HostSession
 from ssh_backend.states import HostState
 from tests.conftest import Lab
-from tests.harness.file_keyring import BACKEND, ENV_VAR
-from tests.harness.labapp import REPO, LabApp, base_run_id, run_dirs
+from tests.harness.labapp import LabApp, base_run_id, run_dirs
 from tests.harness.recorder import Recorder
 from tests.harness.runhost import RunHost, wait_until
 from tests.reliability.scale import pick
@@ -67,16 +65,13 @@ def _kill_leftover_runs(lab: Lab) -> Iterator[None]:
 @pytest.fixture
 def app(tmp_path: Path, lab: Lab) -> Iterator[LabApp]:
     labapp = LabApp(tmp_path, lab.hosts[:1])
-    keyring_dir = tmp_path / "keyring"  # outside LABDECK_HOME: it holds the values
-    keyring_dir.mkdir(mode=0o700)
-    labapp.env.update(PYTHON_KEYRING_BACKEND=BACKEND, **{ENV_VAR: str(keyring_dir / "kr.json")})
+    labapp.use_file_keyring(tmp_path / "keyring" / "kr.json")  # outside LABDECK_HOME
     yield labapp
     labapp.close()
 
 
 def set_secret(app: LabApp, name: str, value: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "app", "secrets", "set", name], cwd=REPO,
-                          env=app.env, input=value.encode(), capture_output=True, timeout=60)
+    done = app.raw("secrets", "set", name, input=value.encode())
     assert done.returncode == 0, done.stderr
 
 
@@ -210,8 +205,7 @@ def test_a_retry_reads_the_keyring_again_and_a_missing_secret_fails_the_run(
     set_secret(app, "GONE_TOKEN", removed)
     (kept,) = app.submit(str(script), "--secret", "API_TOKEN", "--", "go-b")
     (missing,) = app.submit(str(script), "--secret", "GONE_TOKEN", "--", "go-b")
-    gone = subprocess.run([sys.executable, "-m", "app", "secrets", "rm", "GONE_TOKEN"],
-                          cwd=REPO, env=app.env, capture_output=True, timeout=60)
+    gone = app.raw("secrets", "rm", "GONE_TOKEN")
     assert gone.returncode == 0, gone.stderr
     serve = app.serve("--poll", "0.5")
     try:

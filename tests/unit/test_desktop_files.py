@@ -17,6 +17,7 @@ import pytest
 import app
 from app.cli import desktop_cmd
 from app.cli.common import UsageError
+from tests.harness.labcli import LabCli
 
 REPO = Path(__file__).resolve().parents[2]
 LINUX = REPO / "resources" / "linux"
@@ -159,17 +160,10 @@ def test_exec_arguments_are_quoted_per_the_spec(tmp_path: Path) -> None:
     assert _entry(entry)["Exec"] == f"{quoted} -m app open %F"
 
 
-def _run_labdeck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_install_desktop_puts_files_in_the_xdg_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "xdg-data"
-    env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(data),
-           "LABDECK_HOME": str(tmp_path / "labdeck"), "LANG": "C.UTF-8",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    done = _run_labdeck(env, "install-desktop", "--user")
+    labdeck = LabCli(tmp_path, user_home=tmp_path / "home", env={"XDG_DATA_HOME": str(data)})
+    done = labdeck("install-desktop", "--user")
     assert done.returncode == 0, done.stdout + done.stderr
     entry = data / "applications" / f"{app.APP_ID}.desktop"
     _validate_desktop(entry)
@@ -189,7 +183,7 @@ def test_install_desktop_puts_files_in_the_xdg_data_dir(tmp_path: Path) -> None:
         cache = (data / "applications" / "mimeinfo.cache").read_text("utf-8")
         assert f"text/x-python={app.APP_ID}.desktop;" in cache
 
-    done = _run_labdeck(env, "install-desktop", "--uninstall")
+    done = labdeck("install-desktop", "--uninstall")
     assert done.returncode == 0, done.stdout + done.stderr
     assert not entry.exists()
     assert not list((data / "icons").rglob(f"{app.APP_ID}.*"))

@@ -9,10 +9,6 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from app.cli.gpus_cmd import render_table
 from app.core.cluster import HostView
@@ -29,7 +25,7 @@ from ssh_backend.protocol import (
     TailChunk,
 )
 from ssh_backend.states import HostState
-from tests.unit.test_metrics_cli import Home
+from tests.harness.labcli import StoreCli
 
 TITLE, CLEAR, C1_RED = "\x1b]0;pwned\x07", "\x1b[2J", "\x9b31m"
 FORMULAS = ['=HYPERLINK("http://x")', "+1+2", "@SUM(A1)", "-2+3"]
@@ -40,32 +36,25 @@ CONSOLE = (f"{TITLE}epoch 1 {CLEAR}{C1_RED}red\x1b[0m\r\n 50%\r100%\n"
 ACTIVE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    made = Home(tmp_path)
-    yield made
-    made.store.close()
-
-
-def hostile_run(home: Home) -> str:
+def hostile_run(store_cli: StoreCli) -> str:
     """A finished run whose name, tags, reason, series names and console are all hostile."""
     spec = JobSpec(name=f"{TITLE}job{CLEAR}", argv=("true",), tags=(f"{C1_RED}tag",))
-    (run_id,) = home.runs.submit([spec.to_dict()], f"al{TITLE}")
-    assert home.runs.claim(run_id, "ws1", [0], ["GPU-0"])
-    assert home.runs.transition(run_id, RunState.LAUNCHING, RunState.RUNNING)
-    assert home.runs.transition(run_id, RunState.RUNNING, RunState.FAILED, exit_code=1,
-                                ended_at=time.time(), reason=f"boom{CLEAR}\u202eevil\n2nd")
+    (run_id,) = store_cli.runs.submit([spec.to_dict()], f"al{TITLE}")
+    assert store_cli.runs.claim(run_id, "ws1", [0], ["GPU-0"])
+    assert store_cli.runs.transition(run_id, RunState.LAUNCHING, RunState.RUNNING)
+    assert store_cli.runs.transition(run_id, RunState.RUNNING, RunState.FAILED, exit_code=1,
+                                     ended_at=time.time(), reason=f"boom{CLEAR}\u202eevil\n2nd")
     points = tuple(MetricPoint(name, i, 1700000000.0 + i, -0.5 * i)
                    for i, name in enumerate(SERIES))
-    home.metrics.ingest([
+    store_cli.metrics.ingest([
         ("ws1", TailChunk(run_id, "metrics.jsonl", 1, 0, 100, points=points)),
         ("ws1", TailChunk(run_id, "output.log", 1, 0, len(CONSOLE), CONSOLE)),
     ])
     return run_id
 
 
-def out(home: Home, *args: str) -> str:
-    result = home.run(*args)
+def out(store_cli: StoreCli, *args: str) -> str:
+    result = store_cli.raw(*args)
     assert result.returncode == 0, result.stderr
     assert not ACTIVE.search(result.stderr.decode())
     text = result.stdout.decode()
@@ -73,18 +62,18 @@ def out(home: Home, *args: str) -> str:
     return text
 
 
-def test_metrics_table_shows_hostile_series_names_inert(home: Home) -> None:
-    run_id = hostile_run(home)
-    lines = out(home, "metrics", run_id).splitlines()
+def test_metrics_table_shows_hostile_series_names_inert(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    lines = out(store_cli, "metrics", run_id).splitlines()
     names = [line.split("\t")[0] for line in lines[1:]]
     assert len(names) == len(SERIES) and all(len(line.split("\t")) == 4 for line in lines)
     assert "\\x1b]0;pwned\\x07loss" in names and "\\x9b31mlr" in names
     assert "\\u202egnp.exe" in names
 
 
-def test_metrics_csv_guards_formulas_and_keeps_numbers(home: Home) -> None:
-    run_id = hostile_run(home)
-    rows = list(csv.reader(io.StringIO(out(home, "metrics", run_id, "--csv"))))[1:]
+def test_metrics_csv_guards_formulas_and_keeps_numbers(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    rows = list(csv.reader(io.StringIO(out(store_cli, "metrics", run_id, "--csv"))))[1:]
     names = [row[0] for row in rows]
     for formula in FORMULAS:
         assert "'" + formula in names
@@ -94,37 +83,37 @@ def test_metrics_csv_guards_formulas_and_keeps_numbers(home: Home) -> None:
     assert "-0.5" in values and all(float(v) <= 0 for v in values)  # numbers unguarded
 
 
-def test_metrics_json_keeps_names_exact_and_escaped(home: Home) -> None:
-    run_id = hostile_run(home)
-    text = out(home, "metrics", run_id, "--json")
+def test_metrics_json_keeps_names_exact_and_escaped(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    text = out(store_cli, "metrics", run_id, "--json")
     assert sorted(p["series"] for p in json.loads(text)["points"]) == sorted(SERIES)
 
 
-def test_ls_and_show_print_a_hostile_run_inert(home: Home) -> None:
-    run_id = hostile_run(home)
-    listing = out(home, "ls")
+def test_ls_and_show_print_a_hostile_run_inert(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    listing = out(store_cli, "ls")
     assert len(listing.splitlines()) == 2  # a newline in the reason breaks no row
     assert "\\x1b]0;pwned\\x07job\\x1b[2J" in listing
-    shown = out(home, "show", run_id)
+    shown = out(store_cli, "show", run_id)
     assert "boom\\x1b[2J\\u202eevil\\x0a2nd" in shown
     assert "al\\x1b]0;pwned\\x07" in shown
-    json.loads(out(home, "ls", "--json"))
+    json.loads(out(store_cli, "ls", "--json"))
 
 
-def test_logs_is_raw_by_default_and_says_so(home: Home) -> None:
-    run_id = hostile_run(home)
-    assert home.run("logs", run_id).stdout == CONSOLE
-    helptext = " ".join(out(home, "logs", "--help").split())
+def test_logs_is_raw_by_default_and_says_so(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    assert store_cli.raw("logs", run_id).stdout == CONSOLE
+    helptext = " ".join(out(store_cli, "logs", "--help").split())
     assert "raw" in helptext and "escape sequences" in helptext and "--safe" in helptext
 
 
-def test_logs_safe_prints_the_console_inert_and_readable(home: Home) -> None:
-    run_id = hostile_run(home)
-    text = out(home, "logs", run_id, "--safe")
+def test_logs_safe_prints_the_console_inert_and_readable(store_cli: StoreCli) -> None:
+    run_id = hostile_run(store_cli)
+    text = out(store_cli, "logs", run_id, "--safe")
     assert text.splitlines() == ["epoch 1 red", "100%",
                                  f"{FORMULAS[0]} \\u202eevil\\x08\\x07", "\\x9b2J raw byte"]
     # -f on a run whose host is gone prints what is stored, filtered the same way.
-    assert out(home, "logs", "-f", "--safe", run_id) == text
+    assert out(store_cli, "logs", "-f", "--safe", run_id) == text
 
 
 def test_gpus_table_shows_what_a_host_announces_inert() -> None:

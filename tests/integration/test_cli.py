@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -13,39 +12,13 @@ from pathlib import Path
 import pytest
 
 import app
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Labdeck:
-    """Runs ``python -m app …`` with its own LABDECK_HOME and HOME (no user files leak in)."""
-
-    def __init__(self, root: Path) -> None:
-        self.home = root / "labdeck"
-        self.user_home = root / "user"
-        self.user_home.mkdir()
-        self.env = {
-            "LABDECK_HOME": str(self.home),
-            "HOME": str(self.user_home),
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-        }
-
-    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "app", *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+from tests.harness.labcli import REPO, LabCli
 
 
 @pytest.fixture
-def labdeck(tmp_path: Path) -> Labdeck:
-    return Labdeck(tmp_path)
+def labdeck(tmp_path: Path) -> LabCli:
+    """``python -m app …`` with its own LABDECK_HOME and HOME (no user files leak in)."""
+    return LabCli(tmp_path)
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -59,13 +32,13 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -
         assert needle in lines[0], lines[0]
 
 
-def test_version(labdeck: Labdeck) -> None:
+def test_version(labdeck: LabCli) -> None:
     result = labdeck("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"labdeck {app.__version__}"
 
 
-def test_hosts_add_ls_rm_round_trip(labdeck: Labdeck, tmp_path: Path) -> None:
+def test_hosts_add_ls_rm_round_trip(labdeck: LabCli, tmp_path: Path) -> None:
     key = tmp_path / "id_ed25519"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     added = labdeck("hosts", "add", "gpu1", "--ssh", "alice@10.0.0.7:2222", "--key", str(key),
@@ -120,27 +93,27 @@ def test_hosts_add_ls_rm_round_trip(labdeck: Labdeck, tmp_path: Path) -> None:
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(
-    labdeck: Labdeck, tmp_path: Path, args: list[str], needles: list[str]
+    labdeck: LabCli, tmp_path: Path, args: list[str], needles: list[str]
 ) -> None:
     (tmp_path / "bad_config").write_text("Host x\n    Port seventy\n")
     args = [a.replace("{home}", str(tmp_path)) for a in args]
     assert_user_error(labdeck(*args), *needles)
 
 
-def test_duplicate_add_is_refused(labdeck: Labdeck) -> None:
+def test_duplicate_add_is_refused(labdeck: LabCli) -> None:
     assert labdeck("hosts", "add", "gpu1", "--ssh", "gpu1").returncode == 0
     assert_user_error(labdeck("hosts", "add", "gpu1", "--ssh", "other"),
                       "a host named 'gpu1' already exists")
 
 
-def test_a_store_from_a_newer_labdeck_is_refused_clearly(labdeck: Labdeck) -> None:
+def test_a_store_from_a_newer_labdeck_is_refused_clearly(labdeck: LabCli) -> None:
     assert labdeck("hosts", "ls").returncode == 0
     with sqlite3.connect(labdeck.home / "labdeck.sqlite3") as conn:
         conn.execute("PRAGMA user_version = 99")
     assert_user_error(labdeck("hosts", "ls"), "newer Labdeck (schema 99", "upgrade Labdeck")
 
 
-def test_import_ssh_config(labdeck: Labdeck) -> None:
+def test_import_ssh_config(labdeck: LabCli) -> None:
     ssh_dir = labdeck.user_home / ".ssh"
     ssh_dir.mkdir(mode=0o700)
     (ssh_dir / "config").write_text("Host gpu1 gpu2\n    User alice\nHost *\n    Port 22\n")
@@ -153,13 +126,13 @@ def test_import_ssh_config(labdeck: Labdeck) -> None:
     assert second.returncode == 0 and "already known, skipped: gpu1, gpu2" in second.stdout
 
 
-def test_trust_without_a_terminal_needs_yes(labdeck: Labdeck) -> None:
+def test_trust_without_a_terminal_needs_yes(labdeck: LabCli) -> None:
     assert labdeck("hosts", "add", "gpu1", "--ssh", "127.0.0.1:1").returncode == 0
     assert_user_error(labdeck("hosts", "trust", "gpu1"), "not a terminal", "--yes")
     assert_user_error(labdeck("hosts", "trust", "ghost", "--yes"), "no host named 'ghost'")
 
 
-def test_gpus_with_no_hosts(labdeck: Labdeck) -> None:
+def test_gpus_with_no_hosts(labdeck: LabCli) -> None:
     result = labdeck("gpus", "--json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"hosts": []}
@@ -172,7 +145,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_gpus_reports_an_unreachable_host_and_exits_1(labdeck: Labdeck) -> None:
+def test_gpus_reports_an_unreachable_host_and_exits_1(labdeck: LabCli) -> None:
     port = _closed_port()  # nothing listens there: the connection is refused at once
     assert labdeck("hosts", "add", "down", "--ssh", f"127.0.0.1:{port}").returncode == 0
     result = labdeck("gpus", "--json", "--timeout", "10")
@@ -185,7 +158,7 @@ def test_gpus_reports_an_unreachable_host_and_exits_1(labdeck: Labdeck) -> None:
     assert "down" in table.stdout and "offline" in table.stdout
 
 
-def test_the_command_line_never_imports_qt(labdeck: Labdeck) -> None:
+def test_the_command_line_never_imports_qt(labdeck: LabCli) -> None:
     code = (
         "import sys; from app.cli.main import main; rc = main(['hosts', 'ls']); "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph') "
@@ -197,12 +170,12 @@ def test_the_command_line_never_imports_qt(labdeck: Labdeck) -> None:
     assert "QT []" in result.stdout
 
 
-def test_a_store_path_that_cannot_be_created_is_a_user_error(labdeck: Labdeck) -> None:
+def test_a_store_path_that_cannot_be_created_is_a_user_error(labdeck: LabCli) -> None:
     (labdeck.home / "labdeck.sqlite3").mkdir(parents=True)
     assert_user_error(labdeck("hosts", "ls"), "cannot create the Labdeck store", "LABDECK_HOME")
 
 
-def test_unexpected_errors_are_short_and_name_the_log(labdeck: Labdeck) -> None:
+def test_unexpected_errors_are_short_and_name_the_log(labdeck: LabCli) -> None:
     code = (
         "import app.cli.hosts_cmd as h\n"
         "def boom(args): raise RuntimeError('kaboom')\n"
@@ -223,7 +196,7 @@ def test_unexpected_errors_are_short_and_name_the_log(labdeck: Labdeck) -> None:
 
 
 @pytest.mark.gui
-def test_self_test_runs_through_the_entry_point(labdeck: Labdeck, tmp_path: Path) -> None:
+def test_self_test_runs_through_the_entry_point(labdeck: LabCli, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     labdeck.env["QT_QPA_PLATFORM"] = "offscreen"
     result = labdeck("--self-test", "--screenshot", str(shot))
@@ -259,7 +232,7 @@ def test_window_actions_save_hosts_before_monitoring_them(
             monitor.stop()
 
 
-def test_window_without_a_display_says_what_to_do(labdeck: Labdeck) -> None:
+def test_window_without_a_display_says_what_to_do(labdeck: LabCli) -> None:
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         labdeck.env.pop(var, None)
     result = labdeck()
