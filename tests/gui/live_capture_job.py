@@ -7,72 +7,18 @@ folder at the end.
 ``live_capture_job.py TAG STEPS DELAY GATE...``: before each GATE step it waits for
 ``~/go-TAG-GATE``, so the test decides when the job may go on (and a gate's console line is
 left unfinished while it waits). Runs on the test host with plain ``python3``: stdlib only,
-plus the labdeck client the wrapper puts on PYTHONPATH. The TensorBoard framing (TFRecord
-with masked CRC-32C, ``simple_value`` summaries) is the one tests/integration/capture_job.py
-writes.
+plus the labdeck client the wrapper puts on PYTHONPATH and tfrecord.py (copied from
+tests/harness beside it: TFRecord framing, ``simple_value`` summaries).
 """
 
 import json
 import math
 import os
-import struct
 import sys
 import time
 
 import labdeck
-
-_POLY = 0x82F63B78
-_TABLE = []
-for _n in range(256):
-    _c = _n
-    for _ in range(8):
-        _c = (_c >> 1) ^ _POLY if _c & 1 else _c >> 1
-    _TABLE.append(_c)
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked(data):
-    crc = crc32c(data)
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def varint(n):
-    out = b""
-    while True:
-        bits = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([bits | 0x80])
-        else:
-            return out + bytes([bits])
-
-
-def field(number, wire, payload):
-    key = varint((number << 3) | wire)
-    if wire == 2:
-        return key + varint(len(payload)) + payload
-    return key + payload
-
-
-def scalar_event(tag, step, wall, value):
-    summary_value = field(1, 2, tag.encode()) + field(2, 5, struct.pack("<f", value))
-    summary = field(1, 2, summary_value)
-    return field(1, 1, struct.pack("<d", wall)) + field(2, 0, varint(step)) + field(5, 2, summary)
-
-
-def record(event):
-    header = struct.pack("<Q", len(event))
-    return header + struct.pack("<I", masked(header)) + event + struct.pack("<I", masked(event))
-
-
-def f32(value):
-    return struct.unpack("<f", struct.pack("<f", value))[0]
+from tfrecord import f32, record, scalar_event
 
 
 def enc(value):

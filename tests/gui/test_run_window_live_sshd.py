@@ -29,8 +29,8 @@ from app.ui import run_window
 from app.ui.run_window import RunContext, RunWindow, open_run_window
 from ssh_backend.states import HostState
 from tests.conftest import Lab
+from tests.harness.capture_app import CaptureApp, norm, submit_job
 from tests.harness.labapp import LabApp, run_dirs
-from tests.integration.test_capture_sshd import App, norm
 
 pytestmark = [pytest.mark.gui, pytest.mark.sshd, pytest.mark.timeout(120)]
 
@@ -92,11 +92,11 @@ class FrameLog:
 
 @pytest.fixture
 def live(qtbot: Any, tmp_path: Path, lab: Lab, monkeypatch: pytest.MonkeyPatch
-         ) -> Iterator[tuple[LabApp, App, str]]:
+         ) -> Iterator[tuple[LabApp, CaptureApp, str]]:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # no ssh-agent of the tester's
     host = lab.hosts[0]
     labapp = LabApp(tmp_path, [host])
-    app = App(labapp, monkeypatch)
+    app = CaptureApp(labapp, monkeypatch)
     tag = f"live{uuid.uuid4().hex[:8]}"
     try:
         yield labapp, app, tag
@@ -111,17 +111,11 @@ def live(qtbot: Any, tmp_path: Path, lab: Lab, monkeypatch: pytest.MonkeyPatch
 
 
 def submit(labapp: LabApp, tmp_path: Path, tag: str) -> str:
-    folder = tmp_path / "job"
-    folder.mkdir()
-    (folder / JOB.name).write_bytes(JOB.read_bytes())
     args = [tag, str(STEPS), str(DELAY)] + [str(g) for g in (OPEN, FREEZE, RESTART, LAST)]
-    (folder / "job.yaml").write_text(
-        f"name: live\nscript: {JOB.name}\nupload: .\nargs: {json.dumps(args)}\n")
-    (run_id,) = labapp.submit(str(folder / "job.yaml"))
-    return run_id
+    return submit_job(labapp, tmp_path / "job", "live", JOB, args)
 
 
-def open_window(qtbot: Any, app: App, run_id: str, key: str) -> tuple[RunWindow, FrameLog]:
+def open_window(qtbot: Any, app: CaptureApp, run_id: str, key: str) -> tuple[RunWindow, FrameLog]:
     services = app.services
     assert services is not None
     context = RunContext(RunStore(app.store), services.ingestor.metricstore,
@@ -143,7 +137,7 @@ def same(a: list[Any], b: list[Any]) -> bool:
 
 
 def test_run_window_curves_grow_live_across_a_frozen_host_and_an_app_restart(
-    qtbot: Any, tmp_path: Path, lab: Lab, live: tuple[LabApp, App, str]
+    qtbot: Any, tmp_path: Path, lab: Lab, live: tuple[LabApp, CaptureApp, str]
 ) -> None:
     labapp, app, tag = live
     host = lab.hosts[0]
@@ -223,7 +217,7 @@ def test_run_window_curves_grow_live_across_a_frozen_host_and_an_app_restart(
     window.close()
 
 
-def check_against_truth(qtbot: Any, app: App, window: Any, folder: Path, key: str,
+def check_against_truth(qtbot: Any, app: CaptureApp, window: Any, folder: Path, key: str,
                         first_drawn: dict[str, Any]) -> None:
     """The drawn raw curves and the store equal the job's ground truth (``truth.json``
     in its run folder), and the curves first drawn after the restart were its start."""
@@ -268,7 +262,7 @@ def check_against_truth(qtbot: Any, app: App, window: Any, folder: Path, key: st
         assert x0.tolist() == steps[:n] and same(y0.tolist(), values[:n]), name
 
 
-def ms_of(app: App) -> Any:
+def ms_of(app: CaptureApp) -> Any:
     assert app.services is not None
     return app.services.ingestor.metricstore
 

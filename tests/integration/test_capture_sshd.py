@@ -5,21 +5,18 @@ and re-made while the job writes on) and across an app restart while the job end
 
 The app runs in this process (monitor, dispatcher, ingestor over real sessions), so a
 restart is "stop them all, start fresh ones on the same LABDECK_HOME" and its memory can
-be measured. The job (capture_job.py) writes its ground truth into its run folder.
+be measured (tests/harness/capture_app.py). The job (capture_job.py) writes its ground
+truth into its run folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import select
-import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,95 +24,29 @@ from typing import Any
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.core.dispatcher import DispatchOptions
 from app.core.ingest import IngestOptions
-from app.core.lab import Lab as CoreLab
-from app.core.lab import known_hosts
 from app.core.runs import RunState
 from app.core.runstore import RunStore
-from app.core.store import Store
-from app.core.tailwatch import WatchOptions
-from ssh_backend.connect import Timeouts
-from ssh_backend.events import Session, SessionListener
-from ssh_backend.factory import open_session
-from ssh_backend.hostspec import HostSpec
 from ssh_backend.states import HostState
 from tests.conftest import Lab
-from tests.harness.labapp import REPO, LabApp, run_dirs
+from tests.harness.capture_app import INGEST, CaptureApp, norm, submit_job
+from tests.harness.labapp import LabApp, run_dirs
 from tests.harness.sshd import SshdHost
 
 pytestmark = [pytest.mark.sshd]
 
 JOB = Path(__file__).with_name("capture_job.py")
-SHORT = Timeouts(connect=3.0, banner=3.0, auth=5.0, channel=5.0, ping_interval=0.5,
-                 dead_after=2.5, backoff_initial=0.3, backoff_max=1.0)
-INGEST = IngestOptions(refresh_s=0.3, watch=WatchOptions(linger_s=1.5, quiet_s=1.0,
-                                                          rewatch_s=1.0))
-
-
-class App:
-    """This process as one Labdeck on ``labapp``'s home: start, stop, start again."""
-
-    def __init__(self, labapp: LabApp, monkeypatch: pytest.MonkeyPatch,
-                 ingest: IngestOptions = INGEST) -> None:
-        monkeypatch.setenv("LABDECK_HOME", str(labapp.home))
-        self.labapp = labapp
-        self.ingest = ingest
-        self.store = Store.open(labapp.store_path)
-        self.services: CoreLab | None = None
-        self.ssh_config = labapp.root / "empty_ssh_config"
-        self.ssh_config.write_text("")
-        self.states: list[HostState] = []
-        self._lock = threading.Lock()
-
-    # ClusterListener: the host states seen, to tell that a connection was re-made.
-    def on_host_changed(self, name: str) -> None:
-        view = self.services.monitor.host(name) if self.services else None
-        if view is not None:
-            with self._lock:
-                if not self.states or self.states[-1] is not view.state:
-                    self.states.append(view.state)
-
-    def on_host_sample(self, name: str) -> None:
-        pass
-
-    def on_host_removed(self, name: str) -> None:
-        pass
-
-    def start(self) -> CoreLab:
-        known = known_hosts()
-
-        def factory(spec: HostSpec, listener: SessionListener) -> Session:
-            return open_session(spec, listener, known_hosts=known, ssh_config=self.ssh_config,
-                                timeouts=SHORT)
-
-        monitor = ClusterMonitor(factory)
-        monitor.set_hosts(self.store.hosts())
-        self.services = CoreLab(
-            self.store, monitor, dispatch=DispatchOptions(poll_s=0.5), ingest=self.ingest)
-        monitor.add_listener(self)
-        self.services.start()
-        return self.services
-
-    def stop(self) -> None:
-        if self.services is not None:
-            self.services.stop()
-            self.services = None
-
-    def close(self) -> None:
-        self.stop()
-        self.store.close()
+METRIC_PATTERNS = "metric_patterns:\n  - val_score: 'validation score=(?P<value>\\S+)'\n"
 
 
 @pytest.fixture
 def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[Callable[..., tuple[LabApp, App]]]:
-    made: list[tuple[LabApp, App]] = []
+             ) -> Iterator[Callable[..., tuple[LabApp, CaptureApp]]]:
+    made: list[tuple[LabApp, CaptureApp]] = []
 
-    def make(host: SshdHost, **kw: Any) -> tuple[LabApp, App]:
+    def make(host: SshdHost, **kw: Any) -> tuple[LabApp, CaptureApp]:
         labapp = LabApp(tmp_path, [host])
-        app = App(labapp, monkeypatch, **kw)
+        app = CaptureApp(labapp, monkeypatch, **kw)
         made.append((labapp, app))
         return labapp, app
 
@@ -126,17 +57,8 @@ def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def submit(labapp: LabApp, tmp_path: Path, tag: str, steps: int, big_mb: int = 0) -> str:
-    folder = tmp_path / f"job-{tag}"
-    folder.mkdir()
-    shutil.copy(JOB, folder / "capture_job.py")
     args = [tag, str(steps)] + ([str(big_mb)] if big_mb else [])
-    (folder / "job.yaml").write_text(
-        "name: capture\nscript: capture_job.py\nupload: .\n"
-        f"args: {json.dumps(args)}\n"
-        "metric_patterns:\n  - val_score: 'validation score=(?P<value>\\S+)'\n"
-    )
-    (run_id,) = labapp.submit(str(folder / "job.yaml"))
-    return run_id
+    return submit_job(labapp, tmp_path / f"job-{tag}", "capture", JOB, args, METRIC_PATTERNS)
 
 
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -146,24 +68,13 @@ def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def stored_count(app: App, key: str, series: str) -> int:
+def stored_count(app: CaptureApp, key: str, series: str) -> int:
     assert app.services is not None
     return next((s.count for s in app.services.ingestor.metricstore.series(key)
                  if s.name == series), 0)
 
 
-def norm(value: Any) -> Any:
-    if isinstance(value, str):
-        return value
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def check_capture(app: App, host: SshdHost, run_id: str) -> dict[str, Any]:
+def check_capture(app: CaptureApp, host: SshdHost, run_id: str) -> dict[str, Any]:
     """The stored console and points are exactly what the job wrote; returns the truth."""
     run = RunStore(app.store).get(run_id)
     assert run is not None and run.state is RunState.SUCCEEDED, run
@@ -209,7 +120,7 @@ def check_capture(app: App, host: SshdHost, run_id: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(90)
 def test_capture_survives_a_frozen_host_and_a_dropped_connection(
-    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, App]]
+    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, CaptureApp]]
 ) -> None:
     host = lab.hosts[0]
     labapp, app = make_app(host)
@@ -237,7 +148,7 @@ def test_capture_survives_a_frozen_host_and_a_dropped_connection(
 
 @pytest.mark.timeout(90)
 def test_capture_survives_an_app_restart_while_the_run_ends(
-    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, App]]
+    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, CaptureApp]]
 ) -> None:
     host = lab.hosts[1]
     labapp, app = make_app(host)
@@ -274,7 +185,7 @@ def peak_rss_mib() -> float:
 
 @pytest.mark.timeout(90)
 def test_a_large_fast_log_streams_through_in_bounded_memory(
-    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, App]]
+    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, CaptureApp]]
 ) -> None:
     """64 MB written as fast as the job can; the 1 GB case is tests/bench (manual)."""
     host = lab.hosts[2]
@@ -299,7 +210,7 @@ def test_a_large_fast_log_streams_through_in_bounded_memory(
 
 @pytest.mark.timeout(90)
 def test_logs_follow_prints_the_console_exactly_and_ctrl_c_exits_130(
-    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, App]]
+    tmp_path: Path, lab: Lab, make_app: Callable[..., tuple[LabApp, CaptureApp]]
 ) -> None:
     """``labdeck logs -f`` tails the run itself (a second ingestor on the same store,
     beside the app's): its output is the run's console byte for byte, it exits 0 once
@@ -311,9 +222,8 @@ def test_logs_follow_prints_the_console_exactly_and_ctrl_c_exits_130(
     wait(lambda: labapp.run(run_id).state is RunState.RUNNING, 40, "the run to start")
 
     def follow() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "app", "logs", "-f", run_id],
-                                cwd=REPO, env=labapp.env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return labapp.popen("logs", "-f", run_id,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     follower, quitter = follow(), follow()
     try:

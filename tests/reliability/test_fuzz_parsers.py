@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 from app.core.console_metrics import ConsoleSplitter, compile_patterns, parse_line
 from app.core.jobfile import parse_job_text
 from app.core.jobspec import JobFileError, JobSpec
+from tests.harness import tfrecord
 from tests.harness.tb_events import write_events
 from tests.reliability.fuzz_contract import fuzz, holds, mutated, time_bound
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ssh_backend" / "agent"))
 import gpu_smi  # noqa: E402
-import tfcrc  # noqa: E402
 import tfevents  # noqa: E402
 
 pytestmark = [pytest.mark.reliability]
@@ -218,12 +218,6 @@ def test_mutated_smi_lines_parse_or_raise_value_error(
 # --- tfevents reader (agent) --------------------------------------------------------------
 
 
-def _record(data: bytes) -> bytes:
-    head = struct.pack("<Q", len(data))
-    return (head + struct.pack("<I", tfcrc.masked(head)) + data
-            + struct.pack("<I", tfcrc.masked(data)))
-
-
 @pytest.fixture(scope="module")
 def tb_payloads(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     """The Event payloads of real files from TensorBoard's writer (both styles, hparams)."""
@@ -265,7 +259,7 @@ def test_tfevents_with_valid_checksums_over_mutated_events(
     path (which runs on runs of >= 16 same-length records)."""
     payload = data.draw(mutated(tb_payloads, max_ops=3))
     count = data.draw(st.sampled_from([1, 17, 40]))
-    stream = _record(payload) * count + data.draw(st.sampled_from([b"", b"\x00" * 7]))
+    stream = tfrecord.record(payload) * count + data.draw(st.sampled_from([b"", b"\x00" * 7]))
     batch = holds(_read_whole, stream, ())
     assert all(isinstance(p[0], str) and isinstance(p[3], float) for p in batch.points)
     assert len(batch.points) + len(batch.warnings) >= 0
@@ -274,7 +268,7 @@ def test_tfevents_with_valid_checksums_over_mutated_events(
 @fuzz(100, 3000)
 @given(st.data())
 def test_tfevents_with_corrupt_framing(tb_payloads: list[bytes], data: st.DataObject) -> None:
-    stream = b"".join(_record(p) for p in tb_payloads[:30])
+    stream = b"".join(tfrecord.record(p) for p in tb_payloads[:30])
     stream = data.draw(mutated([stream, stream[:200]]))
     batch = holds(_read_whole, stream, ())
     assert batch.end <= len(stream)
@@ -294,7 +288,7 @@ def fast_path_shaped(draw: st.DrawFn) -> bytes:
 @fuzz(150, 4000)
 @given(fast_path_shaped(), st.sampled_from([1, 16, 17, 40]))
 def test_tfevents_fast_path_never_reads_past_a_record(payload: bytes, count: int) -> None:
-    batch = holds(_read_whole, _record(payload) * count, ())
+    batch = holds(_read_whole, tfrecord.record(payload) * count, ())
     assert batch.end == len(payload) * count + 16 * count
 
 
@@ -302,6 +296,6 @@ def test_tfevents_tag_running_past_the_last_record_is_a_warning() -> None:
     """Found by the fuzzer: a tag length past the end of the last of >= 16 records raised
     IndexError out of read_records (the tail then retried it for ever)."""
     payload = b"\x09" + b"\x00" * 8 + bytes([0x2A, 0x86, 0x0A, 0x84, 0x0A, 0x7F]) + b"abcdef"
-    batch = _read_whole(_record(payload) * 40)
+    batch = _read_whole(tfrecord.record(payload) * 40)
     assert batch.end == 40 * (len(payload) + 16) and not batch.points
     assert len(batch.warnings) == 40 and "not a readable event" in batch.warnings[0]

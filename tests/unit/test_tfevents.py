@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
 from tensorboard.summary.writer.record_writer import masked_crc32c
 
+from tests.harness import tfrecord
 from tests.harness.tb_events import Point, write_events
 
 AGENT_DIR = Path(__file__).resolve().parents[2] / "ssh_backend" / "agent"
@@ -85,10 +86,7 @@ def _tensor(dtype: int, dims: list[int], **values: Any) -> event_pb2.Event:
 
 
 def _record(event: event_pb2.Event) -> bytes:
-    data = event.SerializeToString()
-    header = struct.pack("<Q", len(data))
-    return (header + struct.pack("<I", masked_crc32c(header)) + data
-            + struct.pack("<I", masked_crc32c(data)))
+    return tfrecord.record(event.SerializeToString())
 
 
 @pytest.mark.parametrize(("event", "value"), [
