@@ -11,13 +11,16 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 mode="${1:-}"; shift || true
 
 # System packages: sshd for the lab-in-a-box tests, Qt's runtime libraries, a font,
-# dbus-daemon for the desktop-notification test's private session bus.
+# dbus-daemon for the desktop-notification test's private session bus, and a real Slurm
+# (munge, slurmctld, slurmd, the client commands) that the Slurm-pool tests configure and
+# start in a folder of their own.
 sys_pkgs=(openssh-server openssh-client libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0
           libfontconfig1 libdbus-1-3 dbus fonts-dejavu-core iproute2 util-linux python3-venv
           libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
           libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
           libwayland-client0 libwayland-cursor0 libwayland-egl1
-          desktop-file-utils appstream)
+          desktop-file-utils appstream
+          munge slurmctld slurmd slurm-client)
 missing=()
 for p in "${sys_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
