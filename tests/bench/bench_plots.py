@@ -34,14 +34,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication, QWidget
-from run_fixtures import HOST, key_of, open_store, start_run
 
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
@@ -51,6 +49,7 @@ from app.ui.data_worker import DataWorker
 from app.ui.plots import CurvePanel
 from app.ui.run_window import RunContext, open_run_window
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.run_fixtures import HOST, key_of, open_store, start_run
 
 FRAMES = 15
 

@@ -3,7 +3,7 @@ the same table as a ``QStandardItemModel`` filled with every row (target: ≥ 10
 
 Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python tests/bench/bench_runs_table.py [N]``.
 Not a pytest module: timings on a shared machine are for reading, not asserting. The
-store is built once with direct INSERTs (``tests/gui/runs_data.py``) and kept in
+store is built once with direct INSERTs (``tests/harness/runs_data.py``) and kept in
 /tmp/labdeck-bench-runs-N.sqlite3 for the next run.
 """
 
@@ -16,13 +16,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PySide6.QtCore import QAbstractItemModel, QElapsedTimer, QEventLoop, QTimer
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QApplication, QTableView
-from runs_data import fill_runs
 
 from app.core.metricstore import MetricStore
 from app.core.runs_catalog import RunsCatalog
@@ -33,6 +31,7 @@ from app.ui import runs_format as fmt
 from app.ui.context import AppContext
 from app.ui.runs_model import RunsTableModel
 from app.ui.runs_page import RunsPage
+from tests.harness.runs_data import fill_runs
 
 SIZE = (1280, 800)
 

@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
-from run_fixtures import add_points, key_of, open_store, start_run
 
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
@@ -34,6 +32,7 @@ from app.core.runstore import RunStore
 from app.ui.app import create_application
 from app.ui.compare_window import CompareWindow, open_compare_window
 from app.ui.context import AppContext
+from tests.harness.run_fixtures import add_points, key_of, open_store, start_run
 
 # name, params, steps done, speed of learning, final loss
 RUNS = (

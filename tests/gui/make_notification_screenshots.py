@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from notify_fixtures import make_world
 from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -29,6 +27,7 @@ from app.core.runs import RunState
 from app.ui.app import create_application
 from app.ui.notifications import install_notifications
 from app.ui.theme import ThemeManager
+from tests.harness.notify_fixtures import make_world
 
 SIZE = (1280, 800)
 

@@ -19,13 +19,20 @@ from pathlib import Path
 from unittest import mock
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
-from gui_fakes import TRAIN, FakeLab, bring_online, busy_reading, idle_reading, spec
 from PySide6.QtWidgets import QApplication
-from run_fixtures import (
+
+import app.core.cluster as cluster_mod
+from app.core.cluster import ClusterMonitor
+from app.core.metricstore import MetricStore
+from app.core.runstore import RunStore
+from app.ui.app import create_application
+from app.ui.run_window import RunContext, RunWindow, open_run_window
+from ssh_backend.protocol import GpuReading
+from tests.harness.gui_fakes import TRAIN, FakeLab, bring_online, busy_reading, idle_reading, spec
+from tests.harness.run_fixtures import (
     HOST,
     add_log,
     add_points,
@@ -35,14 +42,6 @@ from run_fixtures import (
     start_run,
     training_curves,
 )
-
-import app.core.cluster as cluster_mod
-from app.core.cluster import ClusterMonitor
-from app.core.metricstore import MetricStore
-from app.core.runstore import RunStore
-from app.ui.app import create_application
-from app.ui.run_window import RunContext, RunWindow, open_run_window
-from ssh_backend.protocol import GpuReading
 
 TABS = ("curves", "console", "params", "gpu")
 STEPS = 12_000

@@ -15,13 +15,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gui_fakes import FakeLab
 from PySide6.QtCore import QEventLoop, QItemSelectionModel, QTimer
 from PySide6.QtWidgets import QApplication
-from runs_data import fill_runs
 
 from app.core.cluster import ClusterMonitor
 from app.core.metricstore import MetricStore
@@ -32,6 +29,8 @@ from app.ui.app import create_application
 from app.ui.context import AppContext
 from app.ui.main_window import MainWindow
 from app.ui.runs_page import install_runs_page
+from tests.harness.gui_fakes import FakeLab
+from tests.harness.runs_data import fill_runs
 
 
 def _spin_until(cond, timeout_s: float = 10.0) -> None:

@@ -18,17 +18,8 @@ from pathlib import Path
 from unittest import mock
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gui_fakes import (
-    TRAIN,
-    FakeLab,
-    bring_online,
-    busy_reading,
-    idle_reading,
-    spec,
-)
 from PySide6.QtWidgets import QApplication
 
 import app.core.cluster as cluster_mod
@@ -37,6 +28,14 @@ from app.ui.app import create_application
 from app.ui.main_window import MainWindow
 from ssh_backend.protocol import GpuProcess, GpuReading
 from ssh_backend.states import HostState
+from tests.harness.gui_fakes import (
+    TRAIN,
+    FakeLab,
+    bring_online,
+    busy_reading,
+    idle_reading,
+    spec,
+)
 
 SIZES = ((1280, 800), (900, 700), (1280, 1500))
 TILES = 4 + 4 + 2  # gpu-a, gpu-b, sim-e; gpu-c and gpu-d never got to their GPUs

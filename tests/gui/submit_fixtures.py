@@ -7,7 +7,6 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gui_fakes import FakeLab, bring_online, busy_reading, idle_reading, spec
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
@@ -19,6 +18,7 @@ from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui.context import AppContext
 from app.ui.main_window import MainWindow
+from tests.harness.gui_fakes import FakeLab, bring_online, busy_reading, idle_reading, spec
 
 HOSTS = ("gpu-a", "gpu-b")
 TRAIN_PY = textwrap.dedent('''\

@@ -13,12 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import shiboken6
-from gui_fakes import FakeLab, spec
 from make_compare_screenshots import dark_palette
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
-from run_fixtures import HOST, METRICS, add_points, key_of, open_store, start_run, training_curves
 
 from app.core.cluster import ClusterMonitor
 from app.core.lab import Lab
@@ -31,6 +29,16 @@ from app.ui.compare_window import RUN_IDS_MIME, CompareWindow, open_compare_wind
 from app.ui.context import AppContext
 from app.ui.curve_data import XMode
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.gui_fakes import FakeLab, spec
+from tests.harness.run_fixtures import (
+    HOST,
+    METRICS,
+    add_points,
+    key_of,
+    open_store,
+    start_run,
+    training_curves,
+)
 
 pytestmark = pytest.mark.gui
 N = 600

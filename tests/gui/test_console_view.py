@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from run_fixtures import add_log, console_lines, key_of, open_store, start_run
 
 from app.core.metricstore import MetricStore
 from app.core.runstore import RunStore
 from app.ui.console_pager import PAGE_BYTES, clean_line
 from app.ui.console_view import ConsoleView
 from app.ui.data_worker import DataWorker
+from tests.harness.run_fixtures import add_log, console_lines, key_of, open_store, start_run
 
 pytestmark = pytest.mark.gui
 

@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from gui_fakes import FakeLab, bring_online, idle_reading, spec
-from notify_fixtures import FakeChannel
 
 from app.core.cluster import ClusterMonitor
 from app.core.lab import Lab
@@ -21,6 +19,8 @@ from app.ui.data_worker import DataWorker
 from app.ui.main import open_lab_window
 from app.ui.notifications import Notifier
 from app.ui.tray import LabTray
+from tests.harness.gui_fakes import FakeLab, bring_online, idle_reading, spec
+from tests.harness.notify_fixtures import FakeChannel
 
 pytestmark = pytest.mark.gui
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gui_fakes import FakeLab
 from PySide6.QtWidgets import QDialog
 
 from app.core import hosts
 from app.core.cluster import ClusterMonitor
 from app.ui.add_host_dialog import AddHostDialog
 from app.ui.main_window import MainWindow
+from tests.harness.gui_fakes import FakeLab
 
 pytestmark = pytest.mark.gui
 

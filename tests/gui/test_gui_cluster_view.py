@@ -6,13 +6,21 @@ import threading
 from dataclasses import replace
 
 import pytest
-from gui_fakes import TRAIN, FakeLab, FakeSession, bring_online, busy_reading, idle_reading, spec
 
 from app.core.cluster import ClusterMonitor
 from app.ui.gpu_tile import GpuTile
 from app.ui.main_window import MainWindow
 from ssh_backend.hostkeys import HostKeyQuestion
 from ssh_backend.states import HostState
+from tests.harness.gui_fakes import (
+    TRAIN,
+    FakeLab,
+    FakeSession,
+    bring_online,
+    busy_reading,
+    idle_reading,
+    spec,
+)
 
 pytestmark = pytest.mark.gui
 HOSTS = ("gpu-a", "gpu-b", "gpu-c")

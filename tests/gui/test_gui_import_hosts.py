@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from gui_fakes import FakeLab
 from PySide6.QtCore import Qt
 
 from app.core.cluster import ClusterMonitor
@@ -16,6 +15,7 @@ from app.core.hosts import ConfigHost
 from app.ui.import_hosts_dialog import ALIAS_ROLE, TARGET_ROLE, ImportHostsDialog
 from app.ui.main_window import MainWindow
 from ssh_backend.hostspec import HostSpec
+from tests.harness.gui_fakes import FakeLab
 from tests.harness.labcli import LabCli
 
 pytestmark = pytest.mark.gui

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import desktop_notifier
 import pytest
-from gui_fakes import busy_reading, h100_hello, idle_reading, spec
 from hostile_text import (
     BOLD,
     Canary,
@@ -25,10 +24,8 @@ from hostile_text import (
     plot_texts,
     tooltip_problems,
 )
-from notify_fixtures import World, make_world
 from PySide6 import QtGui
 from PySide6.QtWidgets import QApplication, QLabel, QSystemTrayIcon
-from run_fixtures import HOST, add_points, key_of, start_run, training_curves
 
 from app.core.notify_events import NotifyEvent
 from app.core.runs import RunState
@@ -42,6 +39,9 @@ from app.ui.submit_dialog import open_submit_dialog
 from ssh_backend.hostkeys import HostKeyQuestion
 from ssh_backend.protocol import GpuProcess, TailChunk
 from ssh_backend.states import HostState
+from tests.harness.gui_fakes import busy_reading, h100_hello, idle_reading, spec
+from tests.harness.notify_fixtures import World, make_world
+from tests.harness.run_fixtures import HOST, add_points, key_of, start_run, training_curves
 
 pytestmark = pytest.mark.gui
 UI = Path(__file__).resolve().parents[2] / "app" / "ui"

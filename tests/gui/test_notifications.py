@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from notify_fixtures import FakeChannel, World, make_world
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QSystemTrayIcon
-from run_fixtures import training_curves
 
 from app.core.notify_events import NotifyEvent, NotifySettings, load_settings
 from app.core.runs import RunState
 from app.ui.notifications import Notifier, install_notifications
 from app.ui.notify_channels import DesktopChannel, ToastChannel, TrayChannel
 from app.ui.tray import LabTray
+from tests.harness.notify_fixtures import FakeChannel, World, make_world
+from tests.harness.run_fixtures import training_curves
 
 pytestmark = pytest.mark.gui
 

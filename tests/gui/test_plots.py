@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage
-from run_fixtures import add_points, key_of, open_store, start_run, training_curves
 
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
@@ -18,6 +17,7 @@ from app.ui.curve_data import SeriesCache, XMode, _ema_loop, ema_continue, ema_d
 from app.ui.data_worker import DataWorker
 from app.ui.plots import MANY_RUNS, SPARSE_COLUMNS, CurvePanel
 from app.ui.selftest import is_blank
+from tests.harness.run_fixtures import add_points, key_of, open_store, start_run, training_curves
 
 pytestmark = pytest.mark.gui
 N = 20_000

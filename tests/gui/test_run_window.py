@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from make_run_screenshots import render
 from PySide6.QtGui import QImage
-from run_fixtures import (
+
+from app.core.metricstore import MetricStore
+from app.core.runs import RunState
+from app.core.runstore import RunStore
+from app.ui.run_window import RunContext, RunWindow, open_run_window
+from app.ui.selftest import is_blank
+from tests.harness.run_fixtures import (
     add_log,
     add_points,
     console_lines,
@@ -19,12 +25,6 @@ from run_fixtures import (
     start_run,
     training_curves,
 )
-
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.run_window import RunContext, RunWindow, open_run_window
-from app.ui.selftest import is_blank
 
 pytestmark = pytest.mark.gui
 

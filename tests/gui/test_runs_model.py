@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from runs_data import fill_runs
 
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore
@@ -24,6 +23,7 @@ from app.ui.runs_diff import plan_changes
 from app.ui.runs_model import RUN_IDS_MIME, RunsTableModel
 from app.ui.runs_page import _RunEvents
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.runs_data import fill_runs
 
 pytestmark = pytest.mark.gui
 N = 2000

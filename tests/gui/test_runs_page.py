@@ -14,7 +14,6 @@ from make_runs_screenshot import render
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QMainWindow
-from runs_data import fill_runs
 
 from app.core.metricstore import MetricStore
 from app.core.run_edits import RunEdits
@@ -28,6 +27,7 @@ from app.ui.runs_page import RunsPage, install_runs_page
 from app.ui.selftest import is_blank
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.runs_data import fill_runs
 
 pytestmark = pytest.mark.gui
 GPU_A = HostSpec(name="gpu-a", hostname="10.0.0.5", port=2222, user="alice")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pyqtgraph as pg
 import pytest
-from notify_fixtures import make_world
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.ui.selftest import is_blank
 from app.ui.theme import PLOT_COLORS, ThemeManager, install_theme
+from tests.harness.notify_fixtures import make_world
 
 pytestmark = pytest.mark.gui
 

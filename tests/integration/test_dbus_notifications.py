@@ -5,7 +5,6 @@ metric; the server's "default" action opens the run; without a server the toast 
 
 import asyncio
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,14 +12,11 @@ import pytest
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gui"))
-
-from notify_fixtures import make_world
-from run_fixtures import training_curves
-
 from app.core.notify_events import NotifySettings
 from app.core.runs import RunState
 from app.ui.notifications import install_notifications
+from tests.harness.notify_fixtures import make_world
+from tests.harness.run_fixtures import training_curves
 
 pytestmark = pytest.mark.gui
 

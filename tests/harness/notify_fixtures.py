@@ -8,9 +8,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gui_fakes import FakeLab, bring_online, idle_reading, spec
-from run_fixtures import add_points, key_of, start_run, training_curves
-
 from app.core.cluster import ClusterMonitor
 from app.core.lab import Lab
 from app.core.metricstore import MetricStore
@@ -20,6 +17,8 @@ from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui.context import AppContext
 from app.ui.main_window import MainWindow
+from tests.harness.gui_fakes import FakeLab, bring_online, idle_reading, spec
+from tests.harness.run_fixtures import add_points, key_of, start_run, training_curves
 
 
 class ThreadDispatcher:
