@@ -140,3 +140,12 @@ class RunHost:
                         kill(record["pid"], signal.SIGKILL)
                     except OSError:
                         pass
+
+
+def gated_job(host: RunHost, name: str, code: int = 0) -> list[str]:
+    """A job that waits for a file ``<root>/<name>`` to appear, then exits ``code``."""
+    gate = host.root / name
+    return python_job(
+        f"import os,sys,time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
+        f"sys.exit({code})"
+    )

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.runhost import AGENT_DIR, RunHost
-from tests.unit.test_runctl import gated_job
+from tests.harness.runhost import AGENT_DIR, RunHost, gated_job
 
 sys.path.insert(0, str(AGENT_DIR))
 import policy

@@ -30,7 +30,15 @@ from ssh_backend.runs import (
     reconcile,
 )
 from tests.harness.recorder import Recorder
-from tests.harness.runhost import AGENT_DIR, RUNCTL, RunHost, pid_gone, python_job, wait_until
+from tests.harness.runhost import (
+    AGENT_DIR,
+    RUNCTL,
+    RunHost,
+    gated_job,
+    pid_gone,
+    python_job,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -38,15 +46,6 @@ def host(tmp_path: Path) -> Iterator[RunHost]:
     made = RunHost(tmp_path)
     yield made
     made.cleanup()
-
-
-def gated_job(host: RunHost, name: str, code: int = 0) -> list[str]:
-    """A job that waits for a file ``<root>/<name>`` to appear, then exits ``code``."""
-    gate = host.root / name
-    return python_job(
-        f"import os,sys,time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\n"
-        f"sys.exit({code})"
-    )
 
 
 def test_reconcile_outcomes(host: RunHost) -> None:

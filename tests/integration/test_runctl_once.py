@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.runhost import AGENT_DIR, RunHost, python_job, wait_until
-from tests.unit.test_runctl import gated_job
+from tests.harness.runhost import AGENT_DIR, RunHost, gated_job, python_job, wait_until
 
 
 @pytest.fixture
