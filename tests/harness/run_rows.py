@@ -29,3 +29,9 @@ def stored_runs(store: Store) -> set[str]:
         conn = store.db.conn
         return {row[0] for table in TABLES
                 for row in conn.execute(f"SELECT DISTINCT run_id FROM {table}")}
+
+
+def integrity_ok(store: Store) -> bool:
+    """SQLite's own check of the whole file."""
+    with store.lock:
+        return bool(store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -1,15 +1,11 @@
-"""MetricStore on a real SQLite file: exactly-once ingest, restarts, resets, 1M points, kill -9."""
+"""MetricStore on a real SQLite file: exactly-once ingest, restarts, resets, 1M points
+(kill -9 of a writer process: tests/integration/test_store_processes.py)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +17,8 @@ from app.core import store as store_mod
 from app.core.metricstore import MetricStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
+from tests.harness.run_rows import integrity_ok
 
-REPO = Path(__file__).resolve().parents[2]
 LOG = "output.log"
 JSONL = "metrics.jsonl"
 
@@ -57,11 +53,6 @@ def pts(first: int, count: int, series: str = "loss") -> tuple[MetricPoint, ...]
 def metrics(run: str, start: int, end: int, points: tuple[MetricPoint, ...], inode: int = 9,
             reset: bool = False) -> tuple[str, TailChunk]:
     return ("ws1", TailChunk(run, JSONL, inode, start, end, points=points, reset=reset))
-
-
-def integrity_ok(store: Store) -> bool:
-    with store.lock:
-        return bool(store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
 
 def test_migration_3_adds_the_metric_tables_to_a_version_2_store(
@@ -295,83 +286,6 @@ def test_log_reads_are_bounded_and_page_exactly(ms: MetricStore) -> None:
     assert b"".join(pages) == big
     assert ms.log_bytes("r1", len(big) - 5, len(big) + 100) == big[-5:]
     assert ms.log_bytes("r1", len(big) + 1) == b"" and ms.log_bytes("r1", 50, 40) == b""
-
-
-WRITER = textwrap.dedent("""
-    import time
-    from app.core.metricstore import MetricStore
-    from app.core.store import Store
-    from ssh_backend.protocol import MetricPoint, TailChunk
-    RUNS, S, P = ("ka", "kb", "kc"), 7001, 1500
-    def console(run, a, b):
-        text = b"".join(b"%s %08d\\n" % (run.encode(), k) for k in range(a // 12, b // 12 + 1))
-        return text[a % 12 : a % 12 + b - a]
-    ms = MetricStore(Store.open())
-    # Resume where the store says, as the app does after a crash.
-    i = ms.offsets("ka").get("output.log", 0) // S
-    while True:
-        batch = []
-        for run in RUNS:
-            batch.append(("h", TailChunk(run, "output.log", 1, i * S, (i + 1) * S,
-                                         data=console(run, i * S, (i + 1) * S))))
-            points = tuple(MetricPoint(name, j, float(j), j * sign)
-                           for j in range(i * P, (i + 1) * P)
-                           for name, sign in (("loss", 0.5), ("acc", -1.0)))
-            batch.append(("h", TailChunk(run, "metrics.jsonl", 2, i * 1000, (i + 1) * 1000,
-                                         points=points)))
-        ms.ingest(batch)
-        i += 1
-        print(i, time.monotonic(), flush=True)
-""")
-
-
-def check_consistent(path: Path) -> int:
-    """Offsets match the stored data exactly for every run; returns the chunks committed."""
-    with Store.open(path) as s:
-        assert integrity_ok(s)
-        ms = MetricStore(s)
-        committed = set()
-        for run in ("ka", "kb", "kc"):
-            offsets = ms.offsets(run)
-            size = ms.log_size(run)
-            assert offsets[LOG] == size and size % 7001 == 0
-            expected = b"".join(b"%s %08d\n" % (run.encode(), k) for k in range(size // 12 + 1))
-            assert ms.log_bytes(run, 0, size) == expected[:size]
-            chunks = offsets[JSONL] // 1000
-            assert chunks == size // 7001  # console and points of a batch commit together
-            for name, sign in (("loss", 0.5), ("acc", -1.0)):
-                p = ms.points(run, name)
-                assert np.array_equal(p.step, np.arange(chunks * 1500))
-                assert np.array_equal(p.value, np.arange(chunks * 1500) * sign)
-            committed.add(chunks)
-        assert len(committed) == 1
-        return committed.pop()
-
-
-@pytest.mark.slow
-def test_kill_9_mid_ingest_leaves_offsets_matching_the_data(home: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    path = home / "labdeck.sqlite3"
-    done = 0
-    kills = 8
-    for attempt in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        stamps = []
-        for line in proc.stdout:
-            stamps.append(float(line.split()[1]))
-            if len(stamps) == 3:
-                break
-        # Kill at a different point of the ingest cycle each time (attempt/kills of it).
-        period = (stamps[-1] - stamps[0]) / 2
-        time.sleep(period * attempt / kills)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        committed = check_consistent(path)
-        assert committed >= done + 3  # every writer resumed from the store and advanced
-        done = committed
 
 
 def test_out_of_range_steps_and_odd_values_do_not_fail_the_batch(ms: MetricStore) -> None:

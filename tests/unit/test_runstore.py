@@ -1,13 +1,10 @@
-"""The run queue on a real SQLite file: submit, compare-and-set, cancel, paging, races."""
+"""The run queue on a real SQLite file: submit, compare-and-set, cancel, paging, races
+(threads here; processes in tests/integration/test_store_processes.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +20,6 @@ from app.core.runstore import RunNotFoundError, RunStateError, RunStore
 from app.core.store import Store
 from ssh_backend.hostspec import HostSpec
 
-REPO = Path(__file__).resolve().parents[2]
 Q, L, R = RunState.QUEUED, RunState.LAUNCHING, RunState.RUNNING
 
 
@@ -305,72 +301,3 @@ def test_threads_racing_for_claims_each_run_goes_to_exactly_one(path: Path) -> N
     assert sorted(rid for w in won for rid in w) == sorted(ids)
 
 
-CLAIMER = textwrap.dedent(
-    """
-    import json, random, sys, time
-    from pathlib import Path
-    from app.core.runstore import RunStore
-    from app.core.store import Store
-
-    path, go, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    store = Store.open(path)
-    runs = RunStore(store)
-    ids = json.loads(sys.argv[4])
-    ready = go.with_name("ready-" + me)
-    ready.touch()
-    random.seed(me)
-    random.shuffle(ids)
-    while not go.exists():
-        time.sleep(0.005)
-    won, lost = [], 0
-    for rid in ids:
-        if runs.claim(rid, "host-" + rid, [0], ["GPU-" + me]):
-            won.append(rid)
-        else:
-            lost += 1
-    store.close()
-    print(json.dumps({"won": won, "lost": lost}))
-    """
-)
-
-
-@pytest.mark.slow
-def test_processes_racing_for_the_same_claims_each_run_goes_to_exactly_one(
-    path: Path, tmp_path: Path
-) -> None:
-    with Store.open(path) as store:
-        ids = RunStore(store).submit([job(f"p{i}") for i in range(200)], user="u")
-    go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(path), str(go), f"p{k}", json.dumps(ids)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for k in range(3)
-    ]
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"ready-p{k}").exists() for k in range(3)):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
-        time.sleep(0.01)
-    go.touch()  # all three are imported and connected: start them together
-    results, lost = [], 0
-    for proc in procs:
-        out, err = proc.communicate(timeout=90)
-        assert proc.returncode == 0, err
-        reply = json.loads(out)
-        results.append(reply["won"])
-        lost += reply["lost"]
-    claimed = [rid for won in results for rid in won]
-    assert sorted(claimed) == sorted(ids)  # each exactly once: no loss, no duplicate
-    # Every other attempt lost cleanly (False, no "database is locked" error).
-    assert lost == 2 * len(ids)
-    with Store.open(path) as store:
-        runs = RunStore(store)
-        owners = {}
-        for k, won in enumerate(results):
-            for rid in won:
-                owners[rid] = f"GPU-p{k}"
-        for rid in ids:
-            run = runs.get(rid)
-            assert run is not None and run.state is L and run.host == f"host-{rid}"
-            assert run.gpu_uuids == (owners[rid],)  # the winner's placement was stored

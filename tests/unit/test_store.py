@@ -1,12 +1,10 @@
-"""The local SQLite store on a real file: schema, privacy, errors, concurrent writers."""
+"""The local SQLite store on a real file: schema, privacy, errors, concurrent writers
+(threads here; processes in tests/integration/test_store_processes.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +22,6 @@ from app.core.store import (
     StoreError,
 )
 from ssh_backend.hostspec import AgentOptions, HostSpec
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -231,31 +227,3 @@ def test_threads_sharing_one_store_and_threads_with_their_own(store: Store) -> N
     assert store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_two_processes_writing_at_once_do_not_corrupt(store: Store, home: Path) -> None:
-    script = textwrap.dedent(
-        """
-        import sys
-        from app.core.store import Store
-        from ssh_backend.hostspec import HostSpec
-        prefix = sys.argv[1]
-        with Store.open() as s:
-            for i in range(150):
-                s.add_host(HostSpec(name=f"{prefix}{i}", hostname="h", port=22))
-                s.set_setting("counter", i)
-                if i % 3 == 0:
-                    s.remove_host(f"{prefix}{i}")
-        """
-    )
-    env = {"LABDECK_HOME": str(home), "PATH": "/usr/bin:/bin"}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, p], cwd=REPO, env=env,
-                         stderr=subprocess.PIPE, text=True)
-        for p in ("p1-", "p2-")
-    ]
-    for proc in procs:
-        _, err = proc.communicate(timeout=90)
-        assert proc.returncode == 0, err
-    names = {s.name for s in store.hosts()}
-    assert len(names) == 200  # 2 * (150 - 50 removed)
-    assert "p1-1" in names and "p2-149" in names and "p1-0" not in names
-    assert store.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
