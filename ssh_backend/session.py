@@ -128,6 +128,8 @@ class HostSession(WorkerSession):
             plan = resolve(self.spec, self.ssh_config)
         except ConfigError as exc:
             return Outcome(HostState.OFFLINE, f"cannot use the ssh config: {exc}")
+        log.info("%s: ssh config read by %s: %s", self.name, plan.resolved_by,
+                 plan.target.label)
         conn = Connection()
         with self._conn_lock:
             self._conn = conn

@@ -57,6 +57,8 @@ class ConfigHost:
     port: int | None = None
     problem: str | None = None
     known: bool = False
+    # What read the config for this alias: "ssh -G" (OpenSSH itself) or "paramiko".
+    resolved_by: str = ""
 
     @property
     def target(self) -> str:
@@ -234,6 +236,7 @@ def ssh_config_hosts(ssh_config_path: str | Path | None = None,
             port=hop.port if hop else None,
             problem=_import_problem(entry),
             known=entry.alias in known,
+            resolved_by=entry.plan.resolved_by if entry.plan is not None else "",
         ))
     return found
 

@@ -106,4 +106,6 @@ def _item(host: ConfigHost) -> QListWidgetItem:
     item.setCheckState(Qt.CheckState.Unchecked)
     item.setData(ALIAS_ROLE, host.alias)
     item.setData(TARGET_ROLE, host.target)
+    if host.resolved_by:
+        item.setToolTip(display_text(f"Settings read by {host.resolved_by}"))
     return item

@@ -124,10 +124,11 @@ def test_mutated_real_config_gives_a_plan_or_a_config_error(
     ("CanonicalizeHostname yes\n", 0, "canonicaldomains"),
 ])
 def test_lookup_time_failures_are_config_errors(
-    tmp_path: Path, text: str, line: int, problem: str
+    tmp_path: Path, text: str, line: int, problem: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found by fuzzing: paramiko raised ValueError / KeyError / ImportError (for Match
-    exec, which needs 'invoke') out of resolve()."""
+    exec, which needs 'invoke') out of resolve(). The fallback without an ssh client."""
+    monkeypatch.setattr("ssh_backend.ssh_g.find_ssh", lambda: None)
     config = tmp_path / "config"
     config.write_text(text)
     with pytest.raises(ConfigError) as info:
@@ -140,13 +141,14 @@ def test_include_fan_out_is_refused_not_read_for_ever(tmp_path: Path) -> None:
     """Eight files each including the next one 30 times: 30**8 lines if followed."""
     for level in range(8):
         name = "config" if level == 0 else f"l{level}.conf"
-        (tmp_path / name).write_text(f"Include {' '.join([f'l{level + 1}.conf'] * 30)}\n")
+        include = f"{tmp_path}/l{level + 1}.conf"  # absolute: relative ones are in ~/.ssh
+        (tmp_path / name).write_text(f"Include {' '.join([include] * 30)}\n")
     (tmp_path / "l8.conf").write_text("Host x\n  Port 22\n")
     with pytest.raises(ConfigError, match="more than 100,000 lines"):
         holds(lambda p: resolve(_spec("x"), p), tmp_path / "config", (), seconds=20)
 
 
 def test_include_loop_through_a_glob_terminates(tmp_path: Path) -> None:
-    (tmp_path / "config").write_text("Include *\nHost gpu1\n  Port 22\n")
+    (tmp_path / "config").write_text(f"Include {tmp_path}/*\nHost gpu1\n  Port 22\n")
     with pytest.raises(ConfigError, match="nested deeper than 16"):
         holds(lambda p: resolve(_spec("gpu1"), p), tmp_path / "config", ())

@@ -196,7 +196,7 @@ def test_import_from_a_real_ssh_config_with_include(
     (conf_d / "lab.conf").write_text("Host gpu3 gpu4\n    HostName 10.0.0.3\n")
     config = tmp_path / "ssh" / "config"
     config.write_text(
-        "Include conf.d/*.conf\n"
+        f"Include {conf_d}/*.conf\n"  # ssh reads a relative one from ~/.ssh
         "Host *.lab !bastion\n    User alice\n\n"
         "Host gpu1\n    HostName gpu1.lab\n    Port 2222\n\n"
         "Host gpu2 old\n    HostName 10.0.0.2\n\n"
@@ -225,12 +225,14 @@ def test_an_alias_the_config_cannot_resolve_is_reported_not_imported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
+    # The paramiko fallback: ssh itself would refuse the whole file for this line.
+    monkeypatch.setattr("ssh_backend.ssh_g.find_ssh", lambda: None)
     config = tmp_path / "config"
     config.write_text("Host gpu1\n    ProxyJump jump:99999\nHost gpu2\n    User bob\n")
     assert ssh_config_hosts(config, known={"gpu2"}) == [
         ConfigHost("gpu1", problem=f"alias 'gpu1' cannot be resolved: {config}:0: ProxyJump: "
                    "bad port '99999' in 'jump:99999'"),
-        ConfigHost("gpu2", "bob", "gpu2", 22, known=True),
+        ConfigHost("gpu2", "bob", "gpu2", 22, known=True, resolved_by="paramiko"),
     ]
     with Store.open() as store:
         result = import_from_ssh_config(store, config)
