@@ -8,10 +8,12 @@ commands, as ssh does. Answers are cached briefly, keyed by the files' modificat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -118,19 +120,24 @@ def ssh_options(ssh: str, config: Path | None, host: str, *, user: str | None = 
 
 def _run(argv: list[str], config: Path | None) -> Options:
     try:
-        done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                              timeout=SSH_G_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise ConfigError(config or "ssh config", 0,
-                          f"ssh -G did not answer within {SSH_G_TIMEOUT_S:g} s (a Match "
-                          "exec command that waits?)") from None
+        # A session of its own: on timeout the Match exec commands ssh started die too.
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
         raise ConfigError(config or "ssh config", 0,
                           f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    stdout = done.stdout.decode("utf-8", "replace")
-    if done.returncode != 0:
-        raise _error(done.stderr.decode("utf-8", "replace"), config)
-    return parse_output(stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=SSH_G_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ConfigError(config or "ssh config", 0,
+                          f"ssh -G did not answer within {SSH_G_TIMEOUT_S:g} s (a Match "
+                          "exec command that waits?)") from None
+    if proc.returncode != 0:
+        raise _error(stderr.decode("utf-8", "replace"), config)
+    return parse_output(stdout.decode("utf-8", "replace"))
 
 
 def parse_output(text: str) -> Options:
