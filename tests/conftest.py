@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: the sshd lab in a box and the leftover-thread check."""
+"""Fixtures shared by the whole suite: the sshd lab in a box, the leftover-thread check, and
+a private LABDECK_HOME with its store."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.store import Store
 from ssh_backend.hostkeys import KnownHosts
 from tests.harness.burner import burning
 from tests.harness.sshd import SSHD, Lab, SshdLab
@@ -54,6 +56,21 @@ def no_leftover_threads(thread_grace_s: float) -> Iterator[None]:
         extra[0].join(0.05)
     if extra:
         pytest.fail(f"test left threads running: {sorted(t.name for t in extra)}")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private LABDECK_HOME (set in the environment; the store creates the folder)."""
+    monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[Store]:
+    """The Store in ``home``, closed after the test."""
+    s = Store.open()
+    yield s
+    s.close()
 
 
 def _sshd_usable() -> str:

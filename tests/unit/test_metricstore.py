@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,6 @@ from tests.harness.run_rows import integrity_ok
 
 LOG = "output.log"
 JSONL = "metrics.jsonl"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def store(home: Path) -> Iterator[Store]:
-    s = Store.open()
-    yield s
-    s.close()
 
 
 @pytest.fixture

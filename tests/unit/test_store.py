@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,6 @@ from app.core.store import (
     StoreError,
 )
 from ssh_backend.hostspec import AgentOptions, HostSpec
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LABDECK_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def store(home: Path) -> Iterator[Store]:
-    s = Store.open()
-    yield s
-    s.close()
 
 
 def full_spec(name: str = "gpu1") -> HostSpec:
