@@ -1,7 +1,9 @@
-"""The real agent.py as a subprocess: hello, the sample stream, commands, exit on EOF."""
+"""The real agent.py as a subprocess: hello, the sample stream, commands, tails of a
+run's files, exit on EOF."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -13,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
-from agent_process import AgentProcess
-
 from ssh_backend.agent_bundle import build_bundle
-from ssh_backend.protocol import AgentError, Hello, Pong, Sample
+from ssh_backend.protocol import AgentError, Hello, Pong, Sample, TailChunk
+from tests.harness.agent_process import AgentProcess
+from tests.harness.runhost import wait_until
 
 SIM = ("--backend", "sim", "--sim-gpus", "4", "--interval", "0.1")
+RUN = "tail-run-1"
 
 
 def test_hello_then_samples_at_the_interval() -> None:
@@ -179,3 +181,32 @@ def test_sim_shows_a_real_process_on_its_gpu() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_agent_process_streams_tails_that_decode(tmp_path: Path) -> None:
+    """watch/unwatch answered with tail messages the app decodes (agent/tails.py in-process
+    is tests/unit/test_tails.py)."""
+    home = tmp_path
+    run_dir = home / ".labdeck" / "runs" / RUN
+    run_dir.mkdir(parents=True)
+    (run_dir / "output.log").write_bytes(b"hello\n")
+    (run_dir / "metrics.jsonl").write_bytes(json.dumps(
+        {"t": 1.0, "step": 0, "m": {"loss": float("nan")}}).encode() + b"\n")
+    args = ("--backend", "sim", "--sim-gpus", "1", "--interval", "0.2")
+    with AgentProcess(*args, env={"HOME": str(home)}) as agent:
+        agent.command("watch", run_id=RUN, offsets={"output.log": 1})
+        got: dict[str, TailChunk] = {}
+
+        def both() -> bool:
+            _at, chunk = agent.next(TailChunk, timeout=5)
+            got[chunk.source] = chunk
+            return len(got) == 2
+
+        wait_until(both, 10, "a chunk of each file")
+        assert got["output.log"].data == b"ello\n" and got["output.log"].start == 1
+        point = got["metrics.jsonl"].points[0]
+        assert point.series == "loss" and point.step == 0 and point.value != point.value
+        agent.command("unwatch", run_id=RUN)
+        agent.command("watch", run_id="../nope", offsets={})
+        _at, error = agent.next(AgentError, timeout=5)
+        assert "bad command ignored" in error.message

@@ -1,11 +1,9 @@
-"""The nvidia-smi CSV parsers against the recorded output, and the fake nvidia-smi's
-fidelity to that recording."""
+"""The nvidia-smi CSV parsers against the recorded output (the fake nvidia-smi's fidelity
+to that recording: tests/integration/test_fake_nvidia_smi.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,31 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "ssh_backend" / "agent"))
 import gpu_smi  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "nvidia-h100"
-FAKE_SMI = ROOT / "tests" / "harness" / "bin" / "nvidia-smi"
+from tests.harness.smi_recording import recorded_output, smi_transcript  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def smi_txt() -> str:
-    path = FIXTURES / "smi.txt"
-    if not path.exists():
-        pytest.skip(f"recordings not found at {FIXTURES}")
-    return path.read_text()
-
-
-def recorded_output(smi_txt: str, command_prefix: str, exact: bool = False) -> list[str]:
-    """The lines a command printed in smi.txt (a `set -x` transcript)."""
-    lines = smi_txt.splitlines()
-    start = next(
-        i for i, line in enumerate(lines)
-        if (line == "+ " + command_prefix if exact else line.startswith("+ " + command_prefix))
-    )
-    out = []
-    for line in lines[start + 1:]:
-        if line.startswith("+ "):
-            break
-        out.append(line)
-    return out
+    return smi_transcript()
 
 
 def test_recorded_nounits_line(smi_txt: str) -> None:
@@ -137,38 +116,3 @@ def test_line_parser_fails_only_with_value_errors(line: str) -> None:
 # -- the fake nvidia-smi prints what the real one printed ----------------------------
 
 
-def run_fake(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(FAKE_SMI), *args], capture_output=True, text=True, timeout=20,
-                          env={**os.environ, **env}, check=False)
-
-
-def test_fake_table_equals_recording(smi_txt: str) -> None:
-    recorded = recorded_output(smi_txt, "nvidia-smi", exact=True)
-    fake = run_fake().stdout.splitlines()
-    # The first line is the clock; the rest must match byte for byte.
-    assert fake[1:] == recorded[1:]
-
-
-def test_fake_queries_equal_recording(smi_txt: str) -> None:
-    for prefix in ("nvidia-smi --query-gpu=index,uuid,name,utilization.gpu,utilization.memory,"
-                   "memory.used,memory.total,memory.free",
-                   "nvidia-smi --query-gpu=index,uuid,name,utilization.gpu,utilization.memory,"
-                   "memory.used,memory.total,temperature.gpu",
-                   "nvidia-smi --query-compute-apps"):
-        command = next(line for line in smi_txt.splitlines() if line.startswith("+ " + prefix))
-        args = command.split()[2:]
-        assert run_fake(*args).stdout.splitlines() == recorded_output(smi_txt, prefix)
-
-
-def test_fake_mismatch_exits_18() -> None:
-    result = run_fake("--query-gpu=index", "--format=csv", FAKE_SMI_MODE="mismatch")
-    assert result.returncode == 18
-    assert gpu_smi.is_mismatch(result.stdout)
-
-
-def test_fake_lists_processes() -> None:
-    result = run_fake("--query-compute-apps=pid,used_memory,gpu_uuid",
-                      "--format=csv,noheader,nounits", FAKE_SMI_GPUS="2",
-                      FAKE_SMI_APPS="1234:1082:1")
-    [(pid, mem, uuid)] = gpu_smi.parse_apps(result.stdout)
-    assert (pid, mem) == (1234, 1082.0) and uuid.startswith("GPU-")

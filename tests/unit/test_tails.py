@@ -1,9 +1,8 @@
-"""Tailing a run's files by offset and inode (agent/tails.py), and the real agent process
-answering watch/unwatch with tail messages the app decodes."""
+"""Tailing a run's files by offset and inode (agent/tails.py); the real agent process
+answering watch/unwatch is tests/integration/test_agent_stream.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,9 +10,6 @@ from typing import Any
 
 import pytest
 
-from ssh_backend.protocol import AgentError, TailChunk
-from tests.harness.agent_process import AgentProcess
-from tests.harness.runhost import wait_until
 from tests.harness.tb_events import write_events
 
 AGENT_DIR = Path(__file__).resolve().parents[2] / "ssh_backend" / "agent"
@@ -154,28 +150,4 @@ def test_bad_watch_requests_are_refused(run_dir: Path) -> None:
         with pytest.raises(ValueError):
             t.watch(run_id, offsets)
 
-
-def test_agent_process_streams_tails_that_decode(run_dir: Path) -> None:
-    home = run_dir.parents[2]
-    (run_dir / "output.log").write_bytes(b"hello\n")
-    (run_dir / "metrics.jsonl").write_bytes(json.dumps(
-        {"t": 1.0, "step": 0, "m": {"loss": float("nan")}}).encode() + b"\n")
-    args = ("--backend", "sim", "--sim-gpus", "1", "--interval", "0.2")
-    with AgentProcess(*args, env={"HOME": str(home)}) as agent:
-        agent.command("watch", run_id=RUN, offsets={"output.log": 1})
-        got: dict[str, TailChunk] = {}
-
-        def both() -> bool:
-            _at, chunk = agent.next(TailChunk, timeout=5)
-            got[chunk.source] = chunk
-            return len(got) == 2
-
-        wait_until(both, 10, "a chunk of each file")
-        assert got["output.log"].data == b"ello\n" and got["output.log"].start == 1
-        point = got["metrics.jsonl"].points[0]
-        assert point.series == "loss" and point.step == 0 and point.value != point.value
-        agent.command("unwatch", run_id=RUN)
-        agent.command("watch", run_id="../nope", offsets={})
-        _at, error = agent.next(AgentError, timeout=5)
-        assert "bad command ignored" in error.message
 
