@@ -28,6 +28,16 @@ def pid_gone(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
 
 
+def process_group(pid: int | str) -> int | None:
+    """The process group of ``pid``; None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return None if fields[0] == "Z" else int(fields[2])
+
+
 def wait_until(predicate: Any, timeout: float, what: str, every: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

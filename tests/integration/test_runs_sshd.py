@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from ssh_backend.runs import LaunchRefused, LaunchRequest, RunStatus, cancel, la
 from ssh_backend.session import HostSession
 from ssh_backend.states import HostState
 from tests.harness.recorder import Recorder, SessionFactory
-from tests.harness.runhost import RunHost, pid_gone, wait_until
+from tests.harness.runhost import RunHost, pid_gone, process_group, wait_until
 from tests.harness.sshd import Lab, SshdHost
 
 pytestmark = [pytest.mark.sshd]
@@ -143,7 +142,8 @@ def test_cancel_over_ssh_kills_the_tree(lab: Lab, make_session: SessionFactory) 
     group: list[int] = []
 
     def members() -> bool:
-        group[:] = [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(p) == status.pgid]
+        group[:] = [int(p) for p in os.listdir("/proc")
+                    if p.isdigit() and process_group(p) == status.pgid]
         return len(group) == 3
 
     wait_until(members, 5, "bash and two sleeps in the job's group")
@@ -152,15 +152,6 @@ def test_cancel_over_ssh_kills_the_tree(lab: Lab, make_session: SessionFactory) 
     done = wait_kind(session, "ssh-run-4", "finished", 10)
     assert done.cancelled and done.exit_code == 143
     wait_until(lambda: all(pid_gone(p) for p in group), 5, "the whole tree to die")
-
-
-def _pgid(pid: str) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[2])
 
 
 @pytest.mark.timeout(60)

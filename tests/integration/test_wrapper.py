@@ -16,7 +16,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.harness.runhost import AGENT_DIR, RunHost, pid_gone, python_job, wait_until
+from tests.harness.runhost import (
+    AGENT_DIR,
+    RunHost,
+    pid_gone,
+    process_group,
+    python_job,
+    wait_until,
+)
 
 sys.path.insert(0, str(AGENT_DIR))
 import leases
@@ -112,20 +119,12 @@ def _tree_pids(host: RunHost, run_id: str, count: int) -> list[int]:
     found: list[int] = []
 
     def members() -> bool:
-        found[:] = [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pgid]
+        found[:] = [int(p) for p in os.listdir("/proc")
+                    if p.isdigit() and process_group(p) == pgid]
         return len(found) >= count
 
     wait_until(members, 5, f"{count} processes in the job's group")
     return found
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[2])
 
 
 def test_cancel_kills_the_whole_tree_and_records_the_exit_code(host: RunHost) -> None:
