@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from app.cli.common import say, warn
 from app.cli.runs_cmd import find_run
+from app.core.events import Event, PointsStored
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
@@ -155,7 +156,12 @@ def _tail(lab: Lab, run: Run, pos: int, out: _Console) -> int:
     key = run.host_run_id
     ingestor = lab.ingestor
     news = threading.Event()
-    ingestor.add_listener(lambda run_id, kinds: news.set() if run_id == key else None)
+
+    def on_stored(event: Event) -> None:
+        if isinstance(event, PointsStored) and event.run_key == key:
+            news.set()
+
+    lab.bus.subscribe(on_stored, (PointsStored,))
     ended = run.state.finished
     if ended:  # drain what no Labdeck fetched yet, then stop
         ingestor.assume_finished(key)

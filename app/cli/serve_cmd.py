@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.common import say, warn
 from app.core.dispatcher import Dispatcher, DispatchOptions
+from app.core.events import Event, RunChanged
 from app.core.runs import RunState
 from app.core.safetext import terminal_safe
 from app.core.store import Store
@@ -59,8 +60,10 @@ class _Printer:
         # What was printed last per run: several quick changes read back as one.
         self._last: dict[str, str] = {}
 
-    def on_run_changed(self, run_id: str) -> None:
-        run = self._dispatcher.runstore.get(run_id)
+    def on_event(self, event: Event) -> None:
+        if not isinstance(event, RunChanged):
+            return
+        run = self._dispatcher.runstore.get(event.run_id)
         if run is None:
             return
         where = ""
@@ -102,7 +105,7 @@ def _run_lab(lab: Lab, args: argparse.Namespace, stop: threading.Event) -> int:
     if not hosts:
         warn("no hosts yet; add one with: labdeck hosts add NAME --ssh user@host")
         return 1
-    lab.dispatcher.add_listener(_Printer(lab.dispatcher))
+    lab.bus.subscribe(_Printer(lab.dispatcher).on_event, (RunChanged,))
     # Runs' consoles and curves are tailed into the store too (labdeck logs/metrics);
     # hosts added or removed with `labdeck hosts` meanwhile are followed.
     lab.start()

@@ -2,12 +2,16 @@
 
 ``ClusterMonitor`` owns one session per host (through an injected factory, so tests and the
 demo lab can choose the session kind), receives their callbacks on the sessions' worker
-threads, keeps the latest state under a lock, and tells its listeners *which* host
-changed. Listeners (the UI bridge, the CLI) then read a consistent copy with ``host()``.
+threads, keeps the latest state under a lock, and publishes what changed on its event bus
+(``HostChanged``, ``HostSample``, ``HostRemoved``; ``app.core.events``). Subscribers (the
+dispatcher, the UI's bridge) read a consistent copy with ``host()`` when they need more.
 
 It is also where what a host sends is checked against what Labdeck gave it: runs are
 watched through ``watch()``, which records the host each run (its id on the host) was
-placed on, and a tail chunk reaches the tail listeners only from that host. Anything else
+placed on, and a tail chunk reaches the tail listeners only from that host. Tail chunks
+are not bus events: they are bulk data, and their one consumer (the ingestor) pushes back
+by blocking the session thread while its queue is full, which a bus must not let one
+handler do to the others. Anything else
 is dropped with a rate-limited warning and a note on the host's view (``HostView.note``),
 which also says what decoding cut from an oversized hello or sample and what the bounds
 across messages left out (``app.core.hostguard``).
@@ -21,8 +25,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
+from app.core.events import EventBus, HostChanged, HostRemoved, HostSample
 from app.core.hostguard import HostGuard
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.hostspec import HostSpec
@@ -40,17 +45,6 @@ DEFAULT_HISTORY_S = 600.0
 _HISTORY_POINTS = 6000
 # A host in one of these states has a live agent connection; any other ends it.
 _CONNECTED = (HostState.ONLINE, HostState.STALE, HostState.NEEDS_REBOOT)
-
-
-class ClusterListener(Protocol):
-    def on_host_changed(self, name: str) -> None:
-        """State, detail or hello of host ``name`` changed (or it was added)."""
-
-    def on_host_sample(self, name: str) -> None:
-        """A new sample of host ``name`` arrived."""
-
-    def on_host_removed(self, name: str) -> None:
-        """Host ``name`` is no longer monitored."""
 
 
 @dataclass(slots=True)
@@ -123,9 +117,14 @@ class _Listener:
 
 
 class ClusterMonitor:
+    """See the module docstring. ``bus``: where host events go (default: a new one; the
+    Lab passes its own, and its dispatcher and ingestor use ``monitor.bus``)."""
+
     def __init__(
-        self, session_factory: SessionFactory, history_s: float = DEFAULT_HISTORY_S
+        self, session_factory: SessionFactory, history_s: float = DEFAULT_HISTORY_S,
+        *, bus: EventBus | None = None,
     ) -> None:
+        self.bus = bus if bus is not None else EventBus()
         self._factory = session_factory
         self._history_s = history_s
         self._lock = threading.Lock()
@@ -136,7 +135,6 @@ class ClusterMonitor:
         # (host, GPU index) → when the GPU was first seen at 0 % in its current idle
         # stretch: "held but idle for N minutes" outlives the sparklines' history.
         self._idle_from: dict[tuple[str, int], float] = {}
-        self._listeners: list[ClusterListener] = []
         self._tail_listeners: list[TailListener] = []
         self._started = False
         # Run (its id on the host) → the host it was placed on, for every run watched.
@@ -145,14 +143,6 @@ class ClusterMonitor:
         self._guards: dict[str, HostGuard] = {}
 
     # -- lifecycle -----------------------------------------------------------------
-    def add_listener(self, listener: ClusterListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: ClusterListener) -> None:
-        """Stop telling ``listener`` (no error if it was not listening)."""
-        # A new list, not an in-place removal: _notify iterates over a copy anyway.
-        self._listeners = [known for known in self._listeners if known is not listener]
-
     def add_tail_listener(self, fn: TailListener) -> None:
         """Call ``fn(host, chunk)`` for every tail chunk of a watched run, on the host's
         session thread: it must return quickly (queue the chunk, write elsewhere)."""
@@ -189,10 +179,10 @@ class ClusterMonitor:
                 raise ValueError(f"host {spec.name!r} is already monitored")
             session = self._factory(spec, _Listener(self))
             self._sessions[spec.name] = session
-            self._views[spec.name] = HostView(spec=spec)
+            view = self._views[spec.name] = HostView(spec=spec)
             self._guards[spec.name] = HostGuard()
             started = self._started
-        self._notify("on_host_changed", spec.name)
+        self.bus.publish(HostChanged(spec.name, view))
         if started:
             session.start()
 
@@ -209,7 +199,7 @@ class ClusterMonitor:
                 del self._owners[run]
         if session is not None:
             threading.Thread(target=session.stop, daemon=True).start()
-            self._notify("on_host_removed", name)
+            self.bus.publish(HostRemoved(name))
 
     def reconnect(self, name: str) -> None:
         """Try host ``name`` again now (after a key was trusted or a key fixed)."""
@@ -287,9 +277,9 @@ class ClusterMonitor:
                 return
             if "state" in changes and changes["state"] not in _CONNECTED:
                 guard.connection_ended()
-            self._views[name] = replace(view, **changes)
+            view = self._views[name] = replace(view, **changes)
             self._changed.notify_all()
-        self._notify("on_host_changed", name)
+        self.bus.publish(HostChanged(name, view))
 
     def _on_hello(self, name: str, hello: Hello) -> None:
         with self._lock:
@@ -329,7 +319,7 @@ class ClusterMonitor:
             self._views[name] = replace(view, sample=sample, sample_received_at=now,
                                         note=guard.note)
             self._changed.notify_all()
-        self._notify("on_host_sample", name)
+        self.bus.publish(HostSample(name, sample, now))
 
     def _forget_old_gpus(self, name: str, sample: Sample) -> None:
         """Drop the history of GPUs the host no longer reports, once it has more than a
@@ -366,15 +356,11 @@ class ClusterMonitor:
                 return
             report = guard.foreign(chunk.run_id, time.monotonic())
             if report is not None and report.note_added:
-                self._views[name] = replace(view, note=guard.note)
+                view = self._views[name] = replace(view, note=guard.note)
                 self._changed.notify_all()
         if report is None:
             return
         log.warning("%s sent %d tail chunks for runs Labdeck did not place on it (such as "
                     "%s); ignored", name, report.chunks, ", ".join(map(ascii, report.runs)))
         if report.note_added:
-            self._notify("on_host_changed", name)
-
-    def _notify(self, method: str, name: str) -> None:
-        for listener in list(self._listeners):
-            getattr(listener, method)(name)
+            self.bus.publish(HostChanged(name, view))

@@ -1,13 +1,14 @@
 """The dispatcher: queued runs onto free GPUs, and every launched run's fate back home.
 
 One plain thread with a stop flag and a wake event (no Qt), woken by a submit or cancel
-(``wake()``), a host's state change or sample (it listens to the ``ClusterMonitor``) and a
+(``wake()``), a host's state change or sample (the monitor's events on the bus) and a
 periodic tick. Each step it (1) asks each host that just came online about its launched
 runs, and polls the hosts that have running runs, (2) carries out cancel requests, and
 (3) places queued runs with ``scheduler.plan`` and claims each one with a compare-and-set
 before launching it. Calls to hosts run on a small pool of worker threads
 (``hostcalls``), at most one reconcile per host at a time, so a slow host stalls neither
-the loop nor the other hosts. The same class runs in the window and in ``labdeck serve``;
+the loop nor the other hosts. Every change of a run's state it makes is published as a
+``RunChanged`` on the monitor's bus. The same class runs in the window and in ``labdeck serve``;
 of several on one store only the holder of the ``QueueLock`` works, the others wait.
 
 Safety: a run is launched only by the dispatcher whose claim (QUEUED → LAUNCHING) won;
@@ -25,9 +26,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Protocol
 
 from app.core.cluster import ClusterMonitor, HostView
+from app.core.events import Event, HostChanged, HostRemoved, HostSample, RunChanged
 from app.core.fairshare import LabState, demand_of
 from app.core.gpufree import Need
 from app.core.hostcalls import (
@@ -46,14 +47,9 @@ from app.core.store import Store
 from app.core.taskpool import TaskPool
 from ssh_backend.states import HostState
 
-__all__ = ["DispatchOptions", "Dispatcher", "RunControl", "RunListener"]
+__all__ = ["DispatchOptions", "Dispatcher", "RunControl"]
 
 log = logging.getLogger(__name__)
-
-
-class RunListener(Protocol):
-    def on_run_changed(self, run_id: str) -> None:
-        """Run ``run_id`` changed state (called on a dispatcher thread; return quickly)."""
 
 
 class Dispatcher:
@@ -69,6 +65,7 @@ class Dispatcher:
         self._store = store
         self.runstore = RunStore(store)
         self._monitor = monitor
+        self._bus = monitor.bus
         self._options = options or DispatchOptions()
         self._shared = Shared()
         self._calls = HostCalls(
@@ -78,7 +75,6 @@ class Dispatcher:
         self._pool = TaskPool(self._options.workers, "labdeck-dispatch")
         self.lab = LabWatch()
         self._queue_lock = QueueLock(store.path)
-        self._listeners: list[RunListener] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -94,20 +90,14 @@ class Dispatcher:
         self._said: dict[str, tuple[int, int | None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
-    def add_listener(self, listener: RunListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: RunListener) -> None:
-        self._listeners = [known for known in self._listeners if known is not listener]
-
     def start(self) -> None:
         if self._thread is not None:
             return
         with self._shared.lock:
             self._shared.needs_reconcile = set(self._monitor.names())
-        self._monitor.add_listener(self)
+        self._bus.subscribe(self._on_host_event, (HostChanged, HostSample, HostRemoved))
         for name in self._monitor.names():
-            self.on_host_changed(name)
+            self._on_host_changed(name)
         self._pool.start()
         self._own_queue()  # now, so that ``dispatching`` is right once start() returns
         self._thread = threading.Thread(target=self._run, name="labdeck-dispatcher", daemon=True)
@@ -118,7 +108,7 @@ class Dispatcher:
         stays LAUNCHING, and the next start's reconcile settles it."""
         self._stop.set()
         self._wake.set()
-        self._monitor.remove_listener(self)
+        self._bus.unsubscribe(self._on_host_event)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -147,8 +137,16 @@ class Dispatcher:
         who = f"another Labdeck (pid {pid})" if pid else "another Labdeck"
         return f"{who} dispatches this queue; this one takes over when it stops"
 
-    # -- ClusterListener (session threads: only flags and a wake here) ---------------
-    def on_host_changed(self, name: str) -> None:
+    # -- host events (session threads: only flags and a wake here) --------------------
+    def _on_host_event(self, event: Event) -> None:
+        if isinstance(event, HostSample):
+            self._on_host_sample(event)
+        elif isinstance(event, HostChanged):
+            self._on_host_changed(event.host)
+        elif isinstance(event, HostRemoved):
+            self._on_host_removed(event.host)
+
+    def _on_host_changed(self, name: str) -> None:
         view = self._monitor.host(name)
         online = view is not None and view.state is HostState.ONLINE
         shared = self._shared
@@ -160,15 +158,13 @@ class Dispatcher:
                 shared.online.discard(name)
         self.wake()
 
-    def on_host_sample(self, name: str) -> None:
-        view = self._monitor.host(name)
-        if view is None or view.sample is None:
-            return
+    def _on_host_sample(self, event: HostSample) -> None:
+        name = event.host
         shared = self._shared
         with shared.lock:
             expected = shared.expected.get(name, {})
             ended = False
-            for reading in view.sample.gpus:
+            for reading in event.sample.gpus:
                 run_id = expected.get(reading.index)
                 if run_id is None:
                     continue
@@ -182,7 +178,7 @@ class Dispatcher:
         if wake:
             self.wake()
 
-    def on_host_removed(self, name: str) -> None:
+    def _on_host_removed(self, name: str) -> None:
         self.lab.forget(name)
         with self._shared.lock:
             self._shared.online.discard(name)
@@ -462,11 +458,7 @@ class Dispatcher:
         return self._host_tags
 
     def _notify(self, run_id: str) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener.on_run_changed(run_id)
-            except Exception:
-                log.exception("run listener failed")
+        self._bus.publish(RunChanged(run_id))
 
 
 def _may_use(run: Run, host: str, tags: Iterable[str]) -> bool:

@@ -5,9 +5,10 @@ the host its run was placed on (the monitor drops the others: ``ClusterMonitor.w
 and only go into a queue there. The writer thread takes them in batches (every
 ``batch_s`` or ``batch_points`` points, whichever comes first), reads metric points out of
 the console lines they complete, and stores everything with ``MetricStore.ingest`` in one
-transaction with the new tail offsets. Then it tells its listeners which runs got new
-data. Between batches it keeps the agents' watches in line with the runs
-(``app.core.tailwatch``).
+transaction with the new tail offsets. Then it publishes a ``PointsStored`` per run that
+got new data on the monitor's bus. Between batches it keeps the agents' watches in line
+with the runs (``app.core.tailwatch``), and at once when the dispatcher publishes a
+``RunChanged`` (a launch or a finish).
 
 Console parsing works on complete lines only. The unfinished last line of each run lives
 in a ``ConsoleSplitter`` fed with exactly the bytes the store appended; after a restart it
@@ -25,11 +26,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.core.cluster import ClusterMonitor
 from app.core.console_metrics import MAX_LINE_BYTES, ConsoleSplitter, parse_line
+from app.core.events import LOG, METRICS, Event, PointsStored, RunChanged
 from app.core.metricstore import IngestResult, MetricStore
 from app.core.runstore import RunStore
 from app.core.store import Store
@@ -38,11 +39,7 @@ from ssh_backend.protocol import MetricPoint, TailChunk
 
 log = logging.getLogger(__name__)
 
-# What a listener is told changed for a run.
-LOG = "log"
-METRICS = "metrics"
-
-RunDataListener = Callable[[str, frozenset[str]], None]
+__all__ = ["LOG", "METRICS", "IngestOptions", "Ingestor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +75,9 @@ def _weight(chunk: TailChunk) -> int:
 
 
 class Ingestor:
-    """See the module docstring. ``start()``/``stop()``; listeners get
-    ``(run_id, kinds)`` with the run's id on its host (its metric store id) and kinds
-    among ``"log"`` and ``"metrics"``, on the writer thread: return quickly."""
+    """See the module docstring. ``start()``/``stop()``; ``PointsStored`` events name the
+    run by its id on its host (its metric store id) and are published on the writer
+    thread (``bus``, the monitor's)."""
 
     def __init__(
         self,
@@ -93,6 +90,7 @@ class Ingestor:
         self._options = options or IngestOptions()
         self.metricstore = MetricStore(store)
         self._monitor = monitor
+        self.bus = monitor.bus
         self._watches = Watches(
             RunStore(store), monitor, self.metricstore.offsets, self._options.watch,
             frozenset(only) if only is not None else None,
@@ -105,13 +103,14 @@ class Ingestor:
         self._dropped: set[tuple[str, str]] = set()  # (run, source) of dropped chunks
         # Per run: the console splitter and the stored console size it has seen.
         self._splitters: dict[str, tuple[ConsoleSplitter, int]] = {}
+        # Run → series parsed from its console in the commit under way (for PointsStored).
+        self._console_series: dict[str, set[str]] = {}
         self._assumed: set[str] = set()
         self._drained: set[str] = set()
         # Runs watched as of the last look at the runs, and how many looks there were.
         self._watched = 0
         self._refreshes = 0
         self.batches_stored = 0  # grows with every stored batch: progress for waiters
-        self._listeners: list[RunDataListener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresh_now = threading.Event()
@@ -119,16 +118,11 @@ class Ingestor:
         self._tail_listener = self._on_tail
 
     # -- lifecycle -----------------------------------------------------------------
-    def add_listener(self, listener: RunDataListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: RunDataListener) -> None:
-        self._listeners = [known for known in self._listeners if known is not listener]
-
     def start(self) -> None:
         if self._thread is not None:
             return
         self._monitor.add_tail_listener(self._tail_listener)
+        self.bus.subscribe(self._on_run_changed, (RunChanged,))
         self._thread = threading.Thread(target=self._run, name="labdeck-ingest", daemon=True)
         self._thread.start()
 
@@ -137,6 +131,7 @@ class Ingestor:
         the next start resumes from the committed offsets."""
         self._stop.set()
         self._monitor.remove_tail_listener(self._tail_listener)
+        self.bus.unsubscribe(self._on_run_changed)
         with self._cond:
             self._cond.notify_all()
         thread = self._thread
@@ -149,8 +144,8 @@ class Ingestor:
         with self._cond:
             self._cond.notify_all()
 
-    def on_run_changed(self, run_id: str) -> None:
-        """A dispatcher's ``RunListener``: a launch or a finish, look at the runs now."""
+    def _on_run_changed(self, event: Event) -> None:
+        """A launch or a finish (the dispatcher's thread): look at the runs now."""
         self.refresh()
 
     def assume_finished(self, run_id: str) -> None:
@@ -270,6 +265,7 @@ class Ingestor:
     def _commit(self, batch: list[tuple[str, TailChunk]]) -> None:
         keys = {chunk.run_id for _host, chunk in batch}
         now = time.time()
+        self._console_series = {}
         try:
             result = self.metricstore.ingest(
                 batch, console_points=lambda key, data: self._console_points(key, data, now)
@@ -316,16 +312,22 @@ class Ingestor:
             self._refresh_now.set()
         for run_id, source, text in result.warnings:
             log.warning("run %s, %s: %s", run_id, source, text)
-        for run_id in result.log_runs | result.metric_runs:
+        self._publish(result, batch)
+
+    def _publish(self, result: IngestResult, batch: list[tuple[str, TailChunk]]) -> None:
+        """One ``PointsStored`` per run with new data in this commit."""
+        series: dict[str, set[str]] = self._console_series
+        for _host, chunk in batch:
+            if chunk.points and chunk.run_id in result.metric_runs:
+                series.setdefault(chunk.run_id, set()).update(p.series for p in chunk.points)
+        self._console_series = {}
+        for run_id in sorted(result.log_runs | result.metric_runs):
             kinds = frozenset(
                 ([LOG] if run_id in result.log_runs else [])
                 + ([METRICS] if run_id in result.metric_runs else [])
             )
-            for listener in list(self._listeners):
-                try:
-                    listener(run_id, kinds)
-                except Exception:
-                    log.exception("ingest listener failed")
+            names = frozenset(series.get(run_id, ())) if METRICS in kinds else frozenset()
+            self.bus.publish(PointsStored(run_id, kinds, names))
 
     def _console_points(self, key: str, data: bytes, wall: float) -> list[MetricPoint]:
         """Called inside the store's transaction with the console bytes it appends."""
@@ -344,6 +346,8 @@ class Ingestor:
         for line in splitter.feed(data):
             for series, step, value in parse_line(line, patterns):
                 points.append(MetricPoint(series, step, wall, value))
+        if points:
+            self._console_series.setdefault(key, set()).update(p.series for p in points)
         return points
 
     def _resume_splitter(self, key: str, before: int) -> ConsoleSplitter:

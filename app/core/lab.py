@@ -1,5 +1,5 @@
-"""The composition root: one ``Lab`` owns the store, the monitor, the dispatcher, the
-ingestor and the hosts, and starts and stops them in one order.
+"""The composition root: one ``Lab`` owns the store, the event bus, the monitor, the
+dispatcher, the ingestor and the hosts, and starts and stops them in one order.
 
 The window, ``labdeck serve`` and every CLI command that connects to hosts get their
 Lab from ``Lab.open``, the one place that decides which known_hosts files, which ssh
@@ -16,6 +16,7 @@ from types import TracebackType
 from app.core import paths
 from app.core.cluster import ClusterMonitor, SessionFactory
 from app.core.dispatcher import Dispatcher, DispatchOptions
+from app.core.events import EventBus
 from app.core.ingest import IngestOptions, Ingestor
 from app.core.lab_hosts import HostFollower, LabHosts
 from app.core.metricstore import MetricStore
@@ -62,8 +63,10 @@ class Lab:
     hosts for the store and the monitor together.
 
     Build one with ``Lab.open``; the constructor wires given parts (tests pass a monitor
-    over simulated sessions). ``follow_store``: hosts that another process adds to or
-    removes from the store are added to or removed from the monitor while running.
+    over simulated sessions). ``bus``: the monitor's, where the monitor, the dispatcher
+    and the ingestor publish and where the window's bridge listens. ``follow_store``:
+    hosts that another process adds to or removes from the store are added to or removed
+    from the monitor while running.
     """
 
     def __init__(self, store: Store, monitor: ClusterMonitor, *,
@@ -72,13 +75,13 @@ class Lab:
                  owns_store: bool = False) -> None:
         self.store = store
         self.monitor = monitor
+        self.bus = monitor.bus
         self.runstore = RunStore(store)
         self.metricstore = MetricStore(store)
         self.dispatcher = Dispatcher(store, monitor, dispatch)
         only = set(ingest_only) if ingest_only is not None else None
+        # A launch or a finish the dispatcher publishes makes the ingestor look at once.
         self.ingestor = Ingestor(store, monitor, ingest, only=only)
-        # A launch or a finish the dispatcher sees makes the ingestor look at once.
-        self.dispatcher.add_listener(self.ingestor)
         self.hosts = LabHosts(store, monitor, on_change=lambda: self.dispatcher.wake())
         self._follower = HostFollower(store, self.hosts.sync) if follow_store else None
         self._owns_store = owns_store
@@ -106,7 +109,8 @@ class Lab:
             if local_homes is None:
                 homes = store.get_setting(LOCAL_HOST_HOMES_KEY)
                 local_homes = Path(homes) if homes else None
-            monitor = ClusterMonitor(session_factory(trust, ssh_config, local_homes))
+            monitor = ClusterMonitor(session_factory(trust, ssh_config, local_homes),
+                                     bus=EventBus())
             monitor.set_hosts(store.hosts() if hosts is None else hosts)
             return cls(store, monitor, dispatch=dispatch, ingest=ingest,
                        ingest_only=ingest_only, follow_store=hosts is None, owns_store=owns)

@@ -1,8 +1,8 @@
-"""Turns the core's plain callbacks (worker threads) into Qt signals on the GUI thread.
+"""``TrustPrompter``: the ``TrustDecider`` handed to sessions. A session thread asks
+whether to trust a host key, the GUI thread asks the user, the session waits for the answer.
 
-``ClusterBridge`` is the only place where cluster events cross into Qt. ``TrustPrompter``
-is the ``TrustDecider`` handed to sessions: a worker thread calls it, the GUI thread asks
-the user, the worker waits for the answer.
+A question with an answer, not an event: the core's events reach Qt through
+``app.ui.event_bridge``.
 """
 
 from __future__ import annotations
@@ -15,70 +15,6 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import QDialog, QWidget
 
 from app.ui.hostkey_dialog import HostKeyDialog, KeyQuestion
-
-
-class ClusterBridge(QObject):
-    """A ``ClusterListener`` whose public signals are always emitted on the GUI thread.
-
-    Samples are coalesced here: while one ``host_sample`` for a host waits in the event
-    queue, further samples of that host add nothing to it (10 Hz times many hosts must not
-    flood the GUI thread; the view reads the latest values anyway).
-    """
-
-    host_changed = Signal(str)
-    host_sample = Signal(str)
-    host_removed = Signal(str)
-
-    # Emitted on the worker thread, delivered queued to this object's (GUI) thread.
-    _changed_queued = Signal(str)
-    _sample_queued = Signal(str)
-    _removed_queued = Signal(str)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._lock = threading.Lock()
-        self._pending_samples: set[str] = set()
-        self._detached = False
-        queued = Qt.ConnectionType.QueuedConnection
-        self._changed_queued.connect(self._deliver_changed, queued)
-        self._sample_queued.connect(self._deliver_sample, queued)
-        self._removed_queued.connect(self._deliver_removed, queued)
-
-    def detach(self) -> None:
-        """Ignore every later callback (the window is closing)."""
-        with self._lock:
-            self._detached = True
-
-    # -- ClusterListener (any thread) --------------------------------------------------
-    def on_host_changed(self, name: str) -> None:
-        if not self._detached:
-            self._changed_queued.emit(name)
-
-    def on_host_sample(self, name: str) -> None:
-        with self._lock:
-            if self._detached or name in self._pending_samples:
-                return
-            self._pending_samples.add(name)
-        self._sample_queued.emit(name)
-
-    def on_host_removed(self, name: str) -> None:
-        if not self._detached:
-            self._removed_queued.emit(name)
-
-    # -- GUI thread ------------------------------------------------------------------
-    @Slot(str)
-    def _deliver_changed(self, name: str) -> None:
-        self.host_changed.emit(name)
-
-    @Slot(str)
-    def _deliver_sample(self, name: str) -> None:
-        with self._lock:
-            self._pending_samples.discard(name)
-        self.host_sample.emit(name)
-
-    @Slot(str)
-    def _deliver_removed(self, name: str) -> None:
-        self.host_removed.emit(name)
 
 
 def _on_gui_thread() -> bool:

@@ -19,8 +19,9 @@ from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor, GpuHistory, HostView
+from app.core.events import HostChanged, HostRemoved, HostSample
 from app.core.gpufree import Policy, gpu_busy_reason
-from app.ui.bridge import ClusterBridge
+from app.ui.event_bridge import EventBridge
 from app.ui.host_group import HostGroup
 from app.ui.plain_text import rich_label
 from app.ui.sparkline import WINDOW_S
@@ -57,7 +58,7 @@ class ClusterView(QWidget):
     changed_key_help_requested = Signal(str)
     reconnect_requested = Signal(str)
 
-    def __init__(self, monitor: ClusterMonitor, bridge: ClusterBridge,
+    def __init__(self, monitor: ClusterMonitor, bridge: EventBridge,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ClusterView")
@@ -202,13 +203,13 @@ class ClusterView(QWidget):
         return self._monitor.history(name, index, WINDOW_S)
 
     # -- slots -----------------------------------------------------------------------
-    def _mark_dirty(self, name: str) -> None:
-        self._dirty.add(name)
+    def _mark_dirty(self, event: HostChanged | HostSample) -> None:
+        self._dirty.add(event.host)
         self._schedule()
 
-    def _on_host_removed(self, name: str) -> None:
-        self._dirty.discard(name)
-        self._remove_group(name)
+    def _on_host_removed(self, event: HostRemoved) -> None:
+        self._dirty.discard(event.host)
+        self._remove_group(event.host)
         self.refresh()
 
     def _add_group(self, name: str) -> HostGroup:

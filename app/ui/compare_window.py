@@ -3,9 +3,9 @@ last/min/max summary; runs come and go by drop, by ``add_runs`` and by "Remove".
 
 ``open_compare_window(run_ids, ctx)`` is what the runs table calls for a selection of
 several runs. Every store read goes through the window's ``DataWorker``; layout writes go
-through ``run_in_background``. The ingestor's ``(run key, kinds)`` callbacks cross into
-Qt through a ``RunDataBridge`` and only mark data stale: the curves fetch at their own
-display rate, the tables are re-read at most once a second.
+through a second one (a last save outlives the window). The ingestor's ``PointsStored``
+events reach Qt through the window's ``EventBridge`` and only mark data stale: the
+curves fetch at their own display rate, the tables are re-read at most once a second.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QWidget
 
-from app.ui.background import run_in_background
+from app.core.events import METRICS, PointsStored
 from app.ui.compare_data import (
     CompareLayout,
     RunSnapshot,
@@ -37,9 +37,10 @@ from app.ui.compare_view import build_layout
 from app.ui.context import AppContext
 from app.ui.curve_data import XMode, series_order
 from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.plain_text import title_text
 from app.ui.run_export import ask_export_path, export_drawing
-from app.ui.run_window import RunDataBridge, open_run_window
+from app.ui.run_window import open_run_window
 
 RUN_IDS_MIME = "application/x-labdeck-run-ids"
 TICK_MS = 1000  # tables and run states are re-read at most this often
@@ -94,6 +95,7 @@ class CompareWindow(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.ctx = ctx
         self.worker = DataWorker("labdeck-compare", self)
+        self.writer = DataWorker("labdeck-compare-save", self, idle_exit=True)
         self._ids: list[str] = []
         self._indices: dict[str, int] = {}  # run id → palette index, kept while it stays
         self._snaps: dict[str, RunSnapshot] = {}
@@ -139,11 +141,8 @@ class CompareWindow(QWidget):
             widget.installEventFilter(self._drops)
         self.curves.plot_viewport().installEventFilter(self._drops)
 
-        self.bridge = RunDataBridge(self)
-        self.bridge.data_arrived.connect(self._on_data_arrived)
-        self._events = ctx.services.ingestor if ctx.services is not None else None
-        if self._events is not None:
-            self._events.add_listener(self.bridge)
+        self.bridge = EventBridge(ctx.bus, self, types=(PointsStored,))
+        self.bridge.points_stored.connect(self._on_points_stored)
         self._tick = QTimer(self, interval=TICK_MS)
         self._tick.timeout.connect(self._on_tick)
         self._tick.start()
@@ -302,18 +301,18 @@ class CompareWindow(QWidget):
 
     def _save_layout(self, notify: bool = True) -> None:
         store, names, layout = self.ctx.store, list(self._names), self.current_layout()
-        run_in_background(lambda: save_layout(store, names, layout),
-                          (lambda _r: self.layout_saved.emit()) if notify else None,
-                          self._on_error if notify else None, name="labdeck-compare-save",
-                          owner=self)
+        self.writer.submit("save-layout", lambda: save_layout(store, names, layout),
+                           (lambda _r: self.layout_saved.emit()) if notify else None,
+                           self._on_error if notify else None)
 
     def _open_run(self, run_id: str) -> None:
         open_run_window(run_id, self.ctx.run_context())
 
     # -- live data ----------------------------------------------------------------------
-    def _on_data_arrived(self, run_key: str, kinds: frozenset[str]) -> None:
-        if "metrics" in kinds and any(s.key == run_key for s in self._snaps.values()):
-            self.curves.notify_data(run_key)
+    def _on_points_stored(self, event: PointsStored) -> None:
+        key = event.run_key
+        if METRICS in event.kinds and any(s.key == key for s in self._snaps.values()):
+            self.curves.notify_data(key)
             self._stale = True
 
     def _on_tick(self) -> None:
@@ -322,7 +321,7 @@ class CompareWindow(QWidget):
             self._stale = False
             self.reload()
         elif live and time.monotonic() - self._last_read >= RUN_POLL_S:
-            if self._events is None:  # nobody tells us about new points: look
+            if self.ctx.bus is None:  # nobody tells us about new points: look
                 for s in self._snaps.values():
                     if s.live:
                         self.curves.notify_data(s.key)
@@ -373,11 +372,11 @@ class CompareWindow(QWidget):
             self._save_timer.stop()
             self._save_layout(notify=False)
         self.bridge.detach()
-        if self._events is not None:
-            self._events.remove_listener(self.bridge)
         self._tick.stop()
         self.curves.stop()
         self.worker.stop()
+        # The last layout is written after the window is gone; nothing is reported back.
+        self.writer.stop(timeout=0, finish_pending=True)
         _open.discard(self)
         self.closed.emit()
 

@@ -1,5 +1,5 @@
 """What the window's features see of the ``Lab``: its store and run and metric views, and
-the Lab itself for the live parts (monitor, dispatcher, ingestor).
+the Lab itself for the live parts (monitor, dispatcher, ingestor, event bus).
 
 The window gets ``AppContext.of(lab)``; a page that needs only the store (a screenshot,
 a benchmark) is built over one without a Lab. The stores are read on worker threads
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.cluster import ClusterMonitor
+from app.core.events import EventBus
 from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.runstore import RunStore
@@ -34,14 +35,14 @@ class AppContext:
     def monitor(self) -> ClusterMonitor | None:
         return self.services.monitor if self.services else None
 
+    @property
+    def bus(self) -> EventBus | None:
+        """The Lab's events (windows of their own listen here through an EventBridge)."""
+        return self.services.bus if self.services else None
+
     def run_context(self) -> RunContext:
-        """What a run window needs (live updates come from the ingestor)."""
-        return RunContext(
-            self.runstore,
-            self.metricstore,
-            monitor=self.monitor,
-            events=self.services.ingestor if self.services else None,
-        )
+        """What a run window needs (live updates come from the Lab's bus)."""
+        return RunContext(self.runstore, self.metricstore, monitor=self.monitor, bus=self.bus)
 
     def reserved_now(self) -> dict[tuple[str, int], str] | None:
         """The GPUs reserved in the lab as the dispatcher last read them (None without

@@ -1,10 +1,12 @@
-"""One background thread per window for store reads: requests in, results out as signals.
+"""The one worker shape: a background thread per owner, requests in, results out as signals.
 
 Every SQLite read (and the numpy work that follows it: smoothing, decimation, CSV
 writing) of a window goes through its ``DataWorker``, so the GUI thread never waits on
-the store's lock or the disk. Requests carry a key; a newer request with the same key
-replaces one that has not started yet, and a result whose key was requested again
-meanwhile is dropped (a zoom that moved on makes the old decimation useless).
+the store's lock or the disk; so do the window's actions (store writes, host calls).
+Requests carry a key; a newer request with the same key replaces one that has not
+started yet, and a result whose key was requested again meanwhile is dropped (a zoom that
+moved on makes the old decimation useless). Results and errors come back as data, on the
+thread that created the worker, and never once it was stopped or deleted with its owner.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from shiboken6 import isValid
 
 
 @dataclass(slots=True)
@@ -36,9 +39,13 @@ class DataWorker(QObject):
 
     _done = Signal(object, object, bool)  # request, value or exception, ok
 
-    def __init__(self, name: str = "labdeck-data", parent: QObject | None = None) -> None:
+    def __init__(self, name: str = "labdeck-data", parent: QObject | None = None, *,
+                 idle_exit: bool = False) -> None:
+        """``idle_exit``: the thread ends whenever the queue runs empty and starts again
+        with the next request (occasional actions: no thread waits on for nothing)."""
         super().__init__(parent)
         self._name = name
+        self._idle_exit = idle_exit
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: collections.OrderedDict[str, _Request] = collections.OrderedDict()
@@ -73,11 +80,14 @@ class DataWorker(QObject):
         with self._lock:
             return self._busy or bool(self._pending)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Drop what is pending, let the running request finish, end the thread."""
+    def stop(self, timeout: float = 5.0, *, finish_pending: bool = False) -> None:
+        """Drop what is pending (``finish_pending``: run it, reporting nothing back: a
+        last save of a closing window), let the running request finish, end the thread
+        (waiting for it up to ``timeout``)."""
         with self._lock:
             self._stopping = True
-            self._pending.clear()
+            if not finish_pending:
+                self._pending.clear()
             self._wake.notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -104,9 +114,10 @@ class DataWorker(QObject):
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._stopping:
+                while not self._pending and not self._stopping and not self._idle_exit:
                     self._wake.wait()
-                if self._stopping:
+                if not self._pending:
+                    self._thread = None  # stopped, or idle: the next submit starts anew
                     return
                 _key, request = self._pending.popitem(last=False)
                 self._busy = True
@@ -118,5 +129,6 @@ class DataWorker(QObject):
             with self._lock:
                 self._busy = False
                 if self._stopping:
-                    return
-            self._done.emit(request, value, ok)
+                    continue
+            if isValid(self):  # deleted with its owner meanwhile: nobody is left to tell
+                self._done.emit(request, value, ok)

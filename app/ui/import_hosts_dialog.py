@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from app.core.hosts import ConfigHost
 from app.ui.add_host_dialog import ERROR_STYLE
-from app.ui.background import run_in_background
+from app.ui.data_worker import DataWorker
 from app.ui.plain_text import PlainLabel, display_text
 
 # Item data: the alias (what ``selected_aliases`` returns) and where the config sends it.
@@ -60,8 +60,9 @@ class ImportHostsDialog(QDialog):
         self.list.itemChanged.connect(self._update_ok)
         self._update_ok()
         self.resize(520, 420)
-        run_in_background(list_hosts, self._on_listed, self._on_list_failed,
-                          name="labdeck-ssh-config", owner=self)
+        # ``ssh -G`` per host: off the GUI thread. The thread ends once it has answered.
+        self._worker = DataWorker("labdeck-ssh-config", self, idle_exit=True)
+        self._worker.submit("list", list_hosts, self._on_listed, self._on_list_failed)
 
     def selected_aliases(self) -> list[str]:
         return [

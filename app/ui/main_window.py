@@ -3,6 +3,7 @@ and an orderly shutdown that stops the monitor (or the app's whole Lab) off the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -14,10 +15,12 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget, QToolBar, QW
 
 from app.core import hosts
 from app.core.cluster import ClusterMonitor
+from app.core.events import HostChanged, HostRemoved, HostSample
 from app.ui.add_host_dialog import AddHostDialog
-from app.ui.background import run_in_background
-from app.ui.bridge import ClusterBridge, TrustPrompter
+from app.ui.bridge import TrustPrompter
 from app.ui.cluster_view import ClusterView
+from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.hostkey_dialog import show_hostkey_changed
 from app.ui.import_hosts_dialog import ImportHostsDialog
 from app.ui.plain_text import PlainLabel, display_text, plain_message_box
@@ -46,18 +49,21 @@ class MainWindow(QMainWindow):
     closed = Signal()  # after the shutdown has finished (or the wait ran out)
     action_failed = Signal(str)  # the message shown for a failed add/import
 
-    def __init__(self, monitor: ClusterMonitor, bridge: ClusterBridge | None = None,
+    def __init__(self, monitor: ClusterMonitor, bridge: EventBridge | None = None,
                  prompter: TrustPrompter | None = None, actions: HostActions | None = None,
                  parent: QWidget | None = None, *,
                  shutdown: Callable[[], None] | None = None) -> None:
         """``shutdown`` is what closing the window stops, on a thread of its own (the
-        app's Lab, in its order); without it, the monitor."""
+        app's Lab, in its order); without it, the monitor. ``bridge``: the core's events
+        for the window's features (default: one over ``monitor.bus``)."""
         super().__init__(parent)
         self.monitor = monitor
         self._shutdown = shutdown or monitor.stop
-        self.bridge = bridge or ClusterBridge(self)
-        if bridge is None:
-            monitor.add_listener(self.bridge)
+        self.bridge = bridge or EventBridge(monitor.bus, self,
+                                            types=(HostChanged, HostSample, HostRemoved))
+        # Host actions (store writes, session starts, reconnects): never on the GUI thread.
+        self.action_worker = DataWorker("labdeck-action", self, idle_exit=True)
+        self._action_serial = itertools.count()
         self.prompter = prompter or TrustPrompter()
         self.prompter.set_parent_widget(self)
         actions = actions or HostActions()
@@ -149,8 +155,9 @@ class MainWindow(QMainWindow):
 
     def _run_action(self, fn: Callable[[], None], failure: str) -> None:
         self.statusBar().showMessage("Working…", 2000)
-        run_in_background(fn, on_error=lambda exc: self.action_failed.emit(f"{failure}: {exc}"),
-                          owner=self)
+        # A key of its own: one action never replaces another that waits.
+        self.action_worker.submit(f"action-{next(self._action_serial)}", fn, None,
+                                  lambda exc: self.action_failed.emit(f"{failure}: {exc}"))
 
     def _show_action_error(self, message: str) -> None:
         # The message carries what a host or the network said: plain text, bounded.
@@ -160,7 +167,7 @@ class MainWindow(QMainWindow):
     def _reconnect(self, name: str) -> None:
         # reconnect_now() is meant to return at once, but it belongs to a session thread
         # that may hold locks: never risk the GUI thread on it.
-        run_in_background(lambda: self.monitor.reconnect(name), name="labdeck-reconnect")
+        self.action_worker.submit(f"reconnect-{name}", lambda: self.monitor.reconnect(name))
 
     def _on_trust_requested(self, name: str) -> None:
         view = self.monitor.host(name)

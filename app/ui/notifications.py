@@ -1,10 +1,11 @@
 """Notifications: a finished run (or a watched condition) becomes exactly one popup.
 
-``install_notifications(window, ctx, open_run)`` listens to the dispatcher (its callbacks
-come on the dispatcher thread and are carried to the GUI thread), reads the run on a
-worker thread, and shows one notification through the first channel that delivers: the
+``install_notifications(window, ctx, open_run)`` listens to the Lab's ``RunChanged``
+events (through its ``EventBridge``, on the GUI thread), reads the run on a worker
+thread, and shows one notification through the first channel that delivers: the
 tray, else a freedesktop desktop notification, else an in-app toast. Every event is also
 kept in the Notifications dock. Clicking any of them calls ``open_run(run_id)``.
+A ``Notification`` published on the bus is shown the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
+from app.core.events import Notification, RunChanged
 from app.core.notify_events import (
     FinishTracker,
     FreeGpuWatch,
@@ -32,6 +34,7 @@ from app.core.notify_events import (
 from app.core.runs import Run
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.main_window import MainWindow
 from app.ui.notification_list import NotificationDock
 from app.ui.notification_settings import NotificationSettingsDialog
@@ -49,7 +52,6 @@ class Notifier(QObject):
 
     notified = Signal(object, str)
     settings_changed = Signal(object)
-    _run_changed = Signal(str)
 
     def __init__(self, window: MainWindow, ctx: AppContext,
                  open_run: Callable[[str], None],
@@ -82,10 +84,9 @@ class Notifier(QObject):
         self.dock.hide()
         self._add_actions(window)
 
-        self._run_changed.connect(self._on_run_changed, Qt.ConnectionType.QueuedConnection)
-        services = ctx.services
-        if services is not None:
-            services.dispatcher.add_listener(self)
+        self.bridge = EventBridge(ctx.bus, self, types=(RunChanged, Notification))
+        self.bridge.run_changed.connect(self._on_run_changed)
+        self.bridge.notification.connect(self._on_notification)
         self._watch_timer = QTimer(self)
         self._watch_timer.setInterval(int(WATCH_INTERVAL_S * 1000))
         self._watch_timer.timeout.connect(self.check_watches)
@@ -93,15 +94,16 @@ class Notifier(QObject):
         self._worker.submit("settings", lambda: load_settings(store), self._on_settings_read)
         window.closed.connect(self.close)
 
-    # -- dispatcher thread ------------------------------------------------------------
-    def on_run_changed(self, run_id: str) -> None:
-        """``RunListener``: called on the dispatcher thread; only hands the id over."""
-        if not self._closed:
-            self._run_changed.emit(run_id)
-
     # -- GUI thread -------------------------------------------------------------------
-    @Slot(str)
-    def _on_run_changed(self, run_id: str) -> None:
+    def _on_run_changed(self, event: RunChanged) -> None:
+        self._read_run(event.run_id)
+
+    def _on_notification(self, event: Notification) -> None:
+        self.publish(event.event)
+
+    def _read_run(self, run_id: str) -> None:
+        if self._closed:
+            return
         if self.tray is not None:
             self.tray.schedule_refresh()
         runstore, metricstore = self._ctx.runstore, self._ctx.metricstore
@@ -111,7 +113,7 @@ class Notifier(QObject):
 
     def run_finished(self, run: Run) -> None:
         """Notify about ``run`` (finished) once; its series are read on the worker."""
-        self._on_run_changed(run.id)
+        self._read_run(run.id)
 
     def _on_run_read(self, result: object) -> None:
         if not isinstance(result, tuple):
@@ -237,9 +239,7 @@ class Notifier(QObject):
             return
         self._closed = True
         self._watch_timer.stop()
-        services = self._ctx.services
-        if services is not None:
-            services.dispatcher.remove_listener(self)
+        self.bridge.detach()
         for channel in self.channels:
             channel.close()
         if self.tray is not None:

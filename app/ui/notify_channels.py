@@ -9,6 +9,7 @@ The ``Notifier`` tries them in order and stops at the first that delivers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sys
@@ -18,10 +19,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QSystemTrayIcon, QWidget
 
+from app.core.events import EventBus
+from app.core.events import Notification as BusNotification
 from app.core.notify_events import NotifyEvent
+from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.plain_text import display_text, html_text, markup_free
 from app.ui.resources import resource_path
 from app.ui.toast import Toast
@@ -79,42 +83,28 @@ class TrayChannel:
         self._last = None
 
 
-class _Relay(QObject):
-    """Carries results and clicks from the D-Bus loop thread to the GUI thread."""
-
-    finished = Signal(object, bool)  # done callback, ok
-    clicked = Signal(object)  # event
-
-    def __init__(self, on_clicked: Clicked) -> None:
-        super().__init__()
-        self._on_clicked = on_clicked
-        queued = Qt.ConnectionType.QueuedConnection
-        self.finished.connect(self._deliver_finished, queued)
-        self.clicked.connect(self._deliver_clicked, queued)
-
-    @Slot(object, bool)
-    def _deliver_finished(self, done: Done, ok: bool) -> None:
-        done(ok)
-
-    @Slot(object)
-    def _deliver_clicked(self, event: NotifyEvent) -> None:
-        self._on_clicked(event)
-
-
 class DesktopChannel:
     """freedesktop notifications over D-Bus through ``desktop-notifier``.
 
     The library is asyncio-based and needs a running loop to hear about clicks, so it gets
     its own thread and loop, started on first use; the GUI thread only schedules sends.
+    Each send is awaited on a ``DataWorker``, whose result is ``done`` on the GUI thread.
     A send that the server did not accept reports ``done(False)`` (``desktop-notifier``
-    logs and swallows the error; its ``on_dispatched`` tells success apart).
+    logs and swallows the error; its ``on_dispatched`` tells success apart). A click
+    travels from the loop as the bus ``Notification`` it belongs to, on a bus of this
+    channel's own, and its ``EventBridge`` hands it to the GUI thread.
     """
 
     name = "desktop"
 
     def __init__(self, clicked: Clicked, app_name: str = "Labdeck",
                  timeout_s: float = 10.0) -> None:
-        self._relay = _Relay(clicked)
+        self._sends = DataWorker("labdeck-notify-send", idle_exit=True)
+        self._serial = itertools.count()
+        self._in_flight: set[Future[bool]] = set()
+        self._clicks = EventBus()
+        self._bridge = EventBridge(self._clicks, types=(BusNotification,))
+        self._bridge.notification.connect(lambda note: clicked(note.event))
         self._app_name = app_name
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -137,9 +127,15 @@ class DesktopChannel:
             done(False)
             return
         future: Future[bool] = asyncio.run_coroutine_threadsafe(self._send(event), loop)
-        future.add_done_callback(
-            lambda f: self._relay.finished.emit(done, not f.cancelled()
-                                                and f.exception() is None and f.result()))
+        self._in_flight.add(future)
+
+        def wait() -> bool:
+            try:
+                return future.result()
+            finally:
+                self._in_flight.discard(future)
+
+        self._sends.submit(f"send-{next(self._serial)}", wait, done, lambda _exc: done(False))
 
     async def _send(self, event: NotifyEvent) -> bool:
         from desktop_notifier import DesktopNotifier, Icon, Notification
@@ -155,7 +151,7 @@ class DesktopChannel:
         note = Notification(
             title=display_text(event.title), message=html_text(event.body),
             on_dispatched=dispatched.set,
-            on_clicked=lambda: self._relay.clicked.emit(event),
+            on_clicked=lambda: self._clicks.publish(BusNotification(event)),
         )
         try:
             await asyncio.wait_for(notifier.send_notification(note), self._timeout_s)
@@ -190,6 +186,10 @@ class DesktopChannel:
             self._closed = True
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
+        self._bridge.detach()
+        for future in list(self._in_flight):
+            future.cancel()  # a send waiting for the server: its worker thread ends now
+        self._sends.stop(timeout=0)
         if loop is None or thread is None:
             return
 

@@ -1,40 +1,39 @@
 """The window of one run: header, live curves, console, parameters and GPU use.
 
 ``open_run_window(run_id, context)`` is what the runs table calls. Everything the window
-reads goes through its one ``DataWorker``; the ingest thread's ``(run_id, kinds)``
-callbacks cross into Qt through ``RunDataBridge`` and only mark things dirty: the
-panels' display timers (5 Hz) fetch and draw, so a chatty run cannot flood the GUI.
+reads goes through its one ``DataWorker``. The Lab's events reach it through its
+``EventBridge``: the run's ``RunChanged`` (claimed, started, ended) re-reads the record at
+once; ``PointsStored`` only marks the curves and the console dirty, and the panels'
+display timers (5 Hz) fetch and draw, so a chatty run cannot flood the GUI.
 """
 
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHBoxLayout, QTabWidget, QVBoxLayout, QWidget
 
 from app.core.cluster import ClusterMonitor
+from app.core.events import LOG, METRICS, EventBus, PointsStored, RunChanged
 from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
 from app.core.runstore import RunStore
 from app.ui.console_view import ConsoleView
 from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.gpu_usage_plot import GpuUsagePlot
 from app.ui.params_view import ParamsView
 from app.ui.plain_text import PlainLabel, title_text
 from app.ui.plot_axes import format_duration
 from app.ui.plots import CurvePanel
 from app.ui.run_export import ask_export_path, export_drawing, write_metrics_csv
-
-RunDataListener = Callable[[str, frozenset[str]], None]
-RUN_POLL_MS = 2000
 
 STATE_COLORS = {
     RunState.QUEUED: "#5f6368", RunState.LAUNCHING: "#1565c0", RunState.RUNNING: "#2e7d32",
@@ -43,61 +42,14 @@ STATE_COLORS = {
 }
 
 
-class RunDataEvents(Protocol):
-    """Who tells us a run got new data (the ``Ingestor``)."""
-
-    def add_listener(self, listener: RunDataListener) -> None: ...
-
-    def remove_listener(self, listener: RunDataListener) -> None: ...
-
-
 @dataclass(slots=True)
 class RunContext:
+    """What a run window reads; ``bus``: the Lab's events (none: no live updates)."""
+
     runstore: RunStore
     metricstore: MetricStore
     monitor: ClusterMonitor | None = None
-    events: RunDataEvents | None = None
-
-
-class RunDataBridge(QObject):
-    """A ``RunDataListener`` (ingest thread) whose signal arrives on the GUI thread.
-
-    Coalesced: while one delivery for a run waits in the event queue, further callbacks
-    only add their kinds to it.
-    """
-
-    data_arrived = Signal(str, object)  # run key, frozenset of kinds
-    _queued = Signal(str)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._lock = threading.Lock()
-        self._pending: dict[str, set[str]] = {}
-        self._detached = False
-        self._queued.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
-
-    def __call__(self, run_id: str, kinds: frozenset[str]) -> None:
-        with self._lock:
-            if self._detached:
-                return
-            waiting = self._pending.get(run_id)
-            if waiting is not None:
-                waiting.update(kinds)
-                return
-            self._pending[run_id] = set(kinds)
-        self._queued.emit(run_id)
-
-    def detach(self) -> None:
-        with self._lock:
-            self._detached = True
-            self._pending.clear()
-
-    @Slot(str)
-    def _deliver(self, run_id: str) -> None:
-        with self._lock:
-            kinds = self._pending.pop(run_id, None)
-        if kinds is not None:
-            self.data_arrived.emit(run_id, frozenset(kinds))
+    bus: EventBus | None = None
 
 
 def _when(t: float | None) -> str:
@@ -165,16 +117,12 @@ class RunWindow(QWidget):
         box.addWidget(self.tabs, 1)
         box.addWidget(self.status)
 
-        self.bridge = RunDataBridge(self)
-        self.bridge.data_arrived.connect(self._on_data_arrived)
-        if context.events is not None:
-            context.events.add_listener(self.bridge)
+        self.bridge = EventBridge(context.bus, self, types=(RunChanged, PointsStored))
+        self.bridge.points_stored.connect(self._on_points_stored)
+        self.bridge.run_changed.connect(self._on_run_changed)
         self._clock = QTimer(self, interval=1000)
         self._clock.timeout.connect(self._show_time)
         self._clock.start()
-        self._poll = QTimer(self, interval=RUN_POLL_MS)
-        self._poll.timeout.connect(self.reload_run)
-        self._poll.start()
         self.resize(1180, 780)
         self.setWindowTitle(run_id)
         self.reload_run()
@@ -196,7 +144,6 @@ class RunWindow(QWidget):
         if run is None:
             self.name_label.setText(self.run_id)
             self.exit_label.setText("This run is no longer in the store (deleted).")
-            self._poll.stop()
             return
         previous, self.run = self.run, run
         key = run.host_run_id
@@ -251,14 +198,18 @@ class RunWindow(QWidget):
                                 f"{format_duration(max(0.0, end - run.started_at))}")
 
     # -- live data ----------------------------------------------------------------------
-    def _on_data_arrived(self, run_key: str, kinds: frozenset[str]) -> None:
-        if run_key != self._key:
+    def _on_run_changed(self, event: RunChanged) -> None:
+        if event.run_id == self.run_id:
+            self.reload_run()
+
+    def _on_points_stored(self, event: PointsStored) -> None:
+        if event.run_key != self._key:
             return
-        if "metrics" in kinds:
-            self.curves.notify_data(run_key)
-        if "log" in kinds:
+        if METRICS in event.kinds:
+            self.curves.notify_data(event.run_key)
+        if LOG in event.kinds:
             self.console.notify_log()
-        if "metrics" in kinds and self.tabs.currentWidget() is self.params:
+        if METRICS in event.kinds and self.tabs.currentWidget() is self.params:
             self.reload_run()
 
     # -- exports ------------------------------------------------------------------------
@@ -302,10 +253,7 @@ class RunWindow(QWidget):
             return
         self._closed = True
         self.bridge.detach()
-        if self.context.events is not None:
-            self.context.events.remove_listener(self.bridge)
-        for timer in (self._clock, self._poll):
-            timer.stop()
+        self._clock.stop()
         self.curves.stop()
         self.console.stop()
         self.gpu.stop()

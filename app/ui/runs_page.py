@@ -1,6 +1,6 @@
 """The Runs page: a filter bar over the runs table, the column chooser, and how a user
 opens runs from it (double-click, Enter, drag). ``install_runs_page`` adds it to the
-main window as the "Runs" tab and wires it to the dispatcher's and ingestor's events.
+main window as the "Runs" tab and wires it to the Lab's run events.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QObject, QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,12 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.events import METRICS, PointsStored, RunChanged
 from app.core.runs import FINISHED, RunState
 from app.core.runs_catalog import RunsCatalog
 from app.ui.context import AppContext
 from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.plain_text import PlainLabel, action_text, display_text
-from app.ui.run_window import RunDataBridge
 from app.ui.runs_actions import RunsActions
 from app.ui.runs_model import RUN_ID_ROLE, RunsTableModel
 
@@ -209,6 +210,13 @@ class RunsPage(QWidget):
         """Selected runs, top to bottom as shown."""
         return self.view.selected_run_ids()
 
+    def on_run_changed(self, event: RunChanged) -> None:
+        self.model.notify_runs_changed([event.run_id])
+
+    def on_points_stored(self, event: PointsStored) -> None:
+        if METRICS in event.kinds:
+            self.model.notify_metrics([event.run_key])
+
     def show_message(self, text: str) -> None:
         self.last_message = text
         self.status_message.emit(text)
@@ -346,15 +354,6 @@ class RunsPage(QWidget):
                            loaded, lambda exc: loaded(None))
 
 
-class _RunEvents(QObject):
-    """The dispatcher's ``on_run_changed`` (its thread) as a Qt signal (GUI thread)."""
-
-    run_changed = Signal(str)
-
-    def on_run_changed(self, run_id: str) -> None:
-        self.run_changed.emit(run_id)
-
-
 def install_runs_page(window: Any, ctx: AppContext,
                       open_runs: Callable[[list[str]], None] | None = None,
                       submit_dialog: Callable[[dict[str, Any]], Any] | None = None) -> RunsPage:
@@ -376,22 +375,11 @@ def install_runs_page(window: Any, ctx: AppContext,
     return page
 
 
-def connect_events(page: RunsPage, ctx: AppContext) -> None:
-    """Live updates: run state changes from the dispatcher, new metric values from the
-    ingestor; both listeners are removed when the page stops."""
-    if ctx.services is None:
-        return
-    dispatcher, ingestor = ctx.services.dispatcher, ctx.services.ingestor
-    events, data = _RunEvents(page), RunDataBridge(page)
-    events.run_changed.connect(lambda run_id: page.model.notify_runs_changed([run_id]))
-    data.data_arrived.connect(
-        lambda key, kinds: page.model.notify_metrics([key]) if "metrics" in kinds else None)
-    dispatcher.add_listener(events)
-    ingestor.add_listener(data)
-
-    def detach() -> None:
-        data.detach()
-        dispatcher.remove_listener(events)
-        ingestor.remove_listener(data)
-
-    page._on_stop.append(detach)
+def connect_events(page: RunsPage, ctx: AppContext) -> EventBridge:
+    """Live updates from the Lab's bus: run state changes (the dispatcher's), new metric
+    values (the ingestor's); the page stops listening when it stops."""
+    bridge = EventBridge(ctx.bus, page, types=(RunChanged, PointsStored))
+    bridge.run_changed.connect(page.on_run_changed)
+    bridge.points_stored.connect(page.on_points_stored)
+    page._on_stop.append(bridge.detach)
+    return bridge

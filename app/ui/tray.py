@@ -1,7 +1,7 @@
 """The tray icon: free GPUs per host and running/queued counts in its tooltip and menu,
 Show/Hide and Quit.
 
-Refreshed from the cluster bridge's signals and from run changes, at most every 2 s; the
+Refreshed from the window's host events and from run changes, at most every 2 s; the
 counts (SQLite) are read on the worker thread, never on the GUI thread.
 """
 

@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python tests/bench/bench_lab_scale.py [mode]
 
-The real ClusterMonitor, ClusterBridge and MainWindow (with the runs page and the other
+The real ClusterMonitor, EventBridge and MainWindow (with the runs page and the other
 features ``labdeck`` installs, over a store of 100k runs) receive real ``Sample`` objects
 from in-process sessions (``app.ui.preview_sessions.PreviewSession``: recorded H100 values,
 one sample per host per second, each stamped when emitted). Measured over a window of
@@ -33,7 +33,7 @@ from app.core.cluster import ClusterMonitor
 from app.core.metricstore import MetricStore
 from app.core.runstore import RunStore
 from app.ui.app import create_application
-from app.ui.bridge import ClusterBridge, TrustPrompter
+from app.ui.bridge import TrustPrompter
 from app.ui.context import AppContext
 from app.ui.main_window import HostActions, MainWindow
 from app.ui.preview_sessions import PreviewGpu, PreviewSession
@@ -129,9 +129,8 @@ def measure(mode: str) -> list[dict[str, Any]]:
         monitor.set_hosts(HostSpec(name=name, hostname=f"{name}.lab.example",
                                    agent=AgentOptions(interval_s=1.0, backend="sim",
                                                       sim_gpus=GPUS)) for name in lab)
-        bridge = ClusterBridge()
-        monitor.add_listener(bridge)
-        window = MainWindow(monitor, bridge, TrustPrompter(), HostActions())
+        window = MainWindow(monitor, None, TrustPrompter(), HostActions())
+        bridge = window.bridge
         ctx = AppContext(store, RunStore(store), MetricStore(store))
         features = install_features(window, ctx)
         window.resize(1280, 800)

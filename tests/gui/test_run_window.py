@@ -11,6 +11,7 @@ import pytest
 from make_run_screenshots import render
 from PySide6.QtGui import QImage
 
+from app.core.events import EventBus, PointsStored
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -30,22 +31,15 @@ pytestmark = pytest.mark.gui
 
 
 class Events:
-    """Calls listeners the way the Ingestor does: on its own thread, after a commit."""
+    """Publishes the way the Ingestor does: on its own thread, after a commit."""
 
     def __init__(self) -> None:
-        self.listeners: list = []
-
-    def add_listener(self, listener) -> None:
-        self.listeners.append(listener)
-
-    def remove_listener(self, listener) -> None:
-        self.listeners.remove(listener)
+        self.bus = EventBus()
 
     def fire(self, run_key: str, kinds: frozenset[str]) -> None:
         def work() -> None:
-            for listener in list(self.listeners):
-                for _ in range(50):  # a burst: must coalesce into few GUI deliveries
-                    listener(run_key, kinds)
+            for _ in range(50):  # a burst: must coalesce into few GUI deliveries
+                self.bus.publish(PointsStored(run_key, kinds))
         thread = threading.Thread(target=work, name="labdeck-test-ingest")
         thread.start()
         thread.join()
@@ -74,14 +68,14 @@ def _params_chunk(key: str):
 def window(qtbot, world):
     runstore, ms, run_id, _key = world
     events = Events()
-    win = open_run_window(run_id, RunContext(runstore, ms, None, events))
+    win = open_run_window(run_id, RunContext(runstore, ms, None, events.bus))
     win.resize(1280, 800)
     win.events = events  # type: ignore[attr-defined]
     qtbot.waitUntil(lambda: win.curves.settled() and bool(win.console.plain_text()),
                     timeout=10_000)
     yield win
     win.close()
-    assert not events.listeners  # closing unregistered the listener
+    assert events.bus.subscribers() == 0  # closing unsubscribed the window
 
 
 def test_header_tabs_and_curves(window: RunWindow, world) -> None:

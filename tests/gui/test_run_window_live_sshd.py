@@ -119,7 +119,7 @@ def open_window(qtbot: Any, app: CaptureApp, run_id: str, key: str) -> tuple[Run
     services = app.services
     assert services is not None
     context = RunContext(RunStore(app.store), services.ingestor.metricstore,
-                         services.monitor, services.ingestor)
+                         services.monitor, services.bus)
     window = open_run_window(run_id, context)
     window.resize(1280, 800)
     frames = FrameLog(window, key)

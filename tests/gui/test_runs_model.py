@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
+from app.core.events import EventBus, RunChanged
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore
 from app.core.runs import RunState
@@ -18,10 +19,10 @@ from app.core.runs_filter import RunsQuery, SortKey
 from app.core.runstore import RunStore
 from app.core.store import Store
 from app.ui.data_worker import DataWorker
+from app.ui.event_bridge import EventBridge
 from app.ui.runs_cache import BLOCK
 from app.ui.runs_diff import plan_changes
 from app.ui.runs_model import RUN_IDS_MIME, RunsTableModel
-from app.ui.runs_page import _RunEvents
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.runs_data import fill_runs
 
@@ -169,9 +170,10 @@ def test_state_change_is_one_targeted_data_changed(qtbot, world) -> None:
     assert runstore.claim(run_id, "gpu-z", [0], ["GPU-gpu-z-0"])
 
     # The dispatcher calls its listeners on its own thread.
-    events = _RunEvents()
-    events.run_changed.connect(lambda rid: model.notify_runs_changed([rid]))
-    thread = threading.Thread(target=events.on_run_changed, args=(run_id,),
+    bus = EventBus()
+    events = EventBridge(bus)
+    events.run_changed.connect(lambda event: model.notify_runs_changed([event.run_id]))
+    thread = threading.Thread(target=bus.publish, args=(RunChanged(run_id),),
                               name="labdeck-test-dispatch")
     with qtbot.waitSignal(model.dataChanged, timeout=10000):
         thread.start()

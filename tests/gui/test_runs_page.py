@@ -15,6 +15,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QMainWindow
 
+from app.core.events import EventBus, PointsStored, RunChanged
 from app.core.metricstore import MetricStore
 from app.core.run_edits import RunEdits
 from app.core.runs import RunState
@@ -241,29 +242,19 @@ def test_ssh_command_quotes_what_it_passes() -> None:
 
 
 class _Events:
-    """Calls listeners from its own thread, as the dispatcher and the ingestor do."""
+    """Publishes from its own thread, as the dispatcher and the ingestor do."""
 
-    def __init__(self) -> None:
-        self.listeners: list = []
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
         self.wakes = 0
-
-    def add_listener(self, listener) -> None:
-        self.listeners.append(listener)
-
-    def remove_listener(self, listener) -> None:
-        self.listeners.remove(listener)
 
     def wake(self) -> None:
         self.wakes += 1
 
     def fire(self, *args) -> None:
-        def work() -> None:
-            for listener in list(self.listeners):
-                if hasattr(listener, "on_run_changed"):
-                    listener.on_run_changed(*args)
-                else:
-                    listener(*args)
-        thread = threading.Thread(target=work, name="labdeck-test-events")
+        event = RunChanged(*args) if len(args) == 1 else PointsStored(*args)
+        thread = threading.Thread(target=self.bus.publish, args=(event,),
+                                  name="labdeck-test-events")
         thread.start()
         thread.join()
 
@@ -275,16 +266,18 @@ def test_install_adds_the_tab_the_menu_and_live_updates(qtbot, world) -> None:
     window.menuBar().addMenu("&File")
     window.menuBar().addMenu("&Help")
     qtbot.addWidget(window)
-    dispatcher, ingestor = _Events(), _Events()
+    bus = EventBus()
+    dispatcher, ingestor = _Events(bus), _Events(bus)
     ctx = AppContext(world.store, world.runstore, world.metricstore,
-                     SimpleNamespace(dispatcher=dispatcher, ingestor=ingestor))  # type: ignore
+                     SimpleNamespace(dispatcher=dispatcher, ingestor=ingestor,  # type: ignore
+                                     bus=bus))
     opened: list[list[str]] = []
     page = install_runs_page(window, ctx, opened.append, lambda spec: None)
     try:
         assert window.centralWidget() is page
         menus = [a.text() for a in window.menuBar().actions()]
         assert menus == ["&File", "&Runs", "&Help"]
-        assert len(dispatcher.listeners) == 1 and len(ingestor.listeners) == 1
+        assert bus.subscribers() == 1
         qtbot.waitUntil(lambda: page.model.rowCount() == 60, timeout=10000)
         page.set_extra_columns(["train/loss"], [])
 
@@ -308,7 +301,7 @@ def test_install_adds_the_tab_the_menu_and_live_updates(qtbot, world) -> None:
         assert opened == [[page.model.run_id(0), page.model.run_id(1)]]
     finally:
         page.stop()
-    assert dispatcher.listeners == [] and ingestor.listeners == []
+    assert bus.subscribers() == 0
 
 
 def test_screenshot_renders(qtbot, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from app.core.cluster import ClusterMonitor
 from app.core.dispatcher import DispatchOptions
+from app.core.events import HostChanged
 from app.core.ingest import IngestOptions
 from app.core.lab import Lab, known_hosts
 from app.core.store import Store
@@ -50,19 +51,13 @@ class CaptureApp:
         self.states: list[HostState] = []
         self._lock = threading.Lock()
 
-    # ClusterListener: the host states seen, to tell that a connection was re-made.
-    def on_host_changed(self, name: str) -> None:
-        view = self.services.monitor.host(name) if self.services else None
+    # The host states seen, to tell that a connection was re-made.
+    def on_host_changed(self, event: HostChanged) -> None:
+        view = self.services.monitor.host(event.host) if self.services else None
         if view is not None:
             with self._lock:
                 if not self.states or self.states[-1] is not view.state:
                     self.states.append(view.state)
-
-    def on_host_sample(self, name: str) -> None:
-        pass
-
-    def on_host_removed(self, name: str) -> None:
-        pass
 
     def start(self) -> Lab:
         known = known_hosts()
@@ -75,7 +70,7 @@ class CaptureApp:
         monitor.set_hosts(self.store.hosts())
         self.services = Lab(
             self.store, monitor, dispatch=DispatchOptions(poll_s=0.5), ingest=self.ingest)
-        monitor.add_listener(self)
+        monitor.bus.subscribe(self.on_host_changed, (HostChanged,))
         self.services.start()
         return self.services
 

@@ -1,5 +1,5 @@
-"""A main window over a real store and fake hosts, with a dispatcher stand-in that calls
-its run listeners on its own thread (as the real one does), and fake channels."""
+"""A main window over a real store and fake hosts, with a dispatcher stand-in that
+publishes run changes on its own thread (as the real one does), and fake channels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.cluster import ClusterMonitor
+from app.core.events import EventBus, RunChanged
 from app.core.lab import Lab
 from app.core.metricstore import MetricStore
 from app.core.notify_events import NotifyEvent
@@ -22,28 +23,21 @@ from tests.harness.run_fixtures import add_points, key_of, start_run, training_c
 
 
 class ThreadDispatcher:
-    """The methods of ``Dispatcher`` the notifier and tray use; ``fire`` calls the
-    listeners on a separate thread, several times, like a burst of state changes."""
+    """The methods of ``Dispatcher`` the notifier and tray use; ``fire`` publishes on
+    the bus from a separate thread, several times, like a burst of state changes."""
 
-    def __init__(self) -> None:
-        self.listeners: list = []
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
         # What the real one keeps from its last step: the lab's reserved GPUs.
         self.reserved: dict[tuple[str, int], str] = {}
 
     def reserved_now(self) -> dict[tuple[str, int], str]:
         return dict(self.reserved)
 
-    def add_listener(self, listener) -> None:
-        self.listeners.append(listener)
-
-    def remove_listener(self, listener) -> None:
-        self.listeners = [x for x in self.listeners if x is not listener]
-
     def fire(self, run_id: str, times: int = 1) -> None:
         def work() -> None:
             for _ in range(times):
-                for listener in list(self.listeners):
-                    listener.on_run_changed(run_id)
+                self.bus.publish(RunChanged(run_id))
 
         thread = threading.Thread(target=work, name="labdeck-test-dispatcher")
         thread.start()
@@ -102,7 +96,7 @@ def make_world(home: Path) -> World:
     monitor.add_host(spec("gpu-a"))
     window = MainWindow(monitor)
     bring_online(lab, "gpu-a", [idle_reading(i, "gpu-a") for i in range(4)])
-    dispatcher = ThreadDispatcher()
+    dispatcher = ThreadDispatcher(monitor.bus)
     services = Lab(store, monitor)
     services.dispatcher = dispatcher  # type: ignore[assignment]
     ctx = AppContext(store, runstore, ms, services)

@@ -18,6 +18,7 @@ from typing import Any
 
 from app.core.cluster import ClusterMonitor
 from app.core.dispatcher import Dispatcher, DispatchOptions
+from app.core.events import RunChanged
 from app.core.jobspec import JobSpec
 from app.core.runs import RunState
 from app.core.runstore import RunStore
@@ -226,11 +227,11 @@ class Rig:
 
     def new_dispatcher(self, options: DispatchOptions = FAST) -> Dispatcher:
         dispatcher = Dispatcher(self.store, self.monitor, options, control=self.hosts)
-        dispatcher.add_listener(self)
+        self.monitor.bus.subscribe(self.on_run_changed, (RunChanged,))
         return dispatcher
 
-    def on_run_changed(self, run_id: str) -> None:
-        self.changed.append(run_id)
+    def on_run_changed(self, event: RunChanged) -> None:
+        self.changed.append(event.run_id)
 
     def submit(self, name: str = "job", user: str = "alice", **fields: Any) -> str:
         spec = JobSpec(name=name, argv=("python3", "-c", "pass"), **fields)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.core.cluster import ClusterMonitor
+from app.core.events import PointsStored
 from app.core.ingest import LOG, METRICS, IngestOptions, Ingestor
 from app.core.jobspec import JobSpec
 from app.core.metricstore import MetricStore
@@ -55,7 +56,7 @@ class Rig:
     def ingestor(self, options: IngestOptions = FAST, only: set[str] | None = None
                  ) -> Ingestor:
         ingestor = Ingestor(self.store, self.monitor, options, only=only)
-        ingestor.add_listener(lambda run_id, kinds: self.heard.append((run_id, kinds)))
+        ingestor.bus.subscribe(lambda e: self.heard.append((e.run_key, e.kinds)), (PointsStored,))
         ingestor.start()
         self.ingestors.append(ingestor)
         return ingestor
