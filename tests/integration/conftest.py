@@ -1,5 +1,5 @@
-"""Integration fixtures: sessions that see only the keys a test gives them, and the
-``labdeck`` CLI over a store the test fills."""
+"""Integration fixtures: sessions that see only the keys a test gives them, this machine
+as a runctl host, and the ``labdeck`` CLI over a store the test fills."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ssh_backend.hostspec import HostSpec
 from ssh_backend.session import HostSession
 from tests.harness.labcli import StoreCli
 from tests.harness.recorder import Recorder, SessionFactory
+from tests.harness.runhost import RunHost
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +56,12 @@ def store_cli(tmp_path: Path) -> Iterator[StoreCli]:
     made = StoreCli(tmp_path)
     yield made
     made.close()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[RunHost]:
+    """This machine as a host for runctl and the wrapper (tests.harness.runhost.RunHost,
+    rooted in tmp_path); every run it started is killed after the test."""
+    made = RunHost(tmp_path)
+    yield made
+    made.cleanup()

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ max_reservations_per_user = 1
 [quota.users.bob]
 max_gpus = 6
 """
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[RunHost]:
-    made = RunHost(tmp_path)
-    yield made
-    made.cleanup()
 
 
 def write_policy(folder: Path, name: str, text: str) -> Path:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +38,6 @@ from tests.harness.runhost import (
     python_job,
     wait_until,
 )
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[RunHost]:
-    made = RunHost(tmp_path)
-    yield made
-    made.cleanup()
 
 
 def test_reconcile_outcomes(host: RunHost) -> None:

@@ -6,19 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.harness.runhost import AGENT_DIR, RunHost, gated_job, python_job, wait_until
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[RunHost]:
-    made = RunHost(tmp_path)
-    yield made
-    made.cleanup()
 
 
 def fence(host: RunHost, *run_ids: str) -> dict[str, dict]:

@@ -14,7 +14,6 @@ import pty
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,13 +103,6 @@ def test_submit_refuses_a_secret_that_is_not_set(tmp_path: Path) -> None:
 
 
 # -- runctl → wrapper (real processes) ---------------------------------------------------
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[RunHost]:
-    made = RunHost(tmp_path)
-    yield made
-    made.cleanup()
-
-
 def launch(host: RunHost, run_id: str, values: object) -> dict[str, object]:
     return host.ctl({"op": "launch", "run_id": run_id, "gpu_indices": [0],
                      "gpu_uuids": ["GPU-test-0"], "secrets": values,

@@ -9,10 +9,8 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -27,13 +25,6 @@ from tests.harness.runhost import (
 
 sys.path.insert(0, str(AGENT_DIR))
 import leases
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[RunHost]:
-    made = RunHost(tmp_path)
-    yield made
-    made.cleanup()
 
 
 def finished(host: RunHost, run_id: str) -> dict[str, object]:
