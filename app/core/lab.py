@@ -9,6 +9,7 @@ config and which homes for local hosts the sessions use, so they all connect the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -16,10 +17,11 @@ from types import TracebackType
 from app.core import paths
 from app.core.cluster import ClusterMonitor, SessionFactory
 from app.core.dispatcher import Dispatcher, DispatchOptions
-from app.core.events import EventBus
+from app.core.events import EventBus, RunChanged
 from app.core.ingest import IngestOptions, Ingestor
 from app.core.lab_hosts import HostFollower, LabHosts
 from app.core.metricstore import MetricStore
+from app.core.runs_catalog import RunsCatalog
 from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.events import Session, SessionListener
@@ -66,7 +68,8 @@ class Lab:
     over simulated sessions). ``bus``: the monitor's, where the monitor, the dispatcher
     and the ingestor publish and where the window's bridge listens. ``follow_store``:
     hosts that another process adds to or removes from the store are added to or removed
-    from the monitor while running.
+    from the monitor while running, and runs another process changes (``labdeck serve``
+    holding the queue, a ``labdeck cancel``) are told on the bus like this Lab's own.
     """
 
     def __init__(self, store: Store, monitor: ClusterMonitor, *,
@@ -83,7 +86,8 @@ class Lab:
         # A launch or a finish the dispatcher publishes makes the ingestor look at once.
         self.ingestor = Ingestor(store, monitor, ingest, only=only)
         self.hosts = LabHosts(store, monitor, on_change=lambda: self.dispatcher.wake())
-        self._follower = HostFollower(store, self.hosts.sync) if follow_store else None
+        self._runs_seen_at = time.time()
+        self._follower = HostFollower(store, self._follow) if follow_store else None
         self._owns_store = owns_store
         # start() may run on a thread of its own (the window's) while stop() is called.
         self._life = threading.Lock()
@@ -118,6 +122,13 @@ class Lab:
             if owns:
                 store.close()
             raise
+
+    def _follow(self) -> None:
+        """Another connection wrote to the store: its hosts, and its runs' changes."""
+        self.hosts.sync()
+        since, self._runs_seen_at = self._runs_seen_at, time.time()
+        for run_id in RunsCatalog(self.store, self.metricstore).changed_since(since):
+            self.bus.publish(RunChanged(run_id))
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, *, dispatch: bool = True, ingest: bool = True) -> None:

@@ -158,5 +158,5 @@ class HostFollower:
                     seen = version
             except Exception:
                 # The store busy past its timeout, a bug: log it, look again next time.
-                log.exception("could not bring the monitored hosts in line with the store")
+                log.exception("could not follow what another process wrote to the store")
             self._stop.wait(self._interval_s)
