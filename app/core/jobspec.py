@@ -25,8 +25,8 @@ from app.core.argparams import apply_params, detect_script_args, parse_params
 from app.core.console_metrics import pattern_problems
 from app.core.feasibility import HostFacts, impossible
 from app.core.hosts import validate_host_name
-from app.core.runs import RUN_ID_RE
 from app.core.snapshot import SnapshotError, read_snapshot
+from ssh_backend.runs import RUN_ID_RE
 
 __all__ = ["JobFileError", "JobSpec", "SnapshotError", "host_job", "snapshot_files",
            "spec_from_script", "validate"]

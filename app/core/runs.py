@@ -8,10 +8,10 @@ along an edge twice, so a run is never started twice.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssh_backend import runs
 from ssh_backend.runs import attempt_run_id
 
 
@@ -52,8 +52,8 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.LOST: frozenset({RunState.QUEUED}),
 }
 
-# Run ids name folders on hosts: keep them to a safe alphabet, checked on both ends.
-RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,63}$")
+# Run ids name folders on hosts: one safe alphabet, the backend's (checked on both ends).
+RUN_ID_RE = runs.RUN_ID_RE
 
 
 class TransitionError(ValueError):
