@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from app.core.safetext import terminal_safe
+
+if TYPE_CHECKING:
+    from app.core.runs import Run
 
 
 class UsageError(Exception):
@@ -33,6 +38,28 @@ def table(rows: list[list[str]], header: list[str]) -> str:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def run_time_text(run: Run, now: float | None = None) -> str:
+    """How long ``run`` ran (so far, while it runs); "" before it started.
+
+    ``ls``, ``show`` and ``why`` all say it this way, in the core's words for a duration
+    (the desktop notifications' "5 min 03 s", "2 h 05 min"; ``labdeck lab`` counts
+    minutes the same way), so a run's time reads the same wherever it is shown."""
+    if run.started_at is None:
+        return ""
+    end = run.ended_at if run.ended_at is not None else time.time() if now is None else now
+    return duration_text(end - run.started_at)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for people: '45 s', '5 min 03 s', '2 h 05 min'."""
+    # The core's formatter, imported here: its module loads the store, which the parser
+    # path must not, and every command that prints a duration has loaded it already.
+    from app.core.notify_events import format_duration
+
+    # A host's clock a little behind ours must not make a run last "unknown duration".
+    return format_duration(max(0.0, seconds))
 
 
 def check_display() -> None:

@@ -8,15 +8,17 @@ import queue
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import UsageError, say, table, warn
-from app.core import hosts
-from app.core.cluster import ClusterMonitor
-from app.core.store import HostNotFoundError, Store
-from ssh_backend.hostkeys import HostKeyQuestion
-from ssh_backend.hostspec import HostSpec
 from ssh_backend.states import HostState
+
+# The store (sqlite_utils) and the host helpers (paramiko) are imported by the actions
+# that use them: ``labdeck --help`` builds this parser and must not load them.
+if TYPE_CHECKING:
+    from app.core.cluster import ClusterMonitor
+    from ssh_backend.hostkeys import HostKeyQuestion
+    from ssh_backend.hostspec import HostSpec
 
 TRUST_TIMEOUT_S = 20.0
 # How long a connection may wait for the user's y/N before it gives up on the key.
@@ -93,6 +95,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from app.core import hosts
+    from app.core.store import Store
+
     try:
         spec = hosts.spec_from_args(
             args.name,
@@ -115,6 +120,9 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from app.core import hosts
+    from app.core.store import Store
+
     with Store.open() as store:
         result = hosts.import_from_ssh_config(store, args.config)
     for name in result.added:
@@ -129,6 +137,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from app.core import hosts
+    from app.core.store import Store
+
     with Store.open() as store:
         specs = store.hosts()
     if args.json:
@@ -153,6 +164,8 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from app.core.store import Store
+
     with Store.open() as store:
         store.remove_host(args.name)
     say(f"removed {args.name}")
@@ -160,6 +173,8 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _host_json(spec: HostSpec) -> dict[str, Any]:
+    from app.core import hosts
+
     return {
         "name": spec.name,
         "target": hosts.describe_target(spec),
@@ -218,6 +233,7 @@ class _Asker:
 
 def _trust(args: argparse.Namespace) -> int:
     from app.core.lab import Lab  # the SSH stack, only when connecting
+    from app.core.store import HostNotFoundError, Store
 
     if not 0 < args.timeout <= 3600:
         raise UsageError("--timeout must be more than 0 and at most 3600 seconds")

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import UsageError, say, table, warn
+from app.cli.common import UsageError, duration_text, run_time_text, say, table, warn
 from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.core.store import Store
 
+# The store and the SSH stack are imported where a command uses them, never at the top:
+# ``labdeck --help`` builds these parsers and must not load them.
 if TYPE_CHECKING:
     from app.core.cluster import ClusterMonitor, HostView
     from ssh_backend.labboard import Board
@@ -66,6 +66,7 @@ def add_parser(commands: Any) -> None:
 @contextmanager
 def _connected(names: list[str] | None = None) -> Iterator[ClusterMonitor]:
     from app.core.lab import Lab
+    from app.core.store import Store
     from ssh_backend.states import HostState
 
     with Store.open() as store:
@@ -224,7 +225,9 @@ def _lab(args: argparse.Namespace) -> int:
 def _why(args: argparse.Namespace) -> int:
     from app.cli.runs_cmd import find_run
     from app.core.labwatch import reserved_gpus, state_of
+    from app.core.runstore import RunStore
     from app.core.scheduler import explain
+    from app.core.store import Store
 
     with Store.open() as store:
         runs = RunStore(store)
@@ -234,7 +237,9 @@ def _why(args: argparse.Namespace) -> int:
         local_reserved = runs.reserved()
     if run.state is not RunState.QUEUED:
         where = f" on {run.host}" if run.host else ""
-        say(f"{run.id} is {run.state}{where}" + (f": {run.reason}" if run.reason else ""))
+        took = run_time_text(run)
+        say(f"{run.id} is {run.state}{where}" + (f" ({took})" if took else "")
+            + (f": {run.reason}" if run.reason else ""))
         return 0
     with _connected() as monitor:
         views = monitor.hosts()
@@ -242,7 +247,11 @@ def _why(args: argparse.Namespace) -> int:
     reserved: dict[tuple[str, int], str] = dict.fromkeys(local_reserved, "")
     reserved.update(reserved_gpus(views, boards))
     lab = state_of(views, boards)
-    say(f"{run.id} waits: {explain(run, views, reserved, busy, host_tags=tags, lab=lab)}")
+    # Since it last entered the queue (a retry starts waiting again), as the scheduler counts.
+    since = run.queued_at if run.queued_at is not None else run.created_at
+    waited = duration_text(time.time() - since)
+    say(f"{run.id} has waited {waited}: "
+        f"{explain(run, views, reserved, busy, host_tags=tags, lab=lab)}")
     if run.reason:
         say(f"last word from the dispatcher: {run.reason}")
     return 0

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the command ran but something did not answer or was refused;
 2 a user error (bad arguments, unknown host, unreadable key or config), printed as one
-line on stderr; 70 an unexpected error, logged with its traceback; 130 interrupted.
+line on stderr; 70 an unexpected error, logged with its traceback; 130 interrupted;
+141 the reader of stdout went away (``labdeck ls | head -1``), said nowhere.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
+import select
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +39,9 @@ log = logging.getLogger("labdeck.cli")
 EXIT_USAGE = 2
 EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130
+# What a shell reports for a writer killed by SIGPIPE: the output was not all read, which
+# `set -o pipefail` scripts can tell from success.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 LOG_FILE = "labdeck.log"
 
 
@@ -135,14 +142,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         warn("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        if not _stdout_reader_gone():
+            return _failed(exc, log_path)  # some other pipe: a real error
+        log.info("stdout was closed by its reader; stopping")
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
     except Exception as exc:
-        if _is_user_error(exc):
-            warn(str(exc))
-            return EXIT_USAGE
-        log.exception("unexpected error")
-        where = f"; details are in {log_path}" if log_path else ""
-        warn(f"unexpected error: {type(exc).__name__}: {exc}{where}")
-        return EXIT_SOFTWARE
+        return _failed(exc, log_path)
+
+
+def _failed(exc: Exception, log_path: Path | None) -> int:
+    if _is_user_error(exc):
+        warn(str(exc))
+        return EXIT_USAGE
+    log.exception("unexpected error")
+    where = f"; details are in {log_path}" if log_path else ""
+    warn(f"unexpected error: {type(exc).__name__}: {exc}{where}")
+    return EXIT_SOFTWARE
+
+
+def _stdout_reader_gone() -> bool:
+    """Is stdout a pipe (or socket) whose reader has gone? The kernel flags its write end
+    with POLLERR then; a broken pipe to anything else (a subprocess, a host) is not
+    this and stays an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file
+        return False
+    return any(flags & (select.POLLERR | select.POLLHUP) for _, flags in events)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit, of what
+    is still buffered, finds no closed pipe: that would print "Exception ignored …
+    BrokenPipeError" (the recipe of the Python docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -7,14 +7,16 @@ it was, escape sequences too: that is the run's own terminal output, by design);
 ``-f`` it also follows the run: it connects to the run's host, tails the run's files into
 the store (like the window does) and prints new output until the run has ended and its
 output is all in. ``metrics`` prints every stored point of every series (series, step,
-wall time, value), series by name, points in the order they arrived; series names come
-from the run, so the table and CSV show them terminal-safe and formula-guarded.
+wall time, value), series by name, points in the order they arrived: the table with local
+times for people, the CSV and JSON with seconds since the epoch for programs. Series
+names come from the run, so the table and CSV show them terminal-safe and formula-guarded.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import math
 import sys
@@ -25,14 +27,16 @@ from typing import IO, TYPE_CHECKING, Any
 from app.cli.common import say, warn
 from app.cli.runs_cmd import find_run
 from app.core.events import Event, PointsStored
-from app.core.metricstore import MetricStore
 from app.core.runs import Run, RunState
-from app.core.runstore import RunStore
 from app.core.safetext import ConsoleFilter, csv_text, terminal_safe
-from app.core.store import Store
 
+# The store (sqlite_utils, numpy) is imported by the commands that read it: ``labdeck
+# --help`` builds these parsers and must not load it.
 if TYPE_CHECKING:
     from app.core.lab import Lab
+    from app.core.metricstore import MetricStore
+    from app.core.runstore import RunStore
+    from app.core.store import Store
 
 PAGE = 1024 * 1024
 # How often ``logs -f`` asks the host whether the run has ended.
@@ -62,9 +66,11 @@ def add_parser(commands: Any) -> None:
 
     metrics = commands.add_parser(
         "metrics", help="print every stored metric point of a run",
-        description="Print every stored point of a run: series, step, wall time (seconds "
-        "since the epoch) and value; tab-separated unless --json or --csv. Values are "
-        "exact (nan, inf and -inf as such); a missing step is empty (null in JSON). "
+        description="Print every stored point of a run: series, step, wall time and "
+        "value; tab-separated unless --json or --csv. The table shows the time as local "
+        "time (YYYY-MM-DD HH:MM:SS.mmm); --csv and --json give it as seconds since the "
+        "epoch. Values are exact (nan, inf and -inf as such); a missing step is empty "
+        "(null in JSON). "
         "Series names come from the run: in the table and the CSV, control characters "
         "show as escapes (\\x1b) and a name a spreadsheet would take for a formula "
         "(starting with =, +, -, @) gets a leading '; --json has them exact.",
@@ -108,6 +114,10 @@ def _print_log(metrics: MetricStore, key: str, pos: int, out: _Console) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from app.core.metricstore import MetricStore
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     out = _Console(sys.stdout.buffer, args.safe)
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
@@ -132,6 +142,7 @@ def _nothing_yet(run: Run) -> str:
 
 def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
     from app.core.lab import Lab
+    from app.core.runstore import RunStore
 
     runs = RunStore(store)
     while run.host is None:
@@ -213,6 +224,10 @@ def _json_number(value: float) -> Any:
 
 
 def _metrics(args: argparse.Namespace) -> int:
+    from app.core.metricstore import MetricStore
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
         metrics = MetricStore(store)
@@ -222,31 +237,52 @@ def _metrics(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(out, run.id, key, metrics, names)
         else:
-            writer = csv.writer(out, lineterminator="\n") if args.csv else None
-            header = ["series", "step", "wall_time", "value"]
-            if writer is not None:
-                writer.writerow(header)
-            else:
-                say("\t".join(header))
-            for name in names:
-                # The run chose the name: it reaches a terminal (both forms print to
-                # stdout) and perhaps a spreadsheet (both are tables it imports). The
-                # numbers are Labdeck's own and stay numbers.
-                cell = csv_text(terminal_safe(name))
-                pts = metrics.points(key, name)
-                steps = _steps(pts.step)
-                for step, wall, value in zip(steps, pts.wall.tolist(), pts.value.tolist(),
-                                             strict=True):
-                    row = [cell, "" if step is None else str(step), _number(wall),
-                           _number(value)]
-                    if writer is not None:
-                        writer.writerow(row)
-                    else:
-                        out.write("\t".join(row) + "\n")
+            _write_rows(out, key, metrics, names, as_csv=args.csv)
         out.flush()
         if not names:
             warn(f"no metrics stored for run {run.id}")
     return 0
+
+
+def _write_rows(out: IO[str], key: str, metrics: MetricStore, names: list[str], *,
+                as_csv: bool) -> None:
+    """The tab-separated table (for people: local times) or the CSV (for programs:
+    seconds since the epoch, exact)."""
+    writer = csv.writer(out, lineterminator="\n") if as_csv else None
+    if writer is not None:
+        writer.writerow(["series", "step", "wall_time", "value"])
+    else:
+        say("\t".join(["series", "step", "time", "value"]))
+    for name in names:
+        # The run chose the name: it reaches a terminal (both forms print to stdout) and
+        # perhaps a spreadsheet (both are tables it imports). The numbers are Labdeck's
+        # own and stay numbers.
+        cell = csv_text(terminal_safe(name))
+        pts = metrics.points(key, name)
+        for step, wall, value in zip(_steps(pts.step), pts.wall.tolist(), pts.value.tolist(),
+                                     strict=True):
+            when = _number(wall) if writer is not None else _local_time(wall)
+            row = [cell, "" if step is None else str(step), when, _number(value)]
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                out.write("\t".join(row) + "\n")
+
+
+def _local_time(wall: float) -> str:
+    """``2026-12-07 14:03:12.250``: the clock time a point was logged, in local time.
+
+    Training scripts stamp their log lines with the clock time (Python logging's
+    asctime is this form), and ``labdeck show`` gives the run's start and end the same
+    way, so a point can be matched against the run's console and against what else
+    happened on the host then. Time since the start would be ambiguous for a retried run (which
+    attempt's start?) and across a resumed job. Milliseconds, because a fast loop logs
+    several steps a second. A time no clock can show stays the raw number."""
+    try:
+        stamp = datetime.datetime.fromtimestamp(wall)
+    except (ValueError, OverflowError, OSError):
+        return _number(wall)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 1000:03d}"
 
 
 def _steps(step: Any) -> list[int | None]:

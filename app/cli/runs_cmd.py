@@ -14,17 +14,19 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.cli.common import UsageError, say, table, warn
-from app.core.feasibility import HostFacts, host_facts
-from app.core.jobfile import is_job_file, load_job_file
-from app.core.jobspec import JobFileError, JobSpec, spec_from_script, validate
-from app.core.queuelock import QueueLock
+from app.cli.common import UsageError, run_time_text, say, table, warn
 from app.core.runs import Run, RunState
-from app.core.runstore import RunStore
 from app.core.safetext import terminal_safe
-from app.core.store import Store
+
+# The store (sqlite_utils) and the job files (yaml, and the SSH stack behind the job
+# checks) are imported by the commands that use them: ``labdeck --help`` builds these
+# parsers and must not load them.
+if TYPE_CHECKING:
+    from app.core.feasibility import HostFacts
+    from app.core.jobspec import JobSpec
+    from app.core.runstore import RunStore
 
 EXIT_USAGE = 2
 
@@ -72,6 +74,11 @@ def add_parser(commands: Any) -> None:
 
 # -- submit ------------------------------------------------------------------------
 def _submit(args: argparse.Namespace) -> int:
+    from app.core.feasibility import host_facts
+    from app.core.jobspec import JobFileError
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     with Store.open() as store:
         specs_by_name = {spec.name: spec for spec in store.hosts()}
         try:
@@ -90,6 +97,9 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _specs(args: argparse.Namespace, hosts: dict[str, Any],
            facts: Mapping[str, HostFacts]) -> list[JobSpec]:
+    from app.core.jobfile import is_job_file, load_job_file
+    from app.core.jobspec import JobFileError, spec_from_script, validate
+
     overrides: dict[str, Any] = {}
     if args.gpus is not None:
         overrides["gpus"] = args.gpus
@@ -139,6 +149,7 @@ def _check_secrets(specs: list[JobSpec]) -> None:
     if not names:
         return
     from app.core import secrets  # loads keyring: only for a submit that names secrets
+    from app.core.jobspec import JobFileError
 
     problems = secrets.submit_problems(names)
     if problems:
@@ -147,6 +158,9 @@ def _check_secrets(specs: list[JobSpec]) -> None:
 
 # -- ls / show ---------------------------------------------------------------------
 def _ls(args: argparse.Namespace) -> int:
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     with Store.open() as store:
         runs = RunStore(store).list_runs(args.state, limit=args.limit)
     if args.json:
@@ -155,13 +169,16 @@ def _ls(args: argparse.Namespace) -> int:
     if not runs:
         say("no runs" + (" in that state" if args.state else "; queue one with: labdeck submit"))
         return 0
-    rows = [[run.id, run.name, str(run.state), _where(run), run.user, _duration(run),
+    rows = [[run.id, run.name, str(run.state), _where(run), run.user, run_time_text(run),
              "" if run.exit_code is None else str(run.exit_code), run.reason] for run in runs]
     say(table(rows, ["ID", "NAME", "STATE", "HOST:GPUS", "USER", "TIME", "EXIT", "REASON"]))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     with Store.open() as store:
         run = find_run(RunStore(store), args.run_id)
     if args.json:
@@ -171,7 +188,7 @@ def _show(args: argparse.Namespace) -> int:
         ("run", run.id), ("name", run.name), ("state", str(run.state)),
         ("where", _where(run) or "-"), ("user", run.user), ("attempt", str(run.attempt)),
         ("submitted", _when(run.created_at)), ("started", _when(run.started_at)),
-        ("ended", _when(run.ended_at)), ("time", _duration(run) or "-"),
+        ("ended", _when(run.ended_at)), ("time", run_time_text(run) or "-"),
         ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
         ("reason", run.reason or "-"),
         ("cancel", "requested" if run.cancel_requested else "-"),
@@ -215,23 +232,16 @@ def _where(run: Run) -> str:
     return f"{run.host}:{','.join(str(g) for g in run.gpus)}" if run.gpus else run.host
 
 
-def _duration(run: Run) -> str:
-    if run.started_at is None:
-        return ""
-    seconds = (run.ended_at or time.time()) - run.started_at
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def _when(stamp: float | None) -> str:
     return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
 # -- cancel --------------------------------------------------------------------
 def _cancel(args: argparse.Namespace) -> int:
+    from app.core.queuelock import QueueLock
+    from app.core.runstore import RunStore
+    from app.core.store import Store
+
     with Store.open() as store:
         runs = RunStore(store)
         run = find_run(runs, args.run_id)

@@ -15,17 +15,22 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import say, warn
-from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.events import Event, RunChanged
 from app.core.runs import RunState
 from app.core.safetext import terminal_safe
-from app.core.store import Store
 
+# The dispatcher and the store (the SSH stack, sqlite_utils) are imported when serve
+# runs: ``labdeck --help`` builds this parser and must not load them.
 if TYPE_CHECKING:
+    from app.core.dispatcher import Dispatcher
     from app.core.ingest import Ingestor
     from app.core.lab import Lab
+    from app.core.store import Store
 
 DEFAULT_WAIT_S = 60.0
+# DispatchOptions().poll_s, written out so that the parser needs no dispatcher (a test
+# checks that the two agree).
+DEFAULT_POLL_S = 3.0
 # --until-done: how long to wait for the last runs' output to be stored before exiting.
 DRAIN_WAIT_S = 60.0
 _UNFINISHED = (RunState.QUEUED, RunState.LAUNCHING, RunState.RUNNING)
@@ -46,7 +51,7 @@ def add_parser(commands: Any) -> None:
                       help="exit once no run is queued, launching or running")
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="S",
                         help=f"with --once: give up after S seconds (default {DEFAULT_WAIT_S:g})")
-    parser.add_argument("--poll", type=float, default=DispatchOptions().poll_s, metavar="S",
+    parser.add_argument("--poll", type=float, default=DEFAULT_POLL_S, metavar="S",
                         help="seconds between checks of running runs (default %(default)g)")
     parser.set_defaults(run=run)
 
@@ -79,6 +84,7 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.core.dispatcher import DispatchOptions
     from app.core.lab import Lab
 
     if args.poll <= 0:

@@ -4,9 +4,11 @@ through the real MetricStore: byte-exact console, every point exactly, clear err
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import math
+from typing import Any
 
 from app.core.jobspec import JobSpec
 from app.core.runs import RunState
@@ -48,17 +50,27 @@ def test_metrics_prints_every_point_exactly_in_three_forms(store_cli: StoreCli) 
     expected = sorted(((p.series, p.step, p.wall_time, p.value) for p in POINTS),
                       key=lambda p: p[0])
 
-    def same(rows: list[tuple[str, int | None, float, float]]) -> None:
-        assert [r[:3] for r in rows] == [e[:3] for e in expected]
+    def same(rows: list[tuple[str, int | None, Any, float]], *, wall: bool = True) -> None:
+        """Series, step and value exactly, and the wall time where it is seconds."""
+        width = 3 if wall else 2
+        assert [r[:width] for r in rows] == [e[:width] for e in expected]
         for (*_r, got), (*_e, want) in zip(rows, expected, strict=True):
             assert got == want or (math.isnan(got) and math.isnan(want))
 
+    # The table is for people: times in the local zone (here 5:30 east of UTC, so a
+    # time printed in UTC would show), to the millisecond.
+    store_cli.env["TZ"] = "IST-5:30"
+    zone = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
     text = store_cli.raw("metrics", run_id)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.decode().splitlines()
-    assert lines[0] == "series\tstep\twall_time\tvalue"
+    assert lines[0] == "series\tstep\ttime\tvalue"
     rows = [line.split("\t") for line in lines[1:]]
-    same([(s, int(t) if t else None, float(w), float(v)) for s, t, w, v in rows])
+    assert ["loss", "0", "2023-11-15 03:43:20.250", "2.5"] in rows  # at 1700000000.25
+    assert [r[2] for r in rows] == [
+        datetime.datetime.fromtimestamp(e[2], zone).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        for e in expected]
+    same([(s, int(t) if t else None, w, float(v)) for s, t, w, v in rows], wall=False)
 
     as_csv = list(csv.reader(io.StringIO(
         store_cli.raw("metrics", run_id, "--csv").stdout.decode())))
@@ -91,7 +103,7 @@ def test_a_run_without_output_says_so_and_a_retry_shows_its_own_attempt(
     assert result.returncode == 0 and result.stdout == b""
     assert f"run {queued} is queued: no output yet" in result.stderr.decode()
     empty = store_cli.raw("metrics", queued)
-    assert empty.stdout.decode() == "series\tstep\twall_time\tvalue\n"
+    assert empty.stdout.decode() == "series\tstep\ttime\tvalue\n"
     assert "no metrics stored" in empty.stderr.decode()
 
     run_id = store_cli.finished_run()
