@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from app.core.safetext import terminal_safe
 
 if TYPE_CHECKING:
-    from app.core.runs import Run
+    from app.core.queue.runs import Run
 
 
 class UsageError(Exception):

@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("install-desktop is for Linux desktops; on Windows and macOS use "
                          "the installer (see installer/README.md)")
     # The one resource locator; importing it loads QtGui's bindings but opens no display.
-    from app.ui.resources import resource_path
+    from app.ui.common.resources import resource_path
 
     resources = resource_path("")
     data_dir = SYSTEM_DATA_DIR if args.system else user_data_dir()

@@ -15,7 +15,7 @@ from app.core.safetext import terminal_safe
 from ssh_backend.states import HostState
 
 if TYPE_CHECKING:
-    from app.core.cluster import HostView
+    from app.core.hosts.cluster import HostView
     from ssh_backend.protocol import GpuReading
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -89,8 +89,8 @@ def host_detail(view: HostView) -> str:
 def lab_reservations(monitor: Any, views: list[HostView]) -> dict[tuple[str, int], str]:
     """(host, GPU index) → 'reserved by … until …' from the hosts' lab boards (a host
     whose board cannot be read shows none; its wrapper still honours them)."""
-    from app.cli.lab_cmd import read_boards
-    from app.core.labwatch import reserved_gpus
+    from app.cli.boards import read_boards
+    from app.core.queue.labwatch import reserved_gpus
 
     return reserved_gpus(views, read_boards(monitor, quiet=True))
 

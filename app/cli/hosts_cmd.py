@@ -16,7 +16,7 @@ from ssh_backend.states import HostState
 # The store (sqlite_utils) and the host helpers (paramiko) are imported by the actions
 # that use them: ``labdeck --help`` builds this parser and must not load them.
 if TYPE_CHECKING:
-    from app.core.cluster import ClusterMonitor
+    from app.core.hosts.cluster import ClusterMonitor
     from ssh_backend.hostkeys import HostKeyQuestion
     from ssh_backend.hostspec import HostSpec
 
@@ -95,7 +95,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from app.core import hosts
+    from app.core.hosts import registry as hosts
     from app.core.store import Store
 
     try:
@@ -120,7 +120,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from app.core import hosts
+    from app.core.hosts import registry as hosts
     from app.core.store import Store
 
     with Store.open() as store:
@@ -137,7 +137,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from app.core import hosts
+    from app.core.hosts import registry as hosts
     from app.core.store import Store
 
     with Store.open() as store:
@@ -173,7 +173,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _host_json(spec: HostSpec) -> dict[str, Any]:
-    from app.core import hosts
+    from app.core.hosts import registry as hosts
 
     return {
         "name": spec.name,

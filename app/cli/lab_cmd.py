@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from app.cli.boards import read_boards
 from app.cli.common import UsageError, duration_text, run_time_text, say, table, warn
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 
 # The store and the SSH stack are imported where a command uses them, never at the top:
 # ``labdeck --help`` builds these parsers and must not load them.
 if TYPE_CHECKING:
-    from app.core.cluster import ClusterMonitor, HostView
-    from ssh_backend.labboard import Board
+    from app.core.hosts.cluster import ClusterMonitor, HostView
 
 CONNECT_TIMEOUT_S = 15.0
 DEFAULT_FOR = "4h"
@@ -89,26 +89,6 @@ def _online_view(monitor: ClusterMonitor, name: str) -> HostView:
         detail = host_detail(view) if view is not None else "unknown host"
         raise UsageError(f"{name} is not reachable now ({detail})")
     return view
-
-
-def read_boards(monitor: ClusterMonitor, quiet: bool = False) -> dict[str, Board]:
-    """The lab board of every reachable host; the others are left out (said unless
-    ``quiet``: an old or broken host's wrapper still honours its reservations)."""
-    from ssh_backend import labboard
-
-    boards = {}
-    for view in monitor.hosts():
-        session = monitor.session(view.name)
-        if view.sample is None or session is None:
-            if not quiet:
-                warn(f"{view.name}: not reachable, left out")
-            continue
-        try:
-            boards[view.name] = labboard.read(session)
-        except Exception as exc:
-            if not quiet:
-                warn(f"{view.name}: its lab board could not be read: {exc}")
-    return boards
 
 
 # -- reserve ---------------------------------------------------------------------------
@@ -196,7 +176,7 @@ def _lab(args: argparse.Namespace) -> int:
     with _connected() as monitor:
         views = monitor.hosts()
         boards = read_boards(monitor)
-    from app.core.labsummary import idle_text, lab_summary, minutes_text
+    from app.core.queue.labsummary import idle_text, lab_summary, minutes_text
 
     found = lab_summary(views, boards)
     if args.json:
@@ -224,9 +204,9 @@ def _lab(args: argparse.Namespace) -> int:
 
 def _why(args: argparse.Namespace) -> int:
     from app.cli.runs_cmd import find_run
-    from app.core.labwatch import reserved_gpus, state_of
-    from app.core.runstore import RunStore
-    from app.core.scheduler import explain
+    from app.core.queue.labwatch import reserved_gpus, state_of
+    from app.core.queue.runstore import RunStore
+    from app.core.queue.scheduler import explain
     from app.core.store import Store
 
     with Store.open() as store:

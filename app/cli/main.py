@@ -204,7 +204,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise UsageError("--screenshot only works with --self-test")
         if args.self_test:
             # Qt is imported here and only here: the subcommands stay headless.
-            from app.ui.selftest import run_self_test
+            from app.ui.shell.selftest import run_self_test
 
             return run_self_test(args.screenshot, demo=args.demo)
         check_display()

@@ -27,15 +27,15 @@ from typing import IO, TYPE_CHECKING, Any
 from app.cli.common import say, warn
 from app.cli.runs_cmd import find_run
 from app.core.events import Event, PointsStored
-from app.core.runs import Run, RunState
+from app.core.queue.runs import Run, RunState
 from app.core.safetext import ConsoleFilter, csv_text, terminal_safe
 
 # The store (sqlite_utils, numpy) is imported by the commands that read it: ``labdeck
 # --help`` builds these parsers and must not load it.
 if TYPE_CHECKING:
     from app.core.lab import Lab
-    from app.core.metricstore import MetricStore
-    from app.core.runstore import RunStore
+    from app.core.metrics.metricstore import MetricStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
 PAGE = 1024 * 1024
@@ -114,8 +114,8 @@ def _print_log(metrics: MetricStore, key: str, pos: int, out: _Console) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from app.core.metricstore import MetricStore
-    from app.core.runstore import RunStore
+    from app.core.metrics.metricstore import MetricStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     out = _Console(sys.stdout.buffer, args.safe)
@@ -142,7 +142,7 @@ def _nothing_yet(run: Run) -> str:
 
 def _follow(store: Store, run: Run, pos: int, out: _Console) -> int:
     from app.core.lab import Lab
-    from app.core.runstore import RunStore
+    from app.core.queue.runstore import RunStore
 
     runs = RunStore(store)
     while run.host is None:
@@ -224,8 +224,8 @@ def _json_number(value: float) -> Any:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from app.core.metricstore import MetricStore
-    from app.core.runstore import RunStore
+    from app.core.metrics.metricstore import MetricStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     with Store.open() as store:

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli.common import UsageError, run_time_text, say, table, warn
-from app.core.runs import Run, RunState
+from app.core.queue.runs import Run, RunState
 from app.core.safetext import terminal_safe
 
 # The store (sqlite_utils) and the job files (yaml, and the SSH stack behind the job
 # checks) are imported by the commands that use them: ``labdeck --help`` builds these
 # parsers and must not load them.
 if TYPE_CHECKING:
-    from app.core.feasibility import HostFacts
-    from app.core.jobspec import JobSpec
-    from app.core.runstore import RunStore
+    from app.core.jobs.feasibility import HostFacts
+    from app.core.jobs.jobspec import JobSpec
+    from app.core.queue.runstore import RunStore
 
 EXIT_USAGE = 2
 
@@ -74,9 +74,9 @@ def add_parser(commands: Any) -> None:
 
 # -- submit ------------------------------------------------------------------------
 def _submit(args: argparse.Namespace) -> int:
-    from app.core.feasibility import host_facts
-    from app.core.jobspec import JobFileError
-    from app.core.runstore import RunStore
+    from app.core.jobs.feasibility import host_facts
+    from app.core.jobs.jobspec import JobFileError
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     with Store.open() as store:
@@ -97,8 +97,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _specs(args: argparse.Namespace, hosts: dict[str, Any],
            facts: Mapping[str, HostFacts]) -> list[JobSpec]:
-    from app.core.jobfile import is_job_file, load_job_file
-    from app.core.jobspec import JobFileError, spec_from_script, validate
+    from app.core.jobs.jobfile import is_job_file, load_job_file
+    from app.core.jobs.jobspec import JobFileError, spec_from_script, validate
 
     overrides: dict[str, Any] = {}
     if args.gpus is not None:
@@ -148,8 +148,8 @@ def _check_secrets(specs: list[JobSpec]) -> None:
     names = [name for spec in specs for name in spec.secrets]
     if not names:
         return
-    from app.core import secrets  # loads keyring: only for a submit that names secrets
-    from app.core.jobspec import JobFileError
+    from app.core.jobs import secrets  # loads keyring: only for a submit that names secrets
+    from app.core.jobs.jobspec import JobFileError
 
     problems = secrets.submit_problems(names)
     if problems:
@@ -158,7 +158,7 @@ def _check_secrets(specs: list[JobSpec]) -> None:
 
 # -- ls / show ---------------------------------------------------------------------
 def _ls(args: argparse.Namespace) -> int:
-    from app.core.runstore import RunStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     with Store.open() as store:
@@ -176,7 +176,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from app.core.runstore import RunStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     with Store.open() as store:
@@ -238,8 +238,8 @@ def _when(stamp: float | None) -> str:
 
 # -- cancel --------------------------------------------------------------------
 def _cancel(args: argparse.Namespace) -> int:
-    from app.core.queuelock import QueueLock
-    from app.core.runstore import RunStore
+    from app.core.queue.queuelock import QueueLock
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     with Store.open() as store:

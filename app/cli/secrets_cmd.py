@@ -4,7 +4,7 @@ A value is never an argument (it would show in the process list and the shell hi
 ``set`` asks for it without echo on a terminal, or reads it from stdin when piped
 (``pass show wandb | labdeck secrets set WANDB_API_KEY``; one trailing newline is
 dropped). ``ls`` prints names only. Job specs name secrets with ``secrets:`` or
-``labdeck submit --secret NAME``; see ``app.core.secrets``.
+``labdeck submit --secret NAME``; see ``app.core.jobs.secrets``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _set(args: argparse.Namespace) -> int:
-    from app.core import secrets
+    from app.core.jobs import secrets
 
     if args.value:
         raise UsageError("a secret's value is never given on the command line (it would "
@@ -79,7 +79,7 @@ def _read_value(name: str) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from app.core import secrets
+    from app.core.jobs import secrets
 
     try:
         names = secrets.list_names()
@@ -93,7 +93,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from app.core import secrets
+    from app.core.jobs import secrets
 
     try:
         found = secrets.delete_secret(args.name)

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.common import say, warn
 from app.core.events import Event, RunChanged
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from app.core.safetext import terminal_safe
 
 # The dispatcher and the store (the SSH stack, sqlite_utils) are imported when serve
 # runs: ``labdeck --help`` builds this parser and must not load them.
 if TYPE_CHECKING:
-    from app.core.dispatcher import Dispatcher
-    from app.core.ingest import Ingestor
     from app.core.lab import Lab
+    from app.core.metrics.ingest import Ingestor
+    from app.core.queue.dispatcher import Dispatcher
     from app.core.store import Store
 
 DEFAULT_WAIT_S = 60.0
@@ -84,8 +84,8 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.dispatcher import DispatchOptions
     from app.core.lab import Lab
+    from app.core.queue.dispatcher import DispatchOptions
 
     if args.poll <= 0:
         warn("--poll must be more than 0 seconds")

@@ -48,10 +48,10 @@ def open_window(files: list[str] | None = None) -> int:
     while it is open; ``files`` open the submit dialog. If a Labdeck window is already
     open on this home, the files go to it and this call returns at once."""
     from app.core.lab import Lab
-    from app.ui.main import run_gui
-    from app.ui.main_window import MainWindow
-    from app.ui.shell import Features
-    from app.ui.single_instance import SingleInstance
+    from app.ui.shell.features import Features
+    from app.ui.shell.main import run_gui
+    from app.ui.shell.main_window import MainWindow
+    from app.ui.shell.single_instance import SingleInstance
 
     files = files or []
     instance = SingleInstance()

@@ -22,14 +22,14 @@ from types import TracebackType
 import platformdirs
 
 from app.core import paths
-from app.core.cluster import HostView
-from app.core.gpufree import Policy, gpu_busy_reason
-from app.core.hosts import spec_from_args
-from app.core.jobspec import JobSpec, spec_from_script
+from app.core.hosts.cluster import HostView
+from app.core.hosts.registry import spec_from_args
+from app.core.jobs.jobspec import JobSpec, spec_from_script
+from app.core.jobs.sweep import expand_grid, sweep_name
 from app.core.lab import LOCAL_HOST_HOMES_KEY
-from app.core.runstore import RunStore
+from app.core.queue.gpufree import Policy, gpu_busy_reason
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.core.sweep import expand_grid, sweep_name
 from app.demo import OTHER_USER_SCRIPT, TRAIN_SCRIPT
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.local import agent_python

@@ -3,7 +3,7 @@
 Publishers are the monitor (hosts), the dispatcher (runs) and the ingestor (stored data).
 Handlers run on the publisher's thread (a session's, the dispatcher's, the ingest
 writer's), in the order they subscribed, so they must return quickly: set a flag, queue
-something, wake a thread. The UI's ``app.ui.event_bridge`` is one such handler: it
+something, wake a thread. The UI's ``app.ui.common.event_bridge`` is one such handler: it
 carries events over to the GUI thread.
 
 Events say what changed, with the data at hand when it changed; a consumer that needs
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the monitor and the notifications import this module
-    from app.core.cluster import HostView
+    from app.core.hosts.cluster import HostView
     from app.core.notify_events import NotifyEvent
     from ssh_backend.protocol import Sample
 

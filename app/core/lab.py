@@ -15,14 +15,14 @@ from pathlib import Path
 from types import TracebackType
 
 from app.core import paths
-from app.core.cluster import ClusterMonitor, SessionFactory
-from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.events import EventBus, RunChanged
-from app.core.ingest import IngestOptions, Ingestor
-from app.core.lab_hosts import HostFollower, LabHosts
-from app.core.metricstore import MetricStore
+from app.core.hosts.cluster import ClusterMonitor, SessionFactory
+from app.core.hosts.lab_hosts import HostFollower, LabHosts
+from app.core.metrics.ingest import IngestOptions, Ingestor
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.dispatcher import Dispatcher, DispatchOptions
+from app.core.queue.runstore import RunStore
 from app.core.runs_catalog import RunsCatalog
-from app.core.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.hostkeys import KnownHosts, TrustDecider

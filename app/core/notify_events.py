@@ -13,11 +13,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.core.cluster import ClusterMonitor
-from app.core.gpufree import free_gpus
-from app.core.metricstore import MetricStore, SeriesInfo
-from app.core.runs import FINISHED, Run, RunState
-from app.core.runstore import RunStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.metricstore import MetricStore, SeriesInfo
+from app.core.queue.gpufree import free_gpus
+from app.core.queue.runs import FINISHED, Run, RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 
 SETTINGS_KEY = "notifications"

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.runs import FINISHED
+from app.core.queue.runs import FINISHED
+from app.core.queue.runstore import RunStore
 from app.core.runs_catalog import chunks, marks
-from app.core.runstore import RunStore
 from app.core.store import Store
 
 # A deleted run's row exactly as it was stored (column → value), for ``restore_deleted``.

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunRecord, RunState
-from app.core.runs_filter import RunsQuery, ids_sql
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunRecord, RunState
+from app.core.queue.runs_filter import RunsQuery, ids_sql
 from app.core.store import Store
 
 _ROW_COLUMNS = ("id, name, state, user, host, gpus, created_at, queued_at, started_at, "

@@ -46,7 +46,7 @@ def _m1_hosts_and_settings(db: sqlite_utils.Database) -> None:
 
 
 def _m2_runs_and_reservations(db: sqlite_utils.Database) -> None:
-    # Columns mirror app.core.runs.Run; JSON text for the structured ones. No foreign key
+    # Columns mirror app.core.queue.runs.Run; JSON text for the structured ones. No foreign key
     # to hosts: a run keeps its history when its host is removed.
     db.execute(
         """
@@ -99,7 +99,7 @@ def _m2_runs_and_reservations(db: sqlite_utils.Database) -> None:
 
 
 def _m3_metrics_and_console(db: sqlite_utils.Database) -> None:
-    # Layout chosen by measurement: see app.core.metricstore. A series is a row with its
+    # Layout chosen by measurement: see app.core.metrics.metricstore. A series is a row with its
     # running summary; its points live in columnar chunks (int64 steps, float64 wall times
     # and values as raw little-endian arrays), appended in arrival order.
     db.execute(

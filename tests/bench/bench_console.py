@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.console_metrics import ConsoleSplitter, parse_line
-from app.core.metricstore import MetricStore
+from app.core.console.parse import ConsoleSplitter, parse_line
+from app.core.metrics.metricstore import MetricStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
 

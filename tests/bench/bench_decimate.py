@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.decimate import decimate
+from app.core.metrics.decimate import decimate
 
 N, PIXELS, RUNS = 1_000_000, 2000, 30
 

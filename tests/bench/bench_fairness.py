@@ -17,10 +17,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.cluster import HostView
-from app.core.fairshare import lab_state
-from app.core.runs import Run, RunState
-from app.core.scheduler import plan
+from app.core.hosts.cluster import HostView
+from app.core.queue.fairshare import lab_state
+from app.core.queue.runs import Run, RunState
+from app.core.queue.scheduler import plan
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.labboard import Board, Demand, LeaseHolder
 from ssh_backend.protocol import GpuReading, Sample

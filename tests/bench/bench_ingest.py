@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
 

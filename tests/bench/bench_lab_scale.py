@@ -4,7 +4,7 @@
 
 The real ClusterMonitor, EventBridge and MainWindow (with the runs page and the other
 features ``labdeck`` installs, over a store of 100k runs) receive real ``Sample`` objects
-from in-process sessions (``app.ui.preview_sessions.PreviewSession``: recorded H100 values,
+from in-process sessions (``app.ui.cluster.preview_sessions.PreviewSession``: recorded H100 values,
 one sample per host per second, each stamped when emitted). Measured over a window of
 wall time once the runs table has loaded:
 
@@ -29,15 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.core.cluster import ClusterMonitor
-from app.core.metricstore import MetricStore
-from app.core.runstore import RunStore
-from app.ui.app import create_application
-from app.ui.bridge import TrustPrompter
-from app.ui.context import AppContext
-from app.ui.main_window import HostActions, MainWindow
-from app.ui.preview_sessions import PreviewGpu, PreviewSession
-from app.ui.shell import install_features
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runstore import RunStore
+from app.ui.cluster.preview_sessions import PreviewGpu, PreviewSession
+from app.ui.cluster.trust_prompter import TrustPrompter
+from app.ui.common.context import AppContext
+from app.ui.shell.app import create_application
+from app.ui.shell.features import install_features
+from app.ui.shell.main_window import HostActions, MainWindow
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.protocol import Sample

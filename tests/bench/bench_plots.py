@@ -41,13 +41,14 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.app import create_application
-from app.ui.data_worker import DataWorker
-from app.ui.plots import CurvePanel
-from app.ui.run_window import RunContext, open_run_window
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import RunContext
+from app.ui.common.data_worker import DataWorker
+from app.ui.curves.plots import CurvePanel
+from app.ui.run_window.window import open_run_window
+from app.ui.shell.app import create_application
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.run_fixtures import HOST, key_of, open_store, start_run
 

@@ -22,15 +22,15 @@ from PySide6.QtCore import QAbstractItemModel, QElapsedTimer, QEventLoop, QTimer
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QApplication, QTableView
 
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs_filter import RunsQuery
+from app.core.queue.runstore import RunStore
 from app.core.runs_catalog import RunsCatalog
-from app.core.runs_filter import RunsQuery
-from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui import runs_format as fmt
-from app.ui.context import AppContext
-from app.ui.runs_model import RunsTableModel
-from app.ui.runs_page import RunsPage
+from app.ui.common.context import AppContext
+from app.ui.runs import format as fmt
+from app.ui.runs.model import RunsTableModel
+from app.ui.runs.page import RunsPage
 from tests.harness.runs_data import fill_runs
 
 SIZE = (1280, 800)

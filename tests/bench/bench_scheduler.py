@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.cluster import HostView
-from app.core.runs import Run, RunState
-from app.core.scheduler import Policy, plan
+from app.core.hosts.cluster import HostView
+from app.core.queue.runs import Run, RunState
+from app.core.queue.scheduler import Policy, plan
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import GpuProcess, GpuReading, GpuStatic, Hello, Sample
 from ssh_backend.states import HostState

@@ -5,7 +5,7 @@
 Each start is a fresh process (QT_QPA_PLATFORM=offscreen) over a LABDECK_HOME whose store
 holds the runs of ``tests/harness/runs_data.py`` (100k in quick and full). The window prints
 the wall time of its first paint and closes itself when LABDECK_EXIT_AFTER_FIRST_PAINT=1
-(a hook in ``app/ui/main.py``); the figure is that time minus the moment the process was
+(a hook in ``app/ui/shell/main.py``); the figure is that time minus the moment the process was
 spawned. "Cold" here is a new interpreter; the OS page cache stays warm (dropping it
 would need root on a shared machine), so the first start of a session is slower.
 

@@ -29,9 +29,9 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.harness.labapp import LabApp, run_dirs
 from tests.harness.sshd import SshdLab
@@ -94,8 +94,9 @@ def steps_written(host_log: Path) -> int:
 def check_window(store_path: Path, run_id: str, screenshot: Path | None) -> float:
     from PySide6.QtCore import QElapsedTimer, QTimer
 
-    from app.ui.app import create_application
-    from app.ui.run_window import RunContext, open_run_window
+    from app.ui.common.context import RunContext
+    from app.ui.run_window.window import open_run_window
+    from app.ui.shell.app import create_application
 
     app = create_application([])
     store = Store.open(store_path)

@@ -23,7 +23,7 @@ from tests.bench.benchlib import figure, median, pick
 def measure_scheduler(mode: str) -> list[dict[str, Any]]:
     """One ``plan()`` over 10k queued runs on 64 hosts × 8 GPUs; the worst of the three
     labs of bench_scheduler (idle, 40 % busy, full), median of repeated calls."""
-    from app.core.scheduler import Policy, plan
+    from app.core.queue.scheduler import Policy, plan
 
     bench_scheduler.QUEUED = pick(mode, 500, 10_000, 10_000)
     repeat = pick(mode, 2, 9, 25)
@@ -58,7 +58,7 @@ def measure_ingest(mode: str) -> list[dict[str, Any]]:
     sqlite-utils ``insert_all`` of the same rows (run, series, step, wall, value)."""
     import sqlite_utils
 
-    from app.core.metricstore import MetricStore
+    from app.core.metrics.metricstore import MetricStore
     from app.core.store import Store
     from tests.bench.bench_ingest import chunks_of
 

@@ -22,7 +22,7 @@ from tests.bench.benchlib import figure, median, pick
 
 
 def measure_plots(mode: str) -> list[dict[str, Any]]:
-    from app.ui.app import create_application
+    from app.ui.shell.app import create_application
     from tests.bench import bench_plots as bp
 
     app = create_application([])
@@ -69,9 +69,9 @@ def measure_runs_table(mode: str) -> list[dict[str, Any]]:
     from PySide6.QtGui import QStandardItemModel
     from PySide6.QtWidgets import QApplication, QTableView
 
-    from app.core.metricstore import MetricStore
-    from app.core.runstore import RunStore
-    from app.ui.context import AppContext
+    from app.core.metrics.metricstore import MetricStore
+    from app.core.queue.runstore import RunStore
+    from app.ui.common.context import AppContext
     from tests.bench import bench_runs_table as brt
 
     n = pick(mode, 2_000, 100_000, 100_000)

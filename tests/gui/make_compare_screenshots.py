@@ -26,12 +26,12 @@ import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.app import create_application
-from app.ui.compare_window import CompareWindow, open_compare_window
-from app.ui.context import AppContext
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import AppContext
+from app.ui.compare.window import CompareWindow, open_compare_window
+from app.ui.shell.app import create_application
 from tests.harness.run_fixtures import add_points, key_of, open_store, start_run
 
 # name, params, steps done, speed of learning, final loss

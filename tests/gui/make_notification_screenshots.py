@@ -23,10 +23,10 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.core.notify_events import GPUS_FREE, RUN_STALLED, NotifyEvent, NotifySettings
-from app.core.runs import RunState
-from app.ui.app import create_application
-from app.ui.notifications import install_notifications
-from app.ui.theme import ThemeManager
+from app.core.queue.runs import RunState
+from app.ui.notify.notifications import install_notifications
+from app.ui.shell.app import create_application
+from app.ui.shell.theme import ThemeManager
 from tests.harness.notify_fixtures import make_world
 
 SIZE = (1280, 800)

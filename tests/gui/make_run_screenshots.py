@@ -24,12 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np
 from PySide6.QtWidgets import QApplication
 
-import app.core.cluster as cluster_mod
-from app.core.cluster import ClusterMonitor
-from app.core.metricstore import MetricStore
-from app.core.runstore import RunStore
-from app.ui.app import create_application
-from app.ui.run_window import RunContext, RunWindow, open_run_window
+import app.core.hosts.cluster as cluster_mod
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import RunContext
+from app.ui.run_window.window import RunWindow, open_run_window
+from app.ui.shell.app import create_application
 from ssh_backend.protocol import GpuReading
 from tests.harness.gui_fakes import TRAIN, FakeLab, bring_online, busy_reading, idle_reading, spec
 from tests.harness.run_fixtures import (

@@ -20,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PySide6.QtCore import QEventLoop, QItemSelectionModel, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.core.cluster import ClusterMonitor
-from app.core.metricstore import MetricStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runstore import RunStore
 from app.core.run_edits import RunEdits
-from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui.app import create_application
-from app.ui.context import AppContext
-from app.ui.main_window import MainWindow
-from app.ui.runs_page import install_runs_page
+from app.ui.common.context import AppContext
+from app.ui.runs.page import install_runs_page
+from app.ui.shell.app import create_application
+from app.ui.shell.main_window import MainWindow
 from tests.harness.gui_fakes import FakeLab
 from tests.harness.runs_data import fill_runs
 

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PySide6.QtWidgets import QApplication
 
-import app.core.cluster as cluster_mod
-from app.core.cluster import ClusterMonitor
-from app.ui.app import create_application
-from app.ui.main_window import MainWindow
+import app.core.hosts.cluster as cluster_mod
+from app.core.hosts.cluster import ClusterMonitor
+from app.ui.shell.app import create_application
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.protocol import GpuProcess, GpuReading
 from ssh_backend.states import HostState
 from tests.harness.gui_fakes import (

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from PySide6.QtWidgets import QApplication
 from submit_fixtures import make_world
 
-from app.ui.submit_dialog import SubmitDialog, open_submit_dialog
+from app.ui.submit.dialog import SubmitDialog, open_submit_dialog
 
 SIZE = (900, 700)
 

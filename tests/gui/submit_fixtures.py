@@ -11,13 +11,13 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from app.core.cluster import ClusterMonitor
+from app.core.hosts.cluster import ClusterMonitor
 from app.core.lab import Lab
-from app.core.metricstore import MetricStore
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.ui.context import AppContext
-from app.ui.main_window import MainWindow
+from app.ui.common.context import AppContext
+from app.ui.shell.main_window import MainWindow
 from tests.harness.gui_fakes import FakeLab, bring_online, busy_reading, idle_reading, spec
 
 HOSTS = ("gpu-a", "gpu-b")

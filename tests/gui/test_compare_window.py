@@ -18,16 +18,16 @@ from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.core.cluster import ClusterMonitor
+from app.core.hosts.cluster import ClusterMonitor
 from app.core.lab import Lab
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.compare_colors import LIGHT, contrast, run_color
-from app.ui.compare_data import LAYOUT_SETTING, signature
-from app.ui.compare_window import RUN_IDS_MIME, CompareWindow, open_compare_window
-from app.ui.context import AppContext
-from app.ui.curve_data import XMode
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import AppContext
+from app.ui.compare.colors import LIGHT, contrast, run_color
+from app.ui.compare.data import LAYOUT_SETTING, signature
+from app.ui.compare.window import RUN_IDS_MIME, CompareWindow, open_compare_window
+from app.ui.curves.curve_data import XMode
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.gui_fakes import FakeLab, spec
 from tests.harness.run_fixtures import (

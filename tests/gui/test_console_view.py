@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core.metricstore import MetricStore
-from app.core.runstore import RunStore
-from app.ui.console_pager import PAGE_BYTES, clean_line
-from app.ui.console_view import ConsoleView
-from app.ui.data_worker import DataWorker
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runstore import RunStore
+from app.ui.common.data_worker import DataWorker
+from app.ui.run_window.console_pager import PAGE_BYTES, clean_line
+from app.ui.run_window.console_view import ConsoleView
 from tests.harness.run_fixtures import add_log, console_lines, key_of, open_store, start_run
 
 pytestmark = pytest.mark.gui

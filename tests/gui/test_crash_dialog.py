@@ -14,7 +14,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QPushButton
 
 import app
-from app.ui.crash_dialog import CrashHandler, install_crash_handler
+from app.ui.shell.crash_dialog import CrashHandler, install_crash_handler
 
 # pytest-qt turns exceptions in Qt callbacks into test failures through its own
 # sys.excepthook; these tests need Labdeck's hook to see them instead.

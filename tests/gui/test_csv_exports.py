@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
 from app.core.store import Store
-from app.ui.compare_stats import StatRow, write_stats_csv
-from app.ui.run_export import write_metrics_csv
+from app.ui.compare.stats import StatRow, write_stats_csv
+from app.ui.curves.export import write_metrics_csv
 from ssh_backend.protocol import MetricPoint, TailChunk
 
 pytestmark = pytest.mark.gui

@@ -10,7 +10,7 @@ import pytest
 import shiboken6
 from PySide6.QtCore import QObject, QThread
 
-from app.ui.data_worker import DataWorker
+from app.ui.common.data_worker import DataWorker
 
 pytestmark = pytest.mark.gui
 

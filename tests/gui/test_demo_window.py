@@ -15,14 +15,15 @@ from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
 from app.core.demo import prepare_demo
 from app.core.lab import Lab
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.ui import compare_window, run_window
-from app.ui.context import AppContext
-from app.ui.main_window import MainWindow
-from app.ui.shell import install_features
+from app.ui.common.context import AppContext
+from app.ui.compare import window as compare_window
+from app.ui.run_window import window as run_window
+from app.ui.shell.features import install_features
+from app.ui.shell.main_window import MainWindow
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(150)]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"

@@ -9,9 +9,9 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from submit_fixtures import drag, drop_files, make_world
 
-from app.core.runs import RunState
-from app.ui.drop_submit import DropSubmitter, install_drop_submit, pin_target
-from app.ui.submit_dialog import SubmitDialog
+from app.core.queue.runs import RunState
+from app.ui.submit.dialog import SubmitDialog
+from app.ui.submit.drop_submit import DropSubmitter, install_drop_submit, pin_target
 
 pytestmark = pytest.mark.gui
 

@@ -18,7 +18,7 @@ from app.core.events import (
     RunChanged,
 )
 from app.core.notify_events import NotifyEvent
-from app.ui.event_bridge import EventBridge
+from app.ui.common.event_bridge import EventBridge
 from ssh_backend.protocol import Sample
 
 pytestmark = pytest.mark.gui

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
+from app.core.hosts.cluster import ClusterMonitor
 from app.core.lab import Lab
 from app.core.notify_events import NotifySettings
-from app.core.scheduler import free_gpus
+from app.core.queue.scheduler import free_gpus
 from app.core.store import Store
-from app.ui.context import AppContext
-from app.ui.data_worker import DataWorker
-from app.ui.main import open_lab_window
-from app.ui.notifications import Notifier
-from app.ui.tray import LabTray
+from app.ui.common.context import AppContext
+from app.ui.common.data_worker import DataWorker
+from app.ui.notify.notifications import Notifier
+from app.ui.notify.tray import LabTray
+from app.ui.shell.main import open_lab_window
 from tests.harness.gui_fakes import FakeLab, bring_online, idle_reading, spec
 from tests.harness.notify_fixtures import FakeChannel
 

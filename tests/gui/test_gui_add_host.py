@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QDialog
 
-from app.core import hosts
-from app.core.cluster import ClusterMonitor
-from app.ui.add_host_dialog import AddHostDialog
-from app.ui.main_window import MainWindow
+from app.core.hosts import registry as hosts
+from app.core.hosts.cluster import ClusterMonitor
+from app.ui.cluster.add_host_dialog import AddHostDialog
+from app.ui.shell.main_window import MainWindow
 from tests.harness.gui_fakes import FakeLab
 
 pytestmark = pytest.mark.gui

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.ui.main_window import MainWindow
+from app.core.hosts.cluster import ClusterMonitor
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.factory import open_session
 from ssh_backend.states import HostState
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.ui.gpu_tile import GpuTile
-from app.ui.main_window import MainWindow
+from app.core.hosts.cluster import ClusterMonitor
+from app.ui.cluster.gpu_tile import GpuTile
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.hostkeys import HostKeyQuestion
 from ssh_backend.states import HostState
 from tests.harness.gui_fakes import (

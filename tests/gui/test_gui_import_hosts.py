@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.core.cluster import ClusterMonitor
-from app.core.hosts import ConfigHost
-from app.ui.import_hosts_dialog import ALIAS_ROLE, TARGET_ROLE, ImportHostsDialog
-from app.ui.main_window import MainWindow
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.hosts.registry import ConfigHost
+from app.ui.cluster.import_hosts_dialog import ALIAS_ROLE, TARGET_ROLE, ImportHostsDialog
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.hostspec import HostSpec
 from tests.harness.gui_fakes import FakeLab
 from tests.harness.labcli import LabCli

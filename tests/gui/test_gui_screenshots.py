@@ -8,7 +8,7 @@ import pytest
 from make_screenshots import render
 from PySide6.QtGui import QImage
 
-from app.ui.selftest import is_blank
+from app.ui.shell.selfcheck import is_blank
 
 pytestmark = pytest.mark.gui
 

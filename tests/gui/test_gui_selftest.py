@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from app.ui.selftest import is_blank, run_self_test
+from app.ui.shell.selfcheck import is_blank
+from app.ui.shell.selftest import run_self_test
 
 pytestmark = pytest.mark.gui
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 from PySide6.QtCore import Qt
 
-from app.ui.bridge import TrustPrompter
-from app.ui.hostkey_dialog import HostKeyDialog, show_hostkey_changed
+from app.ui.cluster.hostkey_dialog import HostKeyDialog, show_hostkey_changed
+from app.ui.cluster.trust_prompter import TrustPrompter
 from ssh_backend.hostkeys import HostKeyQuestion
 
 pytestmark = pytest.mark.gui

@@ -28,14 +28,15 @@ from PySide6 import QtGui
 from PySide6.QtWidgets import QApplication, QLabel, QSystemTrayIcon
 
 from app.core.notify_events import NotifyEvent
-from app.core.runs import RunState
-from app.ui.compare_window import open_compare_window
-from app.ui.hostkey_dialog import HostKeyDialog, show_hostkey_changed
-from app.ui.notifications import Notifier
-from app.ui.notify_channels import DesktopChannel, ToastChannel, TrayChannel
-from app.ui.run_window import RunContext, open_run_window
-from app.ui.runs_page import install_runs_page
-from app.ui.submit_dialog import open_submit_dialog
+from app.core.queue.runs import RunState
+from app.ui.cluster.hostkey_dialog import HostKeyDialog, show_hostkey_changed
+from app.ui.common.context import RunContext
+from app.ui.compare.window import open_compare_window
+from app.ui.notify.channels import DesktopChannel, ToastChannel, TrayChannel
+from app.ui.notify.notifications import Notifier
+from app.ui.run_window.window import open_run_window
+from app.ui.runs.page import install_runs_page
+from app.ui.submit.dialog import open_submit_dialog
 from ssh_backend.hostkeys import HostKeyQuestion
 from ssh_backend.protocol import GpuProcess, TailChunk
 from ssh_backend.states import HostState
@@ -213,7 +214,7 @@ def test_desktop_notifications_escape_their_body(hostile: Hostile,
 
 
 def test_no_module_builds_a_label_that_guesses() -> None:
-    """Every label of app/ui is built plain (or rich on purpose) in app/ui/plain_text.py:
+    """Every label of app/ui is built plain (or rich on purpose) in app/ui/common/plain_text.py:
     a bare QLabel guesses rich text from whatever it is given."""
     bare = []
     for path in sorted(UI.rglob("*.py")):
@@ -224,5 +225,5 @@ def test_no_module_builds_a_label_that_guesses() -> None:
                     getattr(node.func, "id", None) == "QLabel"
                     or getattr(node.func, "attr", None) == "QLabel"):
                 bare.append(f"{path.relative_to(UI)}:{node.lineno}")
-    assert not bare, f"bare QLabel built at {bare}: use app.ui.plain_text"
+    assert not bare, f"bare QLabel built at {bare}: use app.ui.common.plain_text"
 

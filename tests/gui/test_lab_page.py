@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from app.core.cluster import HostView
-from app.core.labsummary import lab_summary
-from app.ui.lab_page import LabPage
+from app.core.hosts.cluster import HostView
+from app.core.queue.labsummary import lab_summary
+from app.ui.lab.page import LabPage
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.labboard import Board, Demand, LeaseHolder, Reservation, Usage
 from ssh_backend.protocol import GpuReading, Sample

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from app.core.lab import Lab
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from app.core.store import Store
-from app.ui.main import open_lab_window
-from app.ui.main_window import MainWindow
-from app.ui.shell import Features
+from app.ui.shell.features import Features
+from app.ui.shell.main import open_lab_window
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.states import HostState
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(120)]

@@ -11,10 +11,10 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from app.core.notify_events import NotifyEvent, NotifySettings, load_settings
-from app.core.runs import RunState
-from app.ui.notifications import Notifier, install_notifications
-from app.ui.notify_channels import DesktopChannel, ToastChannel, TrayChannel
-from app.ui.tray import LabTray
+from app.core.queue.runs import RunState
+from app.ui.notify.channels import DesktopChannel, ToastChannel, TrayChannel
+from app.ui.notify.notifications import Notifier, install_notifications
+from app.ui.notify.tray import LabTray
 from tests.harness.notify_fixtures import FakeChannel, World, make_world
 from tests.harness.run_fixtures import training_curves
 
@@ -206,7 +206,7 @@ def test_desktop_channel_is_unavailable_without_a_session_bus(
 
 
 def test_tray_summary_counts_free_gpus_and_runs(qtbot, world: World) -> None:
-    from app.ui.data_worker import DataWorker
+    from app.ui.common.data_worker import DataWorker
 
     worker = DataWorker("labdeck-tray-test")
     tray = LabTray(world.window, world.ctx, worker)

@@ -10,13 +10,13 @@ import pytest
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.curve_data import SeriesCache, XMode, _ema_loop, ema_continue, ema_debiased
-from app.ui.data_worker import DataWorker
-from app.ui.plots import MANY_RUNS, SPARSE_COLUMNS, CurvePanel
-from app.ui.selftest import is_blank
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.data_worker import DataWorker
+from app.ui.curves.curve_data import SeriesCache, XMode, _ema_loop, ema_continue, ema_debiased
+from app.ui.curves.plots import MANY_RUNS, SPARSE_COLUMNS, CurvePanel
+from app.ui.shell.selfcheck import is_blank
 from tests.harness.run_fixtures import add_points, key_of, open_store, start_run, training_curves
 
 pytestmark = pytest.mark.gui

@@ -12,11 +12,12 @@ from make_run_screenshots import render
 from PySide6.QtGui import QImage
 
 from app.core.events import EventBus, PointsStored
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.run_window import RunContext, RunWindow, open_run_window
-from app.ui.selftest import is_blank
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import RunContext
+from app.ui.run_window.window import RunWindow, open_run_window
+from app.ui.shell.selfcheck import is_blank
 from tests.harness.run_fixtures import (
     add_log,
     add_points,

@@ -11,10 +11,11 @@ import pytest
 import shiboken6
 
 from app.core.events import EventBus, RunChanged
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui.run_window import RunContext, RunWindow, open_run_window
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import RunContext
+from app.ui.run_window.window import RunWindow, open_run_window
 from tests.harness.run_fixtures import open_store, start_run
 
 pytestmark = pytest.mark.gui

@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 
-from app.core.runs import RunState
-from app.core.runstore import RunStore
-from app.ui import run_window
-from app.ui.run_window import RunContext, RunWindow, open_run_window
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
+from app.ui.common.context import RunContext
+from app.ui.run_window import window as run_window
+from app.ui.run_window.window import RunWindow, open_run_window
 from ssh_backend.states import HostState
 from tests.conftest import Lab
 from tests.harness.capture_app import CaptureApp, norm, submit_job

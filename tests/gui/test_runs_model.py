@@ -11,18 +11,18 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.core.events import EventBus, RunChanged
-from app.core.jobspec import JobSpec
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runs_filter import RunsQuery, SortKey
+from app.core.queue.runstore import RunStore
 from app.core.runs_catalog import RunsCatalog
-from app.core.runs_filter import RunsQuery, SortKey
-from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui.data_worker import DataWorker
-from app.ui.event_bridge import EventBridge
-from app.ui.runs_cache import BLOCK
-from app.ui.runs_diff import plan_changes
-from app.ui.runs_model import RUN_IDS_MIME, RunsTableModel
+from app.ui.common.data_worker import DataWorker
+from app.ui.common.event_bridge import EventBridge
+from app.ui.runs.cache import BLOCK
+from app.ui.runs.diff import plan_changes
+from app.ui.runs.model import RUN_IDS_MIME, RunsTableModel
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.runs_data import fill_runs
 

@@ -16,16 +16,16 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QMainWindow
 
 from app.core.events import EventBus, PointsStored, RunChanged
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.run_edits import RunEdits
-from app.core.runs import RunState
-from app.core.runstore import RunStore
 from app.core.store import Store
-from app.ui.context import AppContext
-from app.ui.runs_actions import RunsActions, ssh_command
-from app.ui.runs_model import RUN_IDS_MIME
-from app.ui.runs_page import RunsPage, install_runs_page
-from app.ui.selftest import is_blank
+from app.ui.common.context import AppContext
+from app.ui.runs.actions import RunsActions, ssh_command
+from app.ui.runs.model import RUN_IDS_MIME
+from app.ui.runs.page import RunsPage, install_runs_page
+from app.ui.shell.selfcheck import is_blank
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.runs_data import fill_runs

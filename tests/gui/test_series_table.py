@@ -7,8 +7,8 @@ import math
 import pytest
 from PySide6.QtGui import QColor
 
-from app.core.metricstore import SeriesInfo
-from app.ui.series_table import COLUMNS, SeriesTable
+from app.core.metrics.metricstore import SeriesInfo
+from app.ui.curves.series_table import COLUMNS, SeriesTable
 
 pytestmark = pytest.mark.gui
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ui.single_instance import SingleInstance, server_name
+from app.ui.shell.single_instance import SingleInstance, server_name
 
 pytestmark = pytest.mark.gui
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FORWARD = """
 import sys
 from PySide6.QtCore import QCoreApplication
-from app.ui.single_instance import SingleInstance
+from app.ui.shell.single_instance import SingleInstance
 app = QCoreApplication([])
 sys.exit(0 if SingleInstance().try_forward(sys.argv[1:]) else 3)
 """
@@ -29,7 +29,7 @@ sys.exit(0 if SingleInstance().try_forward(sys.argv[1:]) else 3)
 PRIMARY = """
 import json, sys
 from PySide6.QtCore import QCoreApplication, QTimer
-from app.ui.single_instance import SingleInstance
+from app.ui.shell.single_instance import SingleInstance
 app = QCoreApplication([])
 inst = SingleInstance()
 assert inst.listen()

@@ -11,10 +11,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from submit_fixtures import make_world
 
-from app.core.jobspec import JobSpec
-from app.ui.selftest import is_blank
-from app.ui.submit_dialog import SubmitDialog, open_submit_dialog
-from app.ui.submit_form import ParamRow, parse_cell, read_params
+from app.core.jobs.jobspec import JobSpec
+from app.ui.shell.selfcheck import is_blank
+from app.ui.submit.dialog import SubmitDialog, open_submit_dialog
+from app.ui.submit.form import ParamRow, parse_cell, read_params
 
 pytestmark = pytest.mark.gui
 
@@ -274,7 +274,7 @@ def test_a_job_file_naming_an_unset_secret_queues_nothing(qtbot, world, tmp_path
         assert "labdeck secrets set WANDB_API_KEY" in problem
         assert not dialog.ok_button.isEnabled()
         dialog.reject()
-        from app.core.secrets import set_secret
+        from app.core.jobs.secrets import set_secret
 
         set_secret("WANDB_API_KEY", "s3cr3t-value")
         dialog = _open(qtbot, world, paths=(job,))

@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.ui.selftest import is_blank
-from app.ui.theme import PLOT_COLORS, ThemeManager, install_theme
+from app.ui.shell.selfcheck import is_blank
+from app.ui.shell.theme import PLOT_COLORS, ThemeManager, install_theme
 from tests.harness.notify_fixtures import make_world
 
 pytestmark = pytest.mark.gui

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QTableView
 
-from app.ui.window_state import remember, save_now, settings_path
+from app.ui.shell.window_state import remember, save_now, settings_path
 
 pytestmark = pytest.mark.gui
 

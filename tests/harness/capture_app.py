@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.core.dispatcher import DispatchOptions
 from app.core.events import HostChanged
-from app.core.ingest import IngestOptions
+from app.core.hosts.cluster import ClusterMonitor
 from app.core.lab import Lab, known_hosts
+from app.core.metrics.ingest import IngestOptions
+from app.core.metrics.tailwatch import WatchOptions
+from app.core.queue.dispatcher import DispatchOptions
 from app.core.store import Store
-from app.core.tailwatch import WatchOptions
 from ssh_backend.connect import Timeouts
 from ssh_backend.events import Session, SessionListener
 from ssh_backend.factory import open_session

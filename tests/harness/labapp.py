@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.core.runs import Run, RunState
-from app.core.runstore import RunStore
+from app.core.queue.runs import Run, RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.hostkeys import KnownHosts
 from ssh_backend.hostspec import HostSpec

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.core.jobspec import JobSpec
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.harness.file_keyring import BACKEND, ENV_VAR
 

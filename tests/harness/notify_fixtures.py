@@ -8,16 +8,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.cluster import ClusterMonitor
 from app.core.events import EventBus, RunChanged
+from app.core.hosts.cluster import ClusterMonitor
 from app.core.lab import Lab
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
 from app.core.notify_events import NotifyEvent
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.ui.context import AppContext
-from app.ui.main_window import MainWindow
+from app.ui.common.context import AppContext
+from app.ui.shell.main_window import MainWindow
 from tests.harness.gui_fakes import FakeLab, bring_online, idle_reading, spec
 from tests.harness.run_fixtures import add_points, key_of, start_run, training_curves
 

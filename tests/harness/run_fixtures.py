@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.jobspec import JobSpec
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
 

@@ -12,8 +12,8 @@ import random
 import time
 from pathlib import Path
 
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
+from app.core.jobs.jobspec import JobSpec
+from app.core.queue.runs import RunState
 from app.core.store import Store
 
 HOSTS = ("gpu-a", "gpu-b", "gpu-c", "dgx-01", "dgx-02")

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from app.core.ingest import IngestOptions
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.metrics.ingest import IngestOptions
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from ssh_backend.states import HostState
 from tests.conftest import Lab
 from tests.harness.capture_app import INGEST, CaptureApp, norm, submit_job

@@ -11,9 +11,9 @@ import re
 import time
 
 from app.cli.gpus_cmd import render_table
-from app.core.cluster import HostView
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
+from app.core.hosts.cluster import HostView
+from app.core.jobs.jobspec import JobSpec
+from app.core.queue.runs import RunState
 from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.protocol import (
     GpuProcess,

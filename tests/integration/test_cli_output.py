@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
+from app.core.jobs.jobspec import JobSpec
+from app.core.queue.runs import RunState
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.labcli import REPO, StoreCli
 

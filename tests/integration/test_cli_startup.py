@@ -66,6 +66,6 @@ def test_the_check_sees_what_a_command_imports(labdeck: LabCli) -> None:
 
 def test_serve_poll_default_is_the_dispatchers() -> None:
     # Written out in serve_cmd so that its parser needs no dispatcher.
-    from app.core.dispatcher import DispatchOptions
+    from app.core.queue.dispatcher import DispatchOptions
 
     assert serve_cmd.DEFAULT_POLL_S == DispatchOptions().poll_s

@@ -13,8 +13,8 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from app.core.notify_events import NotifySettings
-from app.core.runs import RunState
-from app.ui.notifications import install_notifications
+from app.core.queue.runs import RunState
+from app.ui.notify.notifications import install_notifications
 from tests.harness.notify_fixtures import make_world
 from tests.harness.run_fixtures import training_curves
 

@@ -14,9 +14,9 @@ import pytest
 
 from app.core.demo import DEMO_HOSTS, OTHER_USER, first_sweep, prepare_demo
 from app.core.lab import Lab
-from app.core.metricstore import MetricStore
-from app.core.runs import Run, RunState
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import Run, RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.states import HostState
 from tests.harness.labcli import LabCli

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from tests.conftest import Lab
 from tests.harness.labapp import LabApp, base_run_id
 from tests.harness.sshd import SshdHost

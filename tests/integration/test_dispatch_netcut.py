@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from ssh_backend.runs import attempt_run_id
 from tests.conftest import Lab
 from tests.harness.labapp import LabApp, base_run_id, run_dirs

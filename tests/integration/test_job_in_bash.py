@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.jobspec import JobSpec, host_job
+from app.core.jobs.jobspec import JobSpec, host_job
 from tests.harness.shell_text import ENV_NAME, TEXT
 
 PRINTER = """import json, os, sys

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from app.cli.main import main
-from app.core.cluster import ClusterMonitor
-from app.core.dispatcher import Dispatcher
-from app.core.ingest import Ingestor
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.ingest import Ingestor
+from app.core.queue.dispatcher import Dispatcher
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from tests.harness.gpu_intervals import HostRecords, overlaps, read_host_records, sweep_file
 from tests.harness.labapp import LabApp, base_run_id, run_dirs
 from tests.harness.sshd import SshdHost, SshdLab

@@ -10,8 +10,8 @@ import json
 import math
 from typing import Any
 
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
+from app.core.jobs.jobspec import JobSpec
+from app.core.queue.runs import RunState
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.labcli import StoreCli

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.conftest import Lab
 from tests.harness.labapp import LabApp, run_dirs

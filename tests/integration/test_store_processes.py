@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.core.jobspec import JobSpec
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.harness.labcli import REPO
 from tests.harness.run_rows import integrity_ok
@@ -73,7 +73,7 @@ CLAIMER = textwrap.dedent(
     """
     import json, random, sys, time
     from pathlib import Path
-    from app.core.runstore import RunStore
+    from app.core.queue.runstore import RunStore
     from app.core.store import Store
 
     path, go, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
@@ -142,7 +142,7 @@ def test_processes_racing_for_the_same_claims_each_run_goes_to_exactly_one(
 
 WRITER = textwrap.dedent("""
     import time
-    from app.core.metricstore import MetricStore
+    from app.core.metrics.metricstore import MetricStore
     from app.core.store import Store
     from ssh_backend.protocol import MetricPoint, TailChunk
     RUNS, S, P = ("ka", "kb", "kc"), 7001, 1500

@@ -27,9 +27,9 @@ def _targets() -> dict[str, Callable[[bytes], None]]:
     import runctl
     import tfevents
 
-    from app.core.console_metrics import ConsoleSplitter, parse_line
-    from app.core.jobfile import parse_job_text
-    from app.core.jobspec import JobFileError
+    from app.core.console.parse import ConsoleSplitter, parse_line
+    from app.core.jobs.jobfile import parse_job_text
+    from app.core.jobs.jobspec import JobFileError
     from ssh_backend.config import ConfigError, resolve
     from ssh_backend.hostspec import HostSpec
     from ssh_backend.protocol import ProtocolError, decode

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.runs import FINISHED
+from app.core.queue.runs import FINISHED
 from tests.harness.labapp import LabApp
 from tests.harness.netfault import NetNamespace
 from tests.harness.nshost import start_in

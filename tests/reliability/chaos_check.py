@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.metricstore import MetricStore
-from app.core.runs import Run, RunState
-from app.core.runstore import RunStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import Run, RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.harness.labapp import base_run_id, run_dirs
 from tests.harness.sshd import SshdHost

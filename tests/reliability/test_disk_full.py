@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core.hostcalls import DispatchOptions, HostCalls, Shared
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.hostcalls import DispatchOptions, HostCalls, Shared
+from app.core.queue.runs import RunState
 from app.core.store import Store, StoreFullError
 from ssh_backend.hostspec import HostSpec
 from tests.harness.labapp import LabApp, base_run_id, run_dirs, run_record

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.core.console_metrics import ConsoleSplitter, compile_patterns, parse_line
-from app.core.jobfile import parse_job_text
-from app.core.jobspec import JobFileError, JobSpec
+from app.core.console.parse import ConsoleSplitter, compile_patterns, parse_line
+from app.core.jobs.jobfile import parse_job_text
+from app.core.jobs.jobspec import JobFileError, JobSpec
 from tests.harness import tfrecord
 from tests.harness.tb_events import write_events
 from tests.reliability.fuzz_contract import fuzz, holds, mutated, time_bound

@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt, QTimer
 
-from app.core.cluster import ClusterMonitor
-from app.core.ingest import IngestOptions, Ingestor
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.ingest import IngestOptions, Ingestor
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.ui.main_window import MainWindow
+from app.ui.shell.main_window import MainWindow
 from ssh_backend.connect import Timeouts
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import AgentOptions, HostSpec

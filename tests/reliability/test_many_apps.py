@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.runs import RunState
+from app.core.queue.runs import RunState
 from tests.conftest import Lab
 from tests.harness.gpu_intervals import overlaps, read_host_records, sweep_file
 from tests.harness.labapp import LabApp

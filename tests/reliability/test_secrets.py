@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app.core.runs import Run, RunState
+from app.core.queue.runs import Run, RunState
 from ssh_backend.connect import Timeouts
 from ssh_backend.runs import LaunchRequest, launch, reconcile
 from ssh_backend.session import HostSession

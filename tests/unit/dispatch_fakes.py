@@ -16,12 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.core.cluster import ClusterMonitor
-from app.core.dispatcher import Dispatcher, DispatchOptions
 from app.core.events import RunChanged
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.jobs.jobspec import JobSpec
+from app.core.queue.dispatcher import Dispatcher, DispatchOptions
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import AgentOptions, HostSpec

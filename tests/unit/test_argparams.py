@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.argparams import (
+from app.core.jobs.argparams import (
     ScriptArg,
     apply_params,
     convert_value,

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from app.core.console_metrics import parse_line
+from app.core.console.parse import parse_line
 
 CORPUS = Path(__file__).parents[1] / "corpus" / "console_lines.jsonl"
 Point = tuple[str, int | None, float]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.console_metrics import (
+from app.core.console.parse import (
     MAX_LINE_BYTES,
     ConsoleSplitter,
     compile_patterns,
@@ -19,9 +19,9 @@ from app.core.console_metrics import (
     parse_lines,
     pattern_problems,
 )
-from app.core.console_reading import is_noise
-from app.core.jobfile import parse_job_text
-from app.core.jobspec import JobFileError, JobSpec
+from app.core.console.reading import is_noise
+from app.core.jobs.jobfile import parse_job_text
+from app.core.jobs.jobspec import JobFileError, JobSpec
 
 
 def same(a: list[tuple[str, int | None, float]], b: list[tuple[str, int | None, float]]) -> bool:

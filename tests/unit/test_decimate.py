@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.core.decimate import decimate, sample_columns
+from app.core.metrics.decimate import decimate, sample_columns
 
 
 def as_pairs(x: np.ndarray, y: np.ndarray) -> set[tuple[float, float]]:

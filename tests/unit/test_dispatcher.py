@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from dispatch_fakes import FAST, Rig, wait_for
 
-from app.core.dispatcher import Dispatcher
-from app.core.runs import RunState
+from app.core.queue.dispatcher import Dispatcher
+from app.core.queue.runs import RunState
 from app.core.store import Store
 from ssh_backend.states import HostState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.fairshare import demand_of, lab_state, water_fill
+from app.core.queue.fairshare import demand_of, lab_state, water_fill
 from ssh_backend.labboard import Board, Demand, LeaseHolder, decode
 
 

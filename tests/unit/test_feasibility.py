@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.cli.main import main
-from app.core.feasibility import HostFacts, host_facts, impossible
-from app.core.runstore import RunStore
+from app.core.jobs.feasibility import HostFacts, host_facts, impossible
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.hostspec import AgentOptions, HostSpec
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.core.metricstore import MetricStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.metrics.metricstore import MetricStore
 from app.core.store import Store
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec

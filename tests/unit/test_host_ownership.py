@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from app.core.cluster import ClusterMonitor
-from app.core.ingest import IngestOptions, Ingestor
-from app.core.jobspec import JobSpec
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.ingest import IngestOptions, Ingestor
+from app.core.metrics.tailwatch import WatchOptions
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
-from app.core.tailwatch import WatchOptions
 from ssh_backend.events import SessionListener
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.protocol import MetricPoint, TailChunk

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.hosts import (
+from app.core.hosts.registry import (
     ConfigHost,
     check_key_file,
     describe_target,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.core.cluster import ClusterMonitor
+from app.core.hosts.cluster import ClusterMonitor
 from ssh_backend.hostspec import HostSpec
 from tests.unit.dispatch_fakes import FakeSession
 

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.feasibility import HostFacts
-from app.core.jobfile import (
+from app.core.jobs.feasibility import HostFacts
+from app.core.jobs.jobfile import (
     KEYS,
     MAX_JOB_FILE_BYTES,
     is_job_file,
@@ -22,7 +22,7 @@ from app.core.jobfile import (
     parse_memory_mib,
     specs_from_mapping,
 )
-from app.core.jobspec import JobFileError, JobSpec
+from app.core.jobs.jobspec import JobFileError, JobSpec
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.feasibility import HostFacts
-from app.core.jobspec import (
+from app.core.jobs.feasibility import HostFacts
+from app.core.jobs.jobspec import (
     JobFileError,
     JobSpec,
     SnapshotError,
@@ -24,7 +24,7 @@ from app.core.jobspec import (
     spec_from_script,
     validate,
 )
-from app.core.snapshot import MAX_SNAPSHOT_BYTES
+from app.core.jobs.snapshot import MAX_SNAPSHOT_BYTES
 from tests.harness.shell_text import ENV_NAME, TEXT
 
 PARAM_VALUE = st.one_of(TEXT, st.integers(-(2**53), 2**53), st.booleans(), st.none(),

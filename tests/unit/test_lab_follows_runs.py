@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from app.core.cluster import ClusterMonitor
 from app.core.events import RunChanged
-from app.core.jobspec import JobSpec
+from app.core.hosts.cluster import ClusterMonitor
+from app.core.jobs.jobspec import JobSpec
 from app.core.lab import Lab
-from app.core.runstore import RunStore
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.hostspec import HostSpec
 

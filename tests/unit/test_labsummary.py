@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from app.core.cluster import HostView
-from app.core.labsummary import IDLE_AFTER_S, idle_text, lab_summary
+from app.core.hosts.cluster import HostView
+from app.core.queue.labsummary import IDLE_AFTER_S, idle_text, lab_summary
 from ssh_backend.hostspec import HostSpec
 from ssh_backend.labboard import Board, LeaseHolder, Usage
 from ssh_backend.protocol import GpuReading, Sample

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.core import consolelog, schema, seriesblob
+from app.core import schema
 from app.core import store as store_mod
-from app.core.metricstore import MetricStore
+from app.core.metrics import consolelog, seriesblob
+from app.core.metrics.metricstore import MetricStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
 from tests.harness.run_rows import integrity_ok

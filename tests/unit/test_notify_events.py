@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.jobspec import JobSpec
-from app.core.metricstore import MetricStore, SeriesInfo
+from app.core.jobs.jobspec import JobSpec
+from app.core.metrics.metricstore import MetricStore, SeriesInfo
 from app.core.notify_events import (
     GPUS_FREE,
     RUN_STALLED,
@@ -26,8 +26,8 @@ from app.core.notify_events import (
     read_finished,
     save_settings,
 )
-from app.core.runs import RunState
-from app.core.runstore import RunStore
+from app.core.queue.runs import RunState
+from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from ssh_backend.protocol import MetricPoint, TailChunk
 

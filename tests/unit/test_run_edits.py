@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.core.metricstore import MetricStore
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runs_filter import RunsQuery
+from app.core.queue.runstore import RunStore
 from app.core.run_edits import Annotations, RunEdits
-from app.core.runs import RunState
 from app.core.runs_catalog import RunsCatalog
-from app.core.runs_filter import RunsQuery
-from app.core.runstore import RunStore
 from app.core.store import Store
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.core.metricstore import MetricStore
-from app.core.runs import RunState
+from app.core.metrics.metricstore import MetricStore
+from app.core.queue.runs import RunState
+from app.core.queue.runs_filter import HOST_RUN_ID_SQL, RunsQuery, SortKey
+from app.core.queue.runstore import RunStore
 from app.core.runs_catalog import CHUNK, RunsCatalog
-from app.core.runs_filter import HOST_RUN_ID_SQL, RunsQuery, SortKey
-from app.core.runstore import RunStore
 from app.core.store import Store
 
 Q, L, R = RunState.QUEUED, RunState.LAUNCHING, RunState.RUNNING

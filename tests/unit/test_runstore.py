@@ -15,8 +15,8 @@ import pytest
 
 from app.core import schema
 from app.core import store as store_mod
-from app.core.runs import RUN_ID_RE, Run, RunState, TransitionError
-from app.core.runstore import RunNotFoundError, RunStateError, RunStore
+from app.core.queue.runs import RUN_ID_RE, Run, RunState, TransitionError
+from app.core.queue.runstore import RunNotFoundError, RunStateError, RunStore
 from app.core.store import Store
 from ssh_backend.hostspec import HostSpec
 

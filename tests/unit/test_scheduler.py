@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.cluster import HostView
-from app.core.runs import Run, RunState
-from app.core.scheduler import Placement, Policy, explain, free_gpus, plan
+from app.core.hosts.cluster import HostView
+from app.core.queue.runs import Run, RunState
+from app.core.queue.scheduler import Placement, Policy, explain, free_gpus, plan
 from ssh_backend.hostspec import AgentOptions, HostSpec
 from ssh_backend.protocol import GpuProcess, GpuReading, GpuStatic, Hello, Sample
 from ssh_backend.states import HostState
@@ -374,7 +374,7 @@ def test_plan_only_ever_uses_free_gpus_once_and_whole(
 
 
 def test_the_lab_quota_limits_placement_and_is_the_reason_given() -> None:
-    from app.core.fairshare import LabState
+    from app.core.queue.fairshare import LabState
 
     hosts = [view("a", 4)]
     # The lab policy lets alice hold 2 GPUs on "a"; she holds 1 there already.

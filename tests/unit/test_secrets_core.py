@@ -1,4 +1,4 @@
-"""Run secrets: names in specs and job files, values in the keyring (app.core.secrets).
+"""Run secrets: names in specs and job files, values in the keyring (app.core.jobs.secrets).
 
 The keyring is a real backend class (tests/harness/file_keyring.py) keeping values in a
 0600 file under the test's tmp dir. ``labdeck secrets`` and runctl → wrapper as real
@@ -16,9 +16,9 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from app.core import secrets
-from app.core.jobfile import parse_job_text
-from app.core.jobspec import JobFileError, JobSpec, host_job, validate
+from app.core.jobs import secrets
+from app.core.jobs.jobfile import parse_job_text
+from app.core.jobs.jobspec import JobFileError, JobSpec, host_job, validate
 from ssh_backend.runs import LaunchRequest
 from tests.harness.file_keyring import ENV_VAR, FileKeyring
 

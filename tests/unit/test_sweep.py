@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.sweep import MAX_COMBINATIONS, SweepTooLarge, expand_grid, grid_size, sweep_name
+from app.core.jobs.sweep import MAX_COMBINATIONS, SweepTooLarge, expand_grid, grid_size, sweep_name
 
 
 def test_expands_in_written_order_last_key_fastest() -> None:

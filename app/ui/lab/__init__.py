@@ -1,0 +1,1 @@
+"""The Lab page: the lab at a glance from the hosts' lab boards."""

@@ -1,0 +1,1 @@
+"""One run's window: live curves, console, parameters and export."""

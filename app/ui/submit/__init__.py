@@ -1,0 +1,2 @@
+"""Submitting runs: the submit dialog (scripts, folders, job files,
+sweeps) and dropping files onto the window."""
