@@ -4,7 +4,7 @@ was cut.
 A workstation can be misconfigured or compromised; nothing it sends may freeze the window
 or grow this app's memory without end. ``ssh_backend.protocol`` applies the per-message
 bounds while decoding (keep the first N of a list, clip text, drop control characters);
-``app.core.metricstore`` applies the per-run bounds on metric series. Each bound sits well
+``app.core.metrics.metricstore`` applies the per-run bounds on metric series. Each bound sits well
 above what a real host produces (the agent sends at most ``tails.MAX_POINTS``, 5000,
 points a chunk), or says why not.
 """
@@ -39,7 +39,7 @@ MAX_POINTS_PER_CHUNK = 20_000
 MAX_PARAMS_PER_CHUNK = 1000
 MAX_PARAM_NAME_CHARS = 200
 MAX_PARAM_VALUE_BYTES = 16 * 1024
-# Metric series of one run, and the length of a series name (app.core.metricstore).
+# Metric series of one run, and the length of a series name (app.core.metrics.metricstore).
 MAX_SERIES_PER_RUN = 1000
 MAX_SERIES_NAME_CHARS = 200
 

@@ -26,7 +26,7 @@ from ssh_backend.events import Session
 
 RunStatusKind = Literal["running", "finished", "failed", "lost", "unknown"]
 KINDS: tuple[str, ...] = ("running", "finished", "failed", "lost", "unknown")
-# Same alphabet as app.core.runs.RUN_ID_RE and agent/rundir.py: run ids name host folders.
+# Same alphabet as app.core.queue.runs.RUN_ID_RE and agent/rundir.py: run ids name host folders.
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,63}$")
 _ATTEMPT_SUFFIX = re.compile(r"-a[0-9]+$")
 # runctl waits up to 5 s for the wrapper to start the job; this covers that and a slow link.
