@@ -16,6 +16,8 @@ from ssh_backend.session import HostSession
 from tests.harness.labcli import StoreCli
 from tests.harness.recorder import Recorder, SessionFactory
 from tests.harness.runhost import RunHost
+from tests.harness.slurm import SlurmCluster
+from tests.harness.slurm import available as slurm_unavailable
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +67,14 @@ def host(tmp_path: Path) -> Iterator[RunHost]:
     made = RunHost(tmp_path)
     yield made
     made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real one-node Slurm with 4 GPUs (tests.harness.slurm) for a test module; skipped
+    where it cannot run (not root, Slurm not installed)."""
+    why = slurm_unavailable()
+    if why:
+        pytest.skip(why)
+    with SlurmCluster(gpus=4) as made:
+        yield made

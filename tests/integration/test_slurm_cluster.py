@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.slurm import SlurmCluster, available
+from tests.harness.slurm import SlurmCluster
 
 pytestmark = [pytest.mark.slow]
 
@@ -20,12 +19,8 @@ JOB = ("echo start $(date +%s.%N) CVD=$CUDA_VISIBLE_DEVICES; sleep 3; "
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[SlurmCluster]:
-    why = available()
-    if why:
-        pytest.skip(why)
-    with SlurmCluster(gpus=4) as made:
-        yield made
+def cluster(slurm_cluster: SlurmCluster) -> SlurmCluster:
+    return slurm_cluster
 
 
 def job_state(cluster: SlurmCluster, job_id: str) -> dict[str, str]:

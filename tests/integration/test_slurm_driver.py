@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness.runhost import AGENT_DIR
-from tests.harness.slurm import GPU_TYPE, SlurmCluster, available
+from tests.harness.slurm import GPU_TYPE, SlurmCluster
 
 sys.path.insert(0, str(AGENT_DIR))
 import slurm
@@ -33,12 +32,8 @@ sys.exit(int(open(os.path.join(folder, "code")).read()))
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[SlurmCluster]:
-    why = available()
-    if why:
-        pytest.skip(why)
-    with SlurmCluster(gpus=4) as made:
-        yield made
+def cluster(slurm_cluster: SlurmCluster) -> SlurmCluster:
+    return slurm_cluster
 
 
 def submit(cluster: SlurmCluster, tmp: Path, name: str, gpus: int, sleep: float,
