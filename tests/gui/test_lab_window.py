@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +19,9 @@ from app.ui.shell.features import Features
 from app.ui.shell.main import open_lab_window
 from app.ui.shell.main_window import MainWindow
 from ssh_backend.states import HostState
+from tests.harness.labcli import LabCli
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(120)]
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _kill_under(root: Path) -> None:
@@ -42,10 +40,7 @@ def _kill_under(root: Path) -> None:
 
 def labdeck(*args: str) -> str:
     """The real CLI in a process of its own, with this test's LABDECK_HOME and HOME."""
-    result = subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=os.environ,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return LabCli.of_this_process().ok(*args)
 
 
 def record_stops(lab: Lab) -> list[str]:

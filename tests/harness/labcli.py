@@ -45,6 +45,20 @@ class LabCli:
                     **(env or {})}
         self.timeout = timeout
 
+    @classmethod
+    def of_this_process(cls, timeout: float = 60) -> LabCli:
+        """The CLI over this process's LABDECK_HOME and HOME (a test that set them and
+        opens the same store in-process)."""
+        home, user = Path(os.environ["LABDECK_HOME"]), Path(os.environ["HOME"])
+        return cls(home.parent, home=home, user_home=user, inherit_env=True,
+                   timeout=timeout)
+
+    def ok(self, *args: str) -> str:
+        """Run to the end, which must be a success; its stdout."""
+        done = self(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     @property
     def store_path(self) -> Path:
         return self.home / "labdeck.sqlite3"

@@ -8,10 +8,7 @@ TFRecord writer copied beside it (the host's plain python3 has no tensorboard)."
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +19,9 @@ from app.core.queue.runs import RunState
 from app.core.queue.runstore import RunStore
 from app.core.store import Store
 from tests.harness import tfrecord
+from tests.harness.labcli import LabCli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-REPO = Path(__file__).resolve().parents[2]
 
 TRAIN = """
 import os, socket, time
@@ -57,10 +54,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def labdeck(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=os.environ,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return LabCli.of_this_process(timeout=120).ok(*args)
 
 
 def test_curves_from_event_files_wherever_the_script_writes_them(home: Path) -> None:

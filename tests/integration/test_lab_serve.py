@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +20,9 @@ from app.core.queue.dispatcher import Dispatcher
 from app.core.queue.runs import RunState
 from app.core.queue.runstore import RunStore
 from app.core.store import Store
+from tests.harness.labcli import REPO, LabCli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -35,9 +34,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def labdeck(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=os.environ,
-                          capture_output=True, text=True, timeout=60, check=True)
+def labdeck(*args: str) -> str:
+    return LabCli.of_this_process().ok(*args)
 
 
 def add_sim_host(name: str) -> None:
@@ -63,7 +61,7 @@ def test_serve_stops_dispatcher_then_ingestor_then_monitor(
 
 def test_serve_gives_runs_to_a_host_added_while_it_serves(home: Path) -> None:
     add_sim_host("sim1")
-    serve = subprocess.Popen([sys.executable, "-m", "app", "serve", "--poll", "0.5"],
+    serve = subprocess.Popen(LabCli.of_this_process().command("serve", "--poll", "0.5"),
                              cwd=REPO, env=os.environ, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
@@ -73,7 +71,7 @@ def test_serve_gives_runs_to_a_host_added_while_it_serves(home: Path) -> None:
         add_sim_host("sim2")
         script = home / "hello.py"
         script.write_text("print('hello from sim2')\n")
-        (run_id,) = labdeck("submit", str(script), "--host", "sim2").stdout.split()
+        (run_id,) = labdeck("submit", str(script), "--host", "sim2").split()
         with Store.open() as store:
             runs = RunStore(store)
             deadline = time.monotonic() + 60
