@@ -270,3 +270,29 @@ def test_damaged_real_files_only_warn(real_file: bytes, data: st.DataObject) -> 
     assert batch.end <= len(damaged)
     for point in batch.points:
         assert isinstance(point[0], str) and isinstance(point[3], float)
+
+
+def test_tensorboardx_files_read_as_tensorboard_reads_them(tmp_path: Path) -> None:
+    """A real tensorboardX SummaryWriter (what many scripts use): NaN, infinities and
+    steps beyond 2**31 come out exactly as TensorBoard's own EventAccumulator reads them."""
+    tensorboardx = pytest.importorskip("tensorboardX")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    writer = tensorboardx.SummaryWriter(str(tmp_path))
+    values = [0.5, float("nan"), float("inf"), -float("inf"), 1e-30, 3.25]
+    for i, value in enumerate(values):
+        writer.add_scalar("loss", value, 2**31 + i * 1000)
+        writer.add_scalar("train/acc", i / 10, i)
+    writer.close()
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    batch = read_all(path.read_bytes())
+    assert batch.warnings == []
+    ours = sorted((p[0], p[1], p[3]) for p in batch.points)
+    accumulator = EventAccumulator(str(path))
+    accumulator.Reload()
+    theirs = sorted((tag, e.step, e.value) for tag in accumulator.Tags()["scalars"]
+                    for e in accumulator.Scalars(tag))
+    assert len(ours) == len(theirs) == 2 * len(values)
+    for (tag, step, value), (t_tag, t_step, t_value) in zip(ours, theirs, strict=True):
+        assert (tag, step) == (t_tag, t_step)
+        assert value == t_value or (math.isnan(value) and math.isnan(t_value))
