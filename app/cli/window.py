@@ -69,6 +69,7 @@ def open_window(files: list[str] | None = None) -> int:
     def on_window(window: MainWindow, features: Features) -> None:
         if instance.listen():
             instance.received.connect(features.queue_files)
+            log.info("taking files from later calls of labdeck")
         features.queue_files(files)
 
     return run_gui(sys.argv[:1], open_lab, on_window)

@@ -7,6 +7,7 @@ decides the order and how they reach each other.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from app.ui.shell.window_state import remember
 from app.ui.submit.dialog import open_submit_dialog
 from app.ui.submit.drop_submit import DropSubmitter, install_drop_submit
 
+log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Features:
@@ -42,6 +44,7 @@ class Features:
         its arguments over): the submit dialog, pre-filled, as if they had been dropped."""
         files = [Path(a) for a in argv if not a.startswith("-")]
         if files:
+            log.info("%d file(s) for the submit dialog", len(files))
             self.drops.open_dialog(files)
 
 
