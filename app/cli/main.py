@@ -140,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
+        # One Ctrl-C ends the command: another one while it winds down (threads
+        # stopping, the interpreter exiting) must not turn the exit into a death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         warn("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:
