@@ -8,12 +8,12 @@ defaults for plots made later and a new background/axis colour for the ones that
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from app.ui.common.context import AppContext
 from app.ui.common.data_worker import DataWorker
@@ -111,9 +111,19 @@ class ThemeManager(QObject):
             self.apply()
 
 
+def shown_widgets() -> Iterator[QWidget]:
+    """The widgets of the windows on screen. A closed window may be waiting for its
+    deferred deletion, and touching its widgets then can crash; a window shown again
+    later takes the theme's colours the next time the theme applies."""
+    for top in QApplication.topLevelWidgets():
+        if top.isVisible():
+            yield top
+            yield from top.findChildren(QWidget)
+
+
 def restyle_widgets() -> None:
     """Style sheets resolve ``palette(role)`` when they are set: set them again."""
-    for widget in QApplication.allWidgets():
+    for widget in list(shown_widgets()):
         sheet = widget.styleSheet()
         if sheet:
             widget.setStyleSheet(sheet)
@@ -124,7 +134,7 @@ def redim_labels(old: QColor) -> None:
     GPU tiles) keep it: move them to the new theme's placeholder colour."""
     new = QApplication.palette().color(QPalette.ColorRole.PlaceholderText)
     role = QPalette.ColorRole.WindowText
-    for widget in QApplication.allWidgets():
+    for widget in list(shown_widgets()):
         if (isinstance(widget, QLabel) and widget.testAttribute(Qt.WidgetAttribute.WA_SetPalette)
                 and widget.palette().color(role) == old):
             pal = widget.palette()
