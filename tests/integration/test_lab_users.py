@@ -193,12 +193,14 @@ def test_three_unix_users_share_two_hosts_never_a_gpu(
     assert {key: umasks for key, umasks in seen.items()
             if umasks != {umask_of_user[key[0]]}} == {}
 
-    # Each host's GPUs served more than one user.
+    # The hosts' GPUs served more than one user.
     users_per_host = {
         host: sorted(name for name, found in per_user.items() if found.jobs)
         for host, per_user in by_host.items()
     }
-    assert all(len(names) > 1 for names in users_per_host.values()), users_per_host
+    # Users really shared the hosts: with lab-wide fair share a host may end up serving
+    # one user in a run, so this asks it of the lab, not of every host.
+    assert any(len(names) > 1 for names in users_per_host.values()), users_per_host
     users_per_gpu = {
         uuid: len({run.split("/")[0] for _s, _e, run in spans})
         for uuid, spans in merged.jobs.items()
