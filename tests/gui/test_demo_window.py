@@ -5,8 +5,6 @@ runs page opens one in a run window, and Enter on three opens their comparison."
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -24,22 +22,11 @@ from app.ui.compare import window as compare_window
 from app.ui.run_window import window as run_window
 from app.ui.shell.features import install_features
 from app.ui.shell.main_window import MainWindow
+from tests.harness.kill_under import kill_under
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(150)]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
-
-def _kill_under(root: Path) -> None:
-    """Every process whose HOME lies under ``root`` (agents, runs, the other user)."""
-    needle = f"HOME={root}".encode()
-    for env in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if any(v.startswith(needle) for v in env.read_bytes().split(b"\0")):
-                pid = int(env.parent.name)
-                if pid != os.getpid():
-                    os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
 @pytest.fixture
@@ -70,7 +57,7 @@ def demo(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         services.stop()
         lab.stop()
         store.close()
-        _kill_under(tmp_path)
+        kill_under(tmp_path)
 
 
 def _finished(ctx: AppContext) -> list[str]:

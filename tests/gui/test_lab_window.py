@@ -5,8 +5,6 @@ window and gets runs."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,23 +17,11 @@ from app.ui.shell.features import Features
 from app.ui.shell.main import open_lab_window
 from app.ui.shell.main_window import MainWindow
 from ssh_backend.states import HostState
+from tests.harness.kill_under import kill_under
 from tests.harness.labcli import LabCli
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(120)]
 
-
-def _kill_under(root: Path) -> None:
-    """Every process whose HOME lies under ``root`` (agents, runs), should one outlive the
-    test that started it."""
-    needle = f"HOME={root}".encode()
-    for env in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if any(v.startswith(needle) for v in env.read_bytes().split(b"\0")):
-                pid = int(env.parent.name)
-                if pid != os.getpid():
-                    os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
 
 
 def labdeck(*args: str) -> str:
@@ -77,7 +63,7 @@ def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         win.bridge.detach()
         win.cluster_view.stop()
         lab.close()
-        _kill_under(home)
+        kill_under(home)
 
 
 def online(lab: Lab, name: str) -> bool:
